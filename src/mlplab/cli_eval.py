@@ -1,0 +1,57 @@
+"""Commands that rebuild reports from saved results: ``mlplab report`` and ``mlplab compare``.
+
+Both read run folders only; nothing is retrained. Errors are :class:`mlplab.errors.MlplabError`
+subclasses, printed as one line by :func:`mlplab.cli.main`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder holding metrics.json (and history.csv, predictions.npz, ...).")],
+) -> None:
+    """Rebuild a run's figures and its report.md / report.html from the saved results (no retraining)."""
+    from rich.console import Console
+
+    from mlplab.report import write_run_figures, write_run_report
+
+    figures = write_run_figures(run_dir)
+    md, page = write_run_report(run_dir, figures=False)
+    console = Console(highlight=False)
+    console.print(f"figures: {len(figures)} written to {run_dir / 'figures'}")
+    console.print(f"report:  {md}")
+    console.print(f"html:    {page}")
+
+
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for comparison.md and comparison.png.")] = Path("comparison"),
+) -> None:
+    """Print a side-by-side table of the runs' test metrics and write the comparison figure."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mlplab.report import COMPARE_COLUMNS, compare_runs, format_comparison_cell, write_comparison
+
+    rows = compare_runs(run_dirs)
+    table = Table(title="Run comparison (test set)")
+    for key, label in COMPARE_COLUMNS:
+        table.add_column(label, justify="left" if key in ("run", "model", "dataset") else "right")
+    for row in rows:
+        table.add_row(*(format_comparison_cell(k, row[k]) for k, _ in COMPARE_COLUMNS))
+    paths = write_comparison(run_dirs, out)
+    console = Console(highlight=False)
+    console.print(table)
+    for p in paths:
+        console.print(f"wrote {p}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``report`` and ``compare`` to the ``mlplab`` command line."""
+    app.command("report")(report)
+    app.command("compare")(compare)

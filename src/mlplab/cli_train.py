@@ -1,0 +1,328 @@
+"""``mlplab train``, ``evaluate``, ``predict`` and ``gradcheck``."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import typer
+
+from mlplab.errors import ConfigError, MlplabError, TrainingInterrupted
+
+
+def _parse_kv(items: list[str] | None, option: str) -> dict[str, Any]:
+    """``["std=0.1", "a=b"]`` -> ``{"std": 0.1, "a": "b"}`` (numbers and booleans parsed)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{option} {item!r}: expected KEY=VALUE")
+        key, raw = item.split("=", 1)
+        out[key.strip()] = _scalar(raw.strip())
+    return out
+
+
+def _scalar(raw: str) -> Any:
+    low = raw.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _parse_hidden(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    text = text.strip()
+    if text in ("", "none", "[]"):
+        return []
+    try:
+        sizes = [int(part) for part in text.replace("-", ",").split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--hidden {text!r}: expected comma-separated integers, e.g. 500,500") from None
+    if any(s < 1 for s in sizes):
+        raise ConfigError(f"--hidden {text!r}: every hidden size must be >= 1")
+    return sizes
+
+
+class _Progress:
+    """A rich progress bar over epochs showing loss and accuracy (stderr, hidden when quiet)."""
+
+    def __init__(self, total: int, quiet: bool):
+        from mlplab.training import Callback
+
+        self.quiet = quiet
+        self.total = total
+        self._bar = None
+        outer = self
+
+        class _CB(Callback):
+            def on_train_begin(self, trainer):
+                outer.start(trainer.epochs_done)
+
+            def on_epoch_end(self, trainer, logs):
+                outer.update(logs)
+
+            def on_train_end(self, trainer):
+                outer.stop()
+
+        self.callback = _CB()
+
+    def start(self, done: int) -> None:
+        if self.quiet:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
+                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                             console=Console(stderr=True), transient=False)
+        self._bar.start()
+        self._task = self._bar.add_task("train", total=self.total, completed=done, info="")
+
+    def update(self, logs: dict[str, Any]) -> None:
+        if self._bar is None:
+            return
+        info = f"loss {logs['loss']:.4f}" if logs.get("loss") is not None else ""
+        if logs.get("accuracy") is not None:
+            info += f"  acc {logs['accuracy']:.4f}"
+        if logs.get("val_accuracy") is not None:
+            info += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
+        self._bar.update(self._task, completed=logs["epoch"], info=info)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    test, train = metrics["test"], metrics.get("train") or {}
+    table = Table(title=f"{metrics['model']} on {metrics['dataset']} ({metrics['split']})")
+    table.add_column("metric")
+    table.add_column("train", justify="right")
+    table.add_column("test", justify="right")
+
+    def f(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
+                       ("log_loss", "log-loss"), ("roc_auc_ovr_macro", "ROC AUC (macro OvR)"),
+                       ("roc_auc_ovo_macro", "ROC AUC (macro OvO)"), ("majority_baseline", "majority baseline")):
+        table.add_row(label, f(train.get(key)), f(test.get(key)))
+    inf = metrics.get("inference") or {}
+    console = Console()
+    console.print(table)
+    if metrics.get("training_time_s") is not None:
+        console.print(f"training time {metrics['training_time_s']:.2f} s over {metrics.get('epochs_run')} epochs")
+    whole = inf.get("all")
+    if isinstance(whole, dict) and whole.get("median_s") is not None:
+        console.print(f"inference on the {whole.get('rows')} test rows: {whole['median_s']:.4f} s (median of {whole.get('repeats')}), "
+                      f"{whole.get('samples_per_second', 0):,.0f} samples/s")
+    if metrics.get("stop_reason"):
+        console.print(metrics["stop_reason"])
+    console.print(f"run folder: {out}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def train(
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file ([data], [model], [training])."),
+        dataset: Optional[str] = typer.Option(None, help="mnist, fashion-mnist, digits, or a folder of IDX files."),
+        data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset (else $MLPLAB_DATA_DIR)."),
+        split: Optional[str] = typer.Option(None, help="canonical, stratified (all samples) or textbook (55k/5k/10k)."),
+        test_fraction: Optional[float] = typer.Option(None, help="Test fraction of a stratified split."),
+        split_seed: Optional[int] = typer.Option(None, help="Seed of the split."),
+        scaling: Optional[str] = typer.Option(None, help="unit [0,1], symmetric [-1,1], standard or none."),
+        validation_fraction: Optional[float] = typer.Option(None, help="Stratified validation fraction of the training set."),
+        max_train_samples: Optional[int] = typer.Option(None, help="Train on a stratified subset of this size."),
+        hidden: Optional[str] = typer.Option(None, help="Hidden layer sizes, e.g. 500,500 ('none' for no hidden layer)."),
+        hidden_activation: Optional[str] = typer.Option(None, help="identity, sigmoid, tanh, relu, leaky_relu, softmax."),
+        output_activation: Optional[str] = typer.Option(None, help="Output activation (softmax for cross_entropy)."),
+        loss: Optional[str] = typer.Option(None, help="mse, cross_entropy or binary_cross_entropy."),
+        init: Optional[str] = typer.Option(None, help="normal, standard_normal, uniform, zeros, glorot, he."),
+        init_param: Optional[list[str]] = typer.Option(None, help="Initialiser parameter KEY=VALUE (e.g. std=0.1); repeatable."),
+        dropout: Optional[float] = typer.Option(None, help="Dropout rate after each hidden layer."),
+        l2: Optional[float] = typer.Option(None, help="L2 penalty 0.5*l2*sum||W||^2."),
+        dtype: Optional[str] = typer.Option(None, help="float32 (fast) or float64."),
+        optimizer: Optional[str] = typer.Option(None, help="sgd, rmsprop or adam."),
+        lr: Optional[float] = typer.Option(None, help="Learning rate."),
+        momentum: Optional[float] = typer.Option(None, help="SGD momentum."),
+        nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum."),
+        weight_decay: Optional[float] = typer.Option(None, help="Decoupled-from-loss weight decay of the optimizer."),
+        batch_size: Optional[int] = typer.Option(None, help="Minibatch size; 0 = full batch."),
+        epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
+        schedule: Optional[str] = typer.Option(None, help="constant, step, inverse_scaling, cosine, reduce_on_plateau."),
+        schedule_param: Optional[list[str]] = typer.Option(None, help="Schedule parameter KEY=VALUE; repeatable."),
+        early_stopping: Optional[int] = typer.Option(None, help="Patience in epochs (restores the best weights)."),
+        seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and dropout."),
+        threads: Optional[int] = typer.Option(None, help="BLAS threads."),
+        train_metrics: Optional[str] = typer.Option(None, help="running, full or none."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to write (default runs/<dataset>-<time>)."),
+        resume: Optional[Path] = typer.Option(None, help="Resume an interrupted run folder."),
+        no_report: bool = typer.Option(False, "--no-report", help="Skip figures and report."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ) -> None:
+        """Train a network on a dataset, evaluate it and write a run folder."""
+        from mlplab.runs import load_config, resume_config, train_run
+
+        if resume is not None:
+            cfg = resume_config(resume)
+            out_dir = resume
+        else:
+            overrides = {
+                "data": {"dataset": dataset, "data_dir": data_dir, "split": split, "test_fraction": test_fraction,
+                         "split_seed": split_seed, "scaling": scaling, "validation_fraction": validation_fraction,
+                         "max_train_samples": max_train_samples},
+                "model": {"hidden": _parse_hidden(hidden), "hidden_activation": hidden_activation,
+                          "output_activation": output_activation, "loss": loss, "init": init,
+                          "init_params": _parse_kv(init_param, "--init-param") or None, "dropout": dropout,
+                          "l2": l2, "dtype": dtype},
+                "training": {"optimizer": optimizer, "lr": lr, "momentum": momentum, "nesterov": nesterov,
+                             "weight_decay": weight_decay, "batch_size": batch_size, "epochs": epochs,
+                             "schedule": schedule, "schedule_params": _parse_kv(schedule_param, "--schedule-param") or None,
+                             "early_stopping_patience": early_stopping, "seed": seed, "threads": threads,
+                             "train_metrics": train_metrics},
+            }
+            cfg = load_config(config, overrides)
+            if out is None:
+                import time as _t
+
+                out = Path("runs") / f"{Path(str(cfg['data']['dataset'])).name}-{_t.strftime('%Y%m%d-%H%M%S')}"
+            out_dir = out
+        progress = _Progress(cfg["training"]["epochs"], quiet)
+        holder: dict[str, Any] = {}
+
+        def hook(trainer):
+            holder["trainer"] = trainer
+
+            def handler(signum, frame):
+                trainer.interrupt_requested = True
+
+            signal.signal(signal.SIGINT, handler)
+            signal.signal(signal.SIGTERM, handler)
+
+        try:
+            metrics = train_run(cfg, out_dir, callbacks=[progress.callback], trainer_hook=hook,
+                                resume=resume is not None, report=not no_report)
+        except TrainingInterrupted as exc:
+            progress.stop()
+            raise TrainingInterrupted(f"{exc}; checkpoint written to {out_dir}/checkpoint.npz; "
+                                      f"continue with: mlplab train --resume {out_dir}") from None
+        finally:
+            progress.stop()
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _print_metrics(metrics, out_dir)
+
+    @app.command()
+    def evaluate(
+        model: Path = typer.Argument(..., help="Model file (.npz) written by mlplab."),
+        dataset: str = typer.Option("mnist", help="Dataset to evaluate on (its test split)."),
+        data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset."),
+        split: str = typer.Option("canonical", help="canonical, stratified or textbook: the test part is used."),
+        test_fraction: float = typer.Option(0.3, help="Test fraction of a stratified split."),
+        split_seed: int = typer.Option(123, help="Seed of a stratified split."),
+        out: Path = typer.Option(..., "--out", "-o", help="Folder to write the evaluation into."),
+        no_report: bool = typer.Option(False, "--no-report", help="Skip figures and report."),
+    ) -> None:
+        """Evaluate a saved model on a dataset's test split and write metrics, figures and a report."""
+        from mlplab.data.preprocessing import Scaler
+        from mlplab.runs import check_out_dir, evaluate_into, prepare_data, write_report
+        from mlplab.serialization import load_model
+
+        mf = load_model(model)
+        check_out_dir(out)
+        cfg = {"data": {"dataset": dataset, "data_dir": data_dir, "split": split, "test_fraction": test_fraction,
+                        "split_seed": split_seed, "scaling": "none", "validation_fraction": 0.0,
+                        "max_train_samples": None},
+               "model": {"dtype": mf.net.dtype.name}}
+        data = prepare_data(cfg)
+        if data.X_test.shape[1] != mf.net.sizes[0]:
+            raise ConfigError(f"{model}: the model expects {mf.net.sizes[0]} input features but dataset "
+                              f"{dataset!r} has {data.X_test.shape[1]}")
+        if len(data.class_names) != max(mf.net.sizes[-1], 2):
+            raise ConfigError(f"{model}: the model has {mf.net.sizes[-1]} outputs but dataset {dataset!r} "
+                              f"has {len(data.class_names)} classes")
+        scaler = Scaler.from_dict(mf.preprocessing.get("scaler", {"kind": "none"}), mf.extra_arrays)
+        data.X_test = scaler.transform(data.test_images, dtype=mf.net.dtype)
+        data.X_train = scaler.transform(data.X_train, dtype=mf.net.dtype)  # was unscaled ("none")
+        metrics = evaluate_into(out, mf.net, data, {"model": mf.net.config()}, None, None)
+        if not no_report:
+            write_report(out)
+        _print_metrics(metrics, out)
+
+    @app.command()
+    def predict(
+        model: Path = typer.Argument(..., help="Model file (.npz)."),
+        images: list[Path] = typer.Argument(..., help="Picture files (PNG, JPEG, ...) of single digits."),
+        top: int = typer.Option(3, help="How many classes to show per image."),
+    ) -> None:
+        """Classify your own pictures: each is converted to the model's input format first."""
+        from mlplab.data.preprocessing import Scaler
+        from mlplab.imageio import image_to_input
+        from mlplab.serialization import load_model
+
+        mf = load_model(model)
+        prep = mf.preprocessing
+        shape = tuple(prep.get("image_shape") or ())
+        if not shape:
+            side = int(round(np.sqrt(mf.net.sizes[0])))
+            if side * side != mf.net.sizes[0]:
+                raise ConfigError(f"{model}: input size {mf.net.sizes[0]} is not an image")
+            shape = (side, side)
+        pixel_max = float(prep.get("pixel_max", 255))
+        scaler = Scaler.from_dict(prep.get("scaler", {"kind": "none"}), mf.extra_arrays)
+        rows = np.stack([image_to_input(p, shape, pixel_max) for p in images])
+        proba = mf.net.predict_proba(scaler.transform(rows, dtype=mf.net.dtype))
+        names = [str(c) for c in mf.classes] or [str(i) for i in range(proba.shape[1])]
+        for path, p in zip(images, proba):
+            order = np.argsort(-p)[: max(1, top)]
+            best = ", ".join(f"{names[k]} ({p[k]:.3f})" for k in order)
+            typer.echo(f"{path}: {names[order[0]]}    [{best}]")
+
+    @app.command()
+    def gradcheck(
+        sizes: str = typer.Option("6,5,4,3", help="Layer sizes, input to output."),
+        hidden_activation: str = typer.Option("sigmoid"),
+        output_activation: str = typer.Option("sigmoid"),
+        loss: str = typer.Option("mse"),
+        l2: float = typer.Option(0.0),
+        dropout: float = typer.Option(0.0),
+        samples: int = typer.Option(8, help="Random input rows."),
+        seed: int = typer.Option(0),
+        tol: float = typer.Option(1e-6, help="Fail (exit 1) above this maximum relative error."),
+    ) -> None:
+        """Check backpropagation against central differences in float64 over every parameter."""
+        from mlplab.gradcheck import gradcheck as check
+        from mlplab.network import MLP
+
+        size_list = _parse_hidden(sizes) or []
+        if len(size_list) < 2:
+            raise ConfigError(f"--sizes {sizes!r}: give at least an input and an output size")
+        net = MLP(size_list, hidden_activation, output_activation, loss, init="glorot",
+                  dtype="float64", seed=seed, l2=l2, dropout=dropout)
+        rng = np.random.default_rng(seed)
+        for layer in net.dense_layers:  # non-zero biases: no pre-activation sits on a ReLU kink
+            layer.b[...] = rng.normal(0, 0.1, layer.b.shape)
+        X = rng.normal(size=(samples, size_list[0]))
+        y = rng.integers(0, max(size_list[-1], 2), samples)
+        result = check(net, X, y)
+        for name, err in result.per_parameter:
+            typer.echo(f"{name:>4}  max relative error {err:.3e}")
+        typer.echo(f"{net.describe()}: {result.n_checked} entries, max relative error {result.max_rel_error:.3e}")
+        if not result.passed(tol):
+            typer.echo(f"FAILED: above tolerance {tol:g}", err=True)
+            raise typer.Exit(1)
+
+
+__all__ = ["register", "MlplabError", "sys"]

@@ -1,0 +1,183 @@
+"""Training configuration: defaults, TOML files, command-line overrides, validation.
+
+A config is three sections (``data``, ``model``, ``training``) of typed keys. Every value a
+user gives, from a file or a flag, goes through :func:`resolve`, which rejects unknown keys,
+wrong types and out-of-range values with a message naming the file (or option) and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Any, Callable
+
+import tomli_w
+
+from mlplab.errors import ConfigError
+
+Check = Callable[[Any], str | None]  # returns an error text or None
+
+
+def _positive_int(v):
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "must be an integer >= 1"
+
+
+def _nonneg_int(v):
+    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0"
+
+
+def _positive_float(v):
+    return None if _is_num(v) and v > 0 and math.isfinite(v) else "must be a number > 0"
+
+
+def _nonneg_float(v):
+    return None if _is_num(v) and v >= 0 and math.isfinite(v) else "must be a number >= 0"
+
+
+def _fraction(v):
+    return None if _is_num(v) and 0 <= v < 1 else "must be a number in [0, 1)"
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _str(v):
+    return None if isinstance(v, str) and v else "must be a non-empty string"
+
+
+def _bool(v):
+    return None if isinstance(v, bool) else "must be true or false"
+
+
+def _table(v):
+    return None if isinstance(v, dict) else "must be a table"
+
+
+def _opt(check: Check) -> Check:
+    return lambda v: None if v is None else check(v)
+
+
+def _choice(*options: str) -> Check:
+    return lambda v: None if v in options else f"must be one of {', '.join(options)}"
+
+
+def _sizes(v):
+    if not isinstance(v, list) or not v:
+        return "must be a non-empty list of integers"
+    if any(not isinstance(s, int) or isinstance(s, bool) or s < 1 for s in v):
+        return "must hold integers >= 1 (a hidden size of 0 is not a layer)"
+    return None
+
+
+SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
+    "data": {
+        "dataset": ("digits", _str),
+        "data_dir": (None, _opt(_str)),
+        "split": ("canonical", _choice("canonical", "stratified", "textbook")),
+        "test_fraction": (0.3, lambda v: None if _is_num(v) and 0 < v < 1 else "must be in (0, 1)"),
+        "split_seed": (123, _nonneg_int),
+        "scaling": ("unit", _choice("unit", "symmetric", "standard", "none")),
+        "validation_fraction": (0.0, _fraction),
+        "max_train_samples": (None, _opt(_positive_int)),
+    },
+    "model": {
+        "hidden": ([100], lambda v: None if isinstance(v, list) and (not v or _sizes(v) is None)
+                   else "must be a list of integers >= 1 (empty for no hidden layer)"),
+        "hidden_activation": ("sigmoid", _str),
+        "output_activation": ("softmax", _str),
+        "loss": ("cross_entropy", _str),
+        "init": ("glorot", _str),
+        "init_params": ({}, _table),
+        "dropout": (0.0, _fraction),
+        "l2": (0.0, _nonneg_float),
+        "dtype": ("float32", _choice("float32", "float64")),
+    },
+    "training": {
+        "optimizer": ("sgd", _str),
+        "lr": (0.1, _positive_float),
+        "momentum": (0.0, _fraction),
+        "nesterov": (False, _bool),
+        "weight_decay": (0.0, _nonneg_float),
+        "batch_size": (100, _nonneg_int),
+        "epochs": (20, _positive_int),
+        "schedule": ("constant", _str),
+        "schedule_params": ({}, _table),
+        "early_stopping_patience": (None, _opt(_nonneg_int)),
+        "seed": (0, _nonneg_int),
+        "threads": (None, _opt(_positive_int)),
+        "train_metrics": ("running", _choice("running", "full", "none")),
+    },
+}
+
+
+def defaults() -> dict[str, dict[str, Any]]:
+    return {sec: {k: _copy(v[0]) for k, v in keys.items()} for sec, keys in SCHEMA.items()}
+
+
+def _copy(v):
+    return list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; every failure is a ConfigError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a TOML file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > 4 * 1024 * 1024:
+        raise ConfigError(f"{path}: too large for a config file ({len(raw)} bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def resolve(*layers: tuple[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Merge ``(origin, partial config)`` layers over the defaults and validate every value.
+
+    ``origin`` names where a layer came from (a file path, or "command line") for errors.
+    """
+    cfg = defaults()
+    for origin, layer in layers:
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{origin}: expected a table of sections")
+        for section, values in layer.items():
+            if section not in SCHEMA:
+                raise ConfigError(f"{origin}: unknown section [{section}]; valid: {', '.join(SCHEMA)}")
+            if not isinstance(values, dict):
+                raise ConfigError(f"{origin}: [{section}] must be a table")
+            for key, value in values.items():
+                if key not in SCHEMA[section]:
+                    raise ConfigError(f"{origin}: unknown key {section}.{key}; valid: "
+                                      f"{', '.join(SCHEMA[section])}")
+                if value is None and SCHEMA[section][key][0] is not None:
+                    continue  # an unset command-line flag
+                if isinstance(value, int) and not isinstance(value, bool) and isinstance(SCHEMA[section][key][0], float):
+                    value = float(value)
+                problem = SCHEMA[section][key][1](value)
+                if problem:
+                    raise ConfigError(f"{origin}: {section}.{key} = {value!r} {problem}")
+                cfg[section][key] = value
+    return cfg
+
+
+def to_toml(cfg: dict[str, Any]) -> str:
+    """TOML text of a resolved config (``None`` values are left out: TOML has no null)."""
+    return tomli_w.dumps(_drop_none(cfg))
+
+
+def _drop_none(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    return obj

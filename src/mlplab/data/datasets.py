@@ -1,0 +1,235 @@
+"""The dataset registry: every dataset name a user can type resolves here.
+
+``load_dataset`` returns a :class:`Dataset` with flattened ``uint8`` images and ``int64``
+labels. Names: ``mnist``, ``fashion-mnist`` (fetched, verified and cached by
+:mod:`mlplab.data.fetch`), ``digits`` (scikit-learn's bundled 8x8 digits, always offline),
+or a path to a folder holding the four IDX files (parse-validated only).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from mlplab.data.fetch import (
+    FILE_KEYS,
+    FILENAMES,
+    KNOWN_DATASETS,
+    FetchResult,
+    ProgressCallback,
+    WarnCallback,
+    fetch_dataset,
+    load_idx_folder,
+)
+from mlplab.data.idx import check_pair
+from mlplab.errors import DataError
+
+__all__ = ["Dataset", "load_dataset", "list_datasets", "dataset_info", "DIGITS_SPLIT_SEED"]
+
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+FASHION_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+#: digits' canonical split: stratified 75/25 with this seed (mlplab.data.splits.stratified_split).
+DIGITS_SPLIT_SEED = 0
+DIGITS_TEST_FRACTION = 0.25
+
+_DESCRIPTIONS = {
+    "mnist": "MNIST handwritten digits, 28x28, 60,000 train / 10,000 test",
+    "fashion-mnist": "Fashion-MNIST (Zalando) clothing images, 28x28, 60,000 train / 10,000 test",
+    "digits": "scikit-learn's bundled 8x8 digits (UCI), 1,797 images, offline; 75/25 stratified split, seed 0",
+}
+_CLASS_NAMES = {"mnist": DIGIT_NAMES, "fashion-mnist": FASHION_NAMES, "digits": DIGIT_NAMES}
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset held in memory: flattened uint8 images, int64 labels, canonical split.
+
+    Attributes
+    ----------
+    X_train, X_test : (n, d) uint8, ``d = prod(image_shape)``, C-contiguous.
+    y_train, y_test : (n,) int64 in ``[0, n_classes)``.
+    image_shape : (28, 28) or (8, 8).
+    pixel_max : the largest possible pixel value (255, or 16 for digits).
+    source : where the files came from (a folder, the cache, scikit-learn).
+    verified : every file's SHA-256 matched a known value (always true for ``digits``).
+    sha256 : file name -> SHA-256 of the decompressed file (empty for ``digits``).
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    image_shape: tuple[int, int]
+    n_classes: int
+    pixel_max: int
+    class_names: tuple[str, ...]
+    source: str
+    verified: bool = False
+    sha256: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_train(self) -> int:
+        return int(self.X_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.X_test.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, train={self.n_train}, test={self.n_test}, "
+            f"image_shape={self.image_shape}, n_classes={self.n_classes}, source={self.source!r})"
+        )
+
+
+def list_datasets() -> dict[str, str]:
+    """Registered dataset names -> one-line descriptions (a folder path is accepted too)."""
+    return dict(sorted(_DESCRIPTIONS.items()))
+
+
+def _unknown(name: str) -> DataError:
+    return DataError(
+        f"unknown dataset {name!r}: valid names are {', '.join(sorted(_DESCRIPTIONS))}, "
+        "or a path to a folder holding the four IDX files"
+    )
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or (os.altsep is not None and os.altsep in name) or name.startswith(".") or Path(name).is_dir()
+
+
+def _from_fetch(result: FetchResult, n_classes: int, class_names: tuple[str, ...]) -> Dataset:
+    f = result.files
+    Xtr, ytr = check_pair(
+        f["train_images"].array, f["train_labels"].array,
+        str(f["train_images"].path), str(f["train_labels"].path), n_classes,
+    )
+    Xte, yte = check_pair(
+        f["test_images"].array, f["test_labels"].array,
+        str(f["test_images"].path), str(f["test_labels"].path), n_classes,
+    )
+    if Xtr.shape[1:] != Xte.shape[1:]:
+        raise DataError(
+            f"{f['test_images'].path}: test images are {Xte.shape[1:]}, train images {Xtr.shape[1:]}"
+        )
+    shape = tuple(int(s) for s in Xtr.shape[1:])
+    return Dataset(
+        name=result.name,
+        X_train=Xtr.reshape(Xtr.shape[0], -1),
+        y_train=ytr,
+        X_test=Xte.reshape(Xte.shape[0], -1),
+        y_test=yte,
+        image_shape=shape,  # type: ignore[arg-type]
+        n_classes=n_classes,
+        pixel_max=255,
+        class_names=class_names,
+        source=result.source,
+        verified=result.verified,
+        sha256={FILENAMES[k]: f[k].sha256 for k in FILE_KEYS},
+    )
+
+
+def _load_digits() -> Dataset:
+    from sklearn.datasets import load_digits
+
+    from mlplab.data.splits import stratified_split
+
+    bunch = load_digits()
+    X = np.ascontiguousarray(bunch.data, dtype=np.uint8)  # values 0..16, exact in uint8
+    y = np.asarray(bunch.target, dtype=np.int64)
+    tr, te = stratified_split(y, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
+    return Dataset(
+        name="digits",
+        X_train=X[tr],
+        y_train=y[tr],
+        X_test=X[te],
+        y_test=y[te],
+        image_shape=(8, 8),
+        n_classes=10,
+        pixel_max=16,
+        class_names=DIGIT_NAMES,
+        source="scikit-learn bundled digits (sklearn.datasets.load_digits)",
+        verified=True,
+    )
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    progress: ProgressCallback | None = None,
+    warn: WarnCallback | None = None,
+) -> Dataset:
+    """Load a dataset by name (``mnist``, ``fashion-mnist``, ``digits``) or folder path.
+
+    For the fetched datasets see :func:`mlplab.data.fetch.fetch_dataset` for the look-up
+    order (data dir, cache, system copies, download) and the meaning of the callbacks.
+    A folder path is read as the four standard IDX files (raw or .gz) and parse-validated.
+    """
+    if isinstance(name_or_path, os.PathLike):
+        return _load_folder(Path(name_or_path))
+    name = str(name_or_path)
+    key = name.strip().lower()
+    if key == "digits":
+        return _load_digits()
+    if key in KNOWN_DATASETS:
+        result = fetch_dataset(key, data_dir, download=download, progress=progress, warn=warn)
+        return _from_fetch(result, 10, _CLASS_NAMES[key])
+    if _looks_like_path(name):
+        return _load_folder(Path(name))
+    raise _unknown(name)
+
+
+def _load_folder(folder: Path) -> Dataset:
+    result = load_idx_folder(folder)
+    names = _CLASS_NAMES.get(result.name, DIGIT_NAMES)
+    labels = np.concatenate([result.files["train_labels"].array, result.files["test_labels"].array])
+    # Labels beyond 9 (e.g. EMNIST letters) widen the class count instead of failing.
+    n_classes = max(10, int(labels.max()) + 1) if labels.size and labels.dtype.kind in "iu" else 10
+    if n_classes > 10:
+        names = tuple(str(i) for i in range(n_classes))
+    return _from_fetch(result, n_classes, names)
+
+
+def dataset_info(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    progress: ProgressCallback | None = None,
+    warn: WarnCallback | None = None,
+) -> dict[str, Any]:
+    """A JSON-able summary for ``mlplab data info``: where the data lives, counts, class
+    balance and whether checksums were verified. Does not download unless asked."""
+    ds = load_dataset(name, data_dir=data_dir, download=download, progress=progress, warn=warn)
+    train_counts = np.bincount(ds.y_train, minlength=ds.n_classes)
+    test_counts = np.bincount(ds.y_test, minlength=ds.n_classes)
+    return {
+        "name": ds.name,
+        "description": _DESCRIPTIONS.get(ds.name, "IDX files from a folder"),
+        "source": ds.source,
+        "n_train": ds.n_train,
+        "n_test": ds.n_test,
+        "image_shape": list(ds.image_shape),
+        "n_features": ds.n_features,
+        "n_classes": ds.n_classes,
+        "pixel_max": ds.pixel_max,
+        "class_names": list(ds.class_names),
+        "class_counts": {
+            "train": [int(c) for c in train_counts],
+            "test": [int(c) for c in test_counts],
+        },
+        "checksums_verified": bool(ds.verified),
+        "sha256": dict(ds.sha256),
+    }

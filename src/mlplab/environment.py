@@ -1,0 +1,65 @@
+"""What a run's numbers depend on: library versions, BLAS and its thread count, the CPU."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS/OpenMP libraries NumPy loaded, with their thread counts (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        return []
+    keep = ("user_api", "internal_api", "num_threads", "version", "threading_layer", "architecture")
+    return [{k: info.get(k) for k in keep} for info in threadpool_info()]
+
+
+def environment_info() -> dict[str, Any]:
+    """A JSON-able description of the machine and libraries, stored as ``environment.json``."""
+    import numpy
+
+    versions: dict[str, str | None] = {"python": platform.python_version(), "numpy": numpy.__version__}
+    for name in ("sklearn", "scipy", "matplotlib", "torch"):
+        mod = sys.modules.get(name)
+        if mod is None and name != "torch":
+            try:
+                mod = __import__(name)
+            except ImportError:
+                mod = None
+        versions[name] = getattr(mod, "__version__", None) if mod is not None else None
+    from mlplab import __version__
+
+    versions["mlplab"] = __version__
+    return {
+        "versions": versions,
+        "blas": blas_info(),
+        "cpu": {
+            "machine": platform.machine(),
+            "processor": platform.processor() or None,
+            "logical_cores": os.cpu_count(),
+            "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        },
+        "platform": platform.platform(),
+        "thread_env": {
+            k: os.environ.get(k)
+            for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+            if os.environ.get(k) is not None
+        },
+    }
+
+
+@contextmanager
+def blas_threads(n: int | None) -> Iterator[None]:
+    """Limit BLAS to ``n`` threads inside the block (no-op for ``None``)."""
+    if n is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(n), user_api="blas"):
+        yield

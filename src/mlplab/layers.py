@@ -1,0 +1,138 @@
+"""Layers: ``Dense`` (affine), ``ActivationLayer`` and ``Dropout``.
+
+A layer's ``forward(x, training)`` caches what its ``backward`` needs and ``backward(dy)``
+returns the gradient with respect to its input. In training mode every layer writes into
+buffers it owns, allocated once per batch size, so the training loop allocates nothing per
+minibatch. In inference mode fresh arrays are returned (nothing is cached).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlplab.activations import Activation
+
+
+class Layer:
+    params: tuple[np.ndarray, ...] = ()
+    grads: tuple[np.ndarray, ...] = ()
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, np.ndarray] = {}
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        key = (name, shape)
+        buf = self._buffers.get(key)
+        if buf is None:
+            if len(self._buffers) > 16:  # many batch sizes seen: forget the old ones
+                self._buffers.clear()
+            buf = self._buffers[key] = np.empty(shape, dtype=dtype)
+        return buf
+
+    def release(self) -> None:
+        """Drop cached buffers and references (after training)."""
+        self._buffers.clear()
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+        raise NotImplementedError
+
+
+class Dense(Layer):
+    """``z = x @ W + b`` with ``W`` of shape ``(fan_in, fan_out)``.
+
+    ``shared_bias=True`` keeps one scalar bias for all units (a documented quirk of report 2).
+    """
+
+    def __init__(self, fan_in: int, fan_out: int, dtype=np.float32, shared_bias: bool = False):
+        super().__init__()
+        self.fan_in, self.fan_out, self.dtype = int(fan_in), int(fan_out), np.dtype(dtype)
+        self.shared_bias = bool(shared_bias)
+        self.W = np.zeros((self.fan_in, self.fan_out), dtype=self.dtype)
+        self.b = np.zeros(1 if shared_bias else self.fan_out, dtype=self.dtype)
+        self.dW = np.zeros_like(self.W)
+        self.db = np.zeros_like(self.b)
+        self.params = (self.W, self.b)
+        self.grads = (self.dW, self.db)
+        self._x: np.ndarray | None = None
+
+    def forward(self, x, training=False):
+        n = x.shape[0]
+        out = self._buffer("z", (n, self.fan_out), self.dtype) if training else None
+        out = np.matmul(x, self.W, out=out)  # (n, fan_in) @ (fan_in, fan_out)
+        out += self.b
+        if training:
+            self._x = x
+        return out
+
+    def backward(self, dz, need_dx=True):
+        x = self._x
+        np.matmul(x.T, dz, out=self.dW)  # (fan_in, n) @ (n, fan_out)
+        if self.shared_bias:
+            self.db[0] = dz.sum(dtype=self.dtype)
+        else:
+            np.sum(dz, axis=0, out=self.db)
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", (dz.shape[0], self.fan_in), self.dtype)
+        return np.matmul(dz, self.W.T, out=dx)  # (n, fan_out) @ (fan_out, fan_in)
+
+    def __repr__(self) -> str:
+        return f"Dense({self.fan_in}, {self.fan_out})"
+
+
+class ActivationLayer(Layer):
+    """Applies an activation in place on the preceding Dense layer's output buffer."""
+
+    def __init__(self, activation: Activation, dtype=np.float32):
+        super().__init__()
+        self.activation = activation
+        self.dtype = np.dtype(dtype)
+        self._a: np.ndarray | None = None
+
+    def forward(self, x, training=False):
+        a = self.activation.forward(x, out=x)  # x is a buffer owned by the Dense layer before
+        if training:
+            self._a = a
+        return a
+
+    def backward(self, dy, need_dx=True):
+        scratch = self._buffer("scratch", dy.shape, self.dtype)
+        return self.activation.backward(self._a, dy, out=dy, scratch=scratch)
+
+    def __repr__(self) -> str:
+        return f"Activation({self.activation.name})"
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each unit with probability ``rate`` and scale the
+    survivors by ``1 / (1 - rate)``; identity at inference."""
+
+    def __init__(self, rate: float, rng: np.random.Generator, dtype=np.float32):
+        super().__init__()
+        self.rate = float(rate)
+        self.rng = rng
+        self.dtype = np.dtype(dtype)
+        self._mask: np.ndarray | None = None
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        mask = self._buffer("mask", x.shape, self.dtype)
+        self.rng.random(out=mask, dtype=self.dtype)
+        np.less(mask, 1.0 - self.rate, out=mask)  # 1.0 keep, 0.0 drop
+        mask *= 1.0 / (1.0 - self.rate)
+        self._mask = mask
+        out = self._buffer("y", x.shape, self.dtype)  # x stays intact for the activation's backward
+        return np.multiply(x, mask, out=out)
+
+    def backward(self, dy, need_dx=True):
+        if self._mask is not None:
+            dy *= self._mask
+        return dy
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.rate})"

@@ -1,0 +1,264 @@
+"""The multilayer perceptron: layers built from a list of sizes, a loss, and their parameters."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from mlplab.activations import ACTIVATIONS, get_activation
+from mlplab.errors import ConfigError
+from mlplab.initializers import get_initializer
+from mlplab.layers import ActivationLayer, Dense, Dropout, Layer
+from mlplab.losses import check_pairing, get_loss
+
+# independent random streams derived from one seed (SeedSequence spawn keys)
+STREAM_INIT, STREAM_DROPOUT, STREAM_SHUFFLE, STREAM_SPLIT = 0, 1, 2, 3
+
+
+def rng_for(seed: int, stream: int) -> np.random.Generator:
+    """The generator of one purpose (init, dropout, shuffle, split) derived from ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(stream,)))
+
+
+def _dtype(dtype: Any) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dt
+
+
+class MLP:
+    """A feed-forward network ``Dense -> act -> [Dropout] -> ... -> Dense -> [output act]``.
+
+    Parameters
+    ----------
+    sizes : list of int
+        Layer widths from input to output, e.g. ``[784, 500, 500, 10]``. Depth is
+        ``len(sizes) - 1`` affine layers; nothing is written per layer.
+    hidden_activation, output_activation : str or dict
+        Names from :data:`mlplab.activations.ACTIVATIONS` (``{"name": "leaky_relu", "slope": 0.1}``).
+    loss : str or dict
+        ``mse``, ``cross_entropy`` (needs softmax output) or ``binary_cross_entropy`` (sigmoid).
+    init : str, init_params : dict
+        Initialiser of the weights (biases start at 0); e.g. ``"normal", {"std": 0.1}``.
+    dropout : float
+        Dropout rate after every hidden activation (0 disables).
+    l2 : float
+        L2 penalty ``0.5 * l2 * sum ||W||^2`` added to the batch-mean loss (weights only).
+    dtype : float32 (default, fast) or float64.
+    seed : int
+        Seeds initialisation and dropout through independent streams.
+    shared_bias : bool
+        One scalar bias per layer (report 2's quirk), instead of one per unit.
+    """
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        hidden_activation: str | dict = "sigmoid",
+        output_activation: str | dict = "sigmoid",
+        loss: str | dict = "mse",
+        init: str = "normal",
+        init_params: dict | None = None,
+        dropout: float = 0.0,
+        l2: float = 0.0,
+        dtype: Any = "float32",
+        seed: int = 0,
+        shared_bias: bool = False,
+    ):
+        sizes = [int(s) for s in sizes]
+        if len(sizes) < 2:
+            raise ConfigError(f"sizes needs at least an input and an output size, got {sizes}")
+        if any(s < 1 for s in sizes):
+            raise ConfigError(f"every layer size must be at least 1, got {sizes}")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        if not float(l2) >= 0.0:
+            raise ConfigError(f"l2 must be >= 0, got {l2}")
+        self.sizes = sizes
+        self.dtype = _dtype(dtype)
+        self.hidden_activation = hidden_activation
+        self.output_activation = output_activation
+        self.init, self.init_params = init, dict(init_params or {})
+        self.dropout, self.l2, self.seed = float(dropout), float(l2), int(seed)
+        self.shared_bias = bool(shared_bias)
+
+        self.loss = get_loss(loss, sizes[-1], self.dtype)
+        out_name = get_activation(output_activation).name
+        check_pairing(out_name, self.loss)
+        self.dropout_rng = rng_for(self.seed, STREAM_DROPOUT)
+
+        layers: list[Layer] = []
+        n_affine = len(sizes) - 1
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(Dense(fan_in, fan_out, self.dtype, shared_bias=self.shared_bias))
+            last = i == n_affine - 1
+            if not last:
+                layers.append(ActivationLayer(get_activation(hidden_activation), self.dtype))
+                if self.dropout > 0:
+                    layers.append(Dropout(self.dropout, self.dropout_rng, self.dtype))
+            elif self.loss.fused_activation is None:
+                layers.append(ActivationLayer(get_activation(output_activation), self.dtype))
+        self.layers = layers
+        self.dense_layers = [layer for layer in layers if isinstance(layer, Dense)]
+        self.initialize(self.seed)
+
+    # -- parameters ------------------------------------------------------------------------
+    def initialize(self, seed: int | None = None) -> None:
+        """(Re)draw all weights from the init stream of ``seed``; zero all biases."""
+        rng = rng_for(self.seed if seed is None else seed, STREAM_INIT)
+        draw = get_initializer(self.init, **self.init_params)
+        for layer in self.dense_layers:
+            layer.W[...] = draw(rng, layer.fan_in, layer.fan_out)  # drawn in float64, then cast
+            layer.b[...] = 0
+
+    def parameters(self) -> list[np.ndarray]:
+        """Every parameter array, in order W0, b0, W1, b1, ... (updated in place by optimizers)."""
+        return [p for layer in self.dense_layers for p in layer.params]
+
+    def gradients(self) -> list[np.ndarray]:
+        return [g for layer in self.dense_layers for g in layer.grads]
+
+    def get_weights(self) -> list[np.ndarray]:
+        return [p.copy() for p in self.parameters()]
+
+    def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        params = self.parameters()
+        if len(weights) != len(params):
+            raise ConfigError(f"expected {len(params)} arrays, got {len(weights)}")
+        for p, w in zip(params, weights):
+            w = np.asarray(w)
+            if w.shape != p.shape:
+                raise ConfigError(f"weight shape {w.shape} does not match parameter shape {p.shape}")
+            p[...] = w
+
+    @property
+    def n_parameters(self) -> int:
+        return int(sum(p.size for p in self.parameters()))
+
+    # -- computation -----------------------------------------------------------------------
+    def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
+        """The graph's output: logits for fused losses, else the output activation."""
+        out = X
+        for layer in self.layers:
+            out = layer.forward(out, training)
+        return out
+
+    def backward(self, grad_out: np.ndarray) -> None:
+        """Backpropagate ``dL/d(output)``; fills every layer's gradients."""
+        g = grad_out
+        last = len(self.layers) - 1
+        for i in range(last, -1, -1):
+            g = self.layers[i].backward(g, need_dx=i > 0)
+        if self.l2:
+            for layer in self.dense_layers:
+                layer.dW += self.l2 * layer.W  # d/dW of 0.5 * l2 * ||W||^2
+
+    def penalty(self) -> float:
+        if not self.l2:
+            return 0.0
+        return 0.5 * self.l2 * float(sum(np.vdot(layer.W, layer.W) for layer in self.dense_layers))
+
+    def loss_and_gradients(self, X: np.ndarray, y: np.ndarray) -> float:
+        """One forward/backward pass in training mode; returns the loss (with L2 penalty)."""
+        out = self.forward(X, training=True)
+        grad = np.empty_like(out)
+        value = self.loss.value_and_grad(out, y, grad)
+        self.backward(grad)
+        return value + self.penalty()
+
+    def _as_input(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ConfigError(
+                f"input has shape {X.shape}; this network expects (n_samples, {self.sizes[0]})"
+            )
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def decision_function(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Raw graph outputs (logits for fused losses) for every row of ``X``, batched."""
+        X = self._as_input(X)
+        if X.shape[0] <= batch_size:
+            return self.forward(X, training=False)
+        out = np.empty((X.shape[0], self.sizes[-1]), dtype=self.dtype)
+        for start in range(0, X.shape[0], batch_size):
+            out[start:start + batch_size] = self.forward(X[start:start + batch_size], training=False)
+        return out
+
+    def predict_scores(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Per-class scores: probabilities for fused losses, output activations otherwise."""
+        return self.loss.link(self.decision_function(X, batch_size))
+
+    def predict_proba(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` whose rows sum to 1.
+
+        A single output unit gives two columns ``[1 - p, p]``; non-normalised scores (sigmoid
+        outputs of an MSE network) are divided by their row sum.
+        """
+        s = self.predict_scores(X, batch_size).astype(np.float64)
+        if s.shape[1] == 1:
+            p = np.clip(s[:, 0], 0.0, 1.0)
+            return np.stack([1.0 - p, p], axis=1)
+        if self.loss.fused_activation == "softmax" or get_activation(self.output_activation).name == "softmax":
+            return s
+        s = np.clip(s, 0.0, None) + 1e-12
+        return s / s.sum(axis=1, keepdims=True)
+
+    def predict(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Predicted class index per row."""
+        return self.labels_from_output(self.decision_function(X, batch_size))
+
+    def labels_from_output(self, out: np.ndarray) -> np.ndarray:
+        """Class indices from graph outputs (argmax, or a 0.5 threshold for one sigmoid unit)."""
+        if out.shape[1] == 1:
+            threshold = 0.0 if self.loss.fused_activation == "sigmoid" else 0.5
+            return (out[:, 0] > threshold).astype(np.int64)
+        return out.argmax(axis=1)
+
+    def release(self) -> None:
+        for layer in self.layers:
+            layer.release()
+
+    # -- description -----------------------------------------------------------------------
+    def config(self) -> dict:
+        """Everything needed to rebuild this network (not its weights); JSON-able."""
+        return {
+            "sizes": list(self.sizes),
+            "hidden_activation": _act_cfg(self.hidden_activation),
+            "output_activation": _act_cfg(self.output_activation),
+            "loss": self.loss.config() if self.loss.denominator else self.loss.name,
+            "init": self.init,
+            "init_params": dict(self.init_params),
+            "dropout": self.dropout,
+            "l2": self.l2,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "shared_bias": self.shared_bias,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "MLP":
+        try:
+            return cls(**config)
+        except TypeError as exc:
+            raise ConfigError(f"bad network config: {exc}") from None
+
+    def describe(self) -> str:
+        """Short architecture string, e.g. ``784-500-500-10 sigmoid/sigmoid mse``."""
+        hid = get_activation(self.hidden_activation).name
+        out = get_activation(self.output_activation).name
+        return f"{'-'.join(map(str, self.sizes))} {hid}/{out} {self.loss.name}"
+
+    def __repr__(self) -> str:
+        return f"MLP({self.describe()}, dtype={self.dtype.name})"
+
+
+def _act_cfg(spec: str | dict) -> str | dict:
+    act = get_activation(spec)
+    cfg = act.config()
+    return cfg if len(cfg) > 1 else cfg["name"]
+
+
+def activation_names() -> list[str]:
+    return ACTIVATIONS.names()

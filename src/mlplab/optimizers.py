@@ -1,0 +1,227 @@
+"""Optimizers own their state, created from the parameter list, and update parameters in place.
+
+Each subclass implements only ``_update(i, p, g)``; its rule is written in its docstring as
+code. Gradients are scratch space: an update may overwrite them (they are recomputed on every
+step), which keeps the update free of temporaries.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from mlplab.errors import ConfigError
+from mlplab.registry import Registry
+
+OPTIMIZERS: Registry[type["Optimizer"]] = Registry("optimizer")
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> float:
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or not math.isfinite(value):
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+    return value
+
+
+class Optimizer:
+    name = "optimizer"
+    #: names of per-parameter state arrays (each shaped like its parameter)
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params: Sequence[np.ndarray], lr: float):
+        self.params = list(params)
+        self.lr = _positive("learning rate", lr)
+        self.t = 0  # number of steps taken
+        self.state: dict[str, list[np.ndarray]] = {
+            slot: [np.zeros_like(p) for p in self.params] for slot in self.slots
+        }
+
+    def step(self, grads: Sequence[np.ndarray]) -> None:
+        """Apply one update with ``grads`` (same order as the parameters)."""
+        self.t += 1
+        for i, (p, g) in enumerate(zip(self.params, grads)):
+            self._update(i, p, g)
+
+    def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # -- persistence -----------------------------------------------------------------------
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr}
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, **self.hyperparameters()}
+
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-able scalars, named arrays) that restore this optimizer exactly."""
+        arrays = {f"{slot}/{i}": a for slot, lst in self.state.items() for i, a in enumerate(lst)}
+        return {"config": self.config(), "t": self.t}, arrays
+
+    def load_state_dict(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.t = int(meta["t"])
+        for slot, lst in self.state.items():
+            for i, a in enumerate(lst):
+                src = arrays[f"{slot}/{i}"]
+                if src.shape != a.shape:
+                    raise ConfigError(f"optimizer state {slot}/{i} has shape {src.shape}, expected {a.shape}")
+                a[...] = src
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(Optimizer):
+    """Stochastic gradient descent (PyTorch's convention for momentum)::
+
+        g = g + weight_decay * p
+        if momentum:  v = momentum * v + g
+                      g = g + momentum * v if nesterov else v
+        p -= lr * g
+    """
+
+    name = "sgd"
+
+    def __init__(self, params, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
+        self.momentum = _positive("momentum", momentum, allow_zero=True)
+        if self.momentum >= 1:
+            raise ConfigError(f"momentum must be < 1, got {momentum}")
+        self.nesterov = bool(nesterov)
+        if self.nesterov and self.momentum == 0:
+            raise ConfigError("nesterov needs momentum > 0")
+        self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
+        self.slots = ("velocity",) if self.momentum else ()
+        super().__init__(params, lr)
+        self._scratch = [np.empty_like(p) for p in self.params] if (self.weight_decay or self.nesterov) else None
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
+
+    def _update(self, i, p, g):
+        if self.weight_decay:
+            np.multiply(p, self.weight_decay, out=self._scratch[i])
+            g += self._scratch[i]
+        if self.momentum:
+            v = self.state["velocity"][i]
+            v *= self.momentum
+            v += g
+            if self.nesterov:
+                np.multiply(v, self.momentum, out=self._scratch[i])
+                g += self._scratch[i]  # g + momentum * v
+            else:
+                np.copyto(g, v)
+        g *= self.lr
+        p -= g
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSprop(Optimizer):
+    """RMSprop (PyTorch's defaults and formula; eps outside the square root)::
+
+        s = alpha * s + (1 - alpha) * g**2
+        p -= lr * g / (sqrt(s) + eps)
+    """
+
+    name = "rmsprop"
+    slots = ("square_avg", "denom")
+
+    def __init__(self, params, lr=0.001, alpha=0.99, eps=1e-8):
+        self.alpha = float(alpha)
+        if not 0 <= self.alpha < 1:
+            raise ConfigError(f"rmsprop alpha must be in [0, 1), got {alpha}")
+        self.eps = _positive("eps", eps)
+        super().__init__(params, lr)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
+
+    def state_dict(self):
+        meta, arrays = super().state_dict()
+        return meta, {k: v for k, v in arrays.items() if not k.startswith("denom/")}
+
+    def load_state_dict(self, meta, arrays):
+        arrays = dict(arrays)
+        for i, p in enumerate(self.params):
+            arrays.setdefault(f"denom/{i}", np.zeros_like(p))
+        super().load_state_dict(meta, arrays)
+
+    def _update(self, i, p, g):
+        s, d = self.state["square_avg"][i], self.state["denom"][i]  # denom is scratch
+        s *= self.alpha
+        np.multiply(g, g, out=d)
+        d *= 1 - self.alpha
+        s += d
+        np.sqrt(s, out=d)
+        d += self.eps
+        g /= d
+        g *= self.lr
+        p -= g
+
+
+@OPTIMIZERS.register("adam")
+class Adam(Optimizer):
+    """Adam (Kingma & Ba; PyTorch's arrangement of the bias corrections)::
+
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g**2
+        p -= (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+    """
+
+    name = "adam"
+    slots = ("m", "v", "denom")
+
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        for name, b in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if not 0 <= b < 1:
+                raise ConfigError(f"adam {name} must be in [0, 1), got {b}")
+        self.eps = _positive("eps", eps)
+        self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
+        super().__init__(params, lr)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+    def state_dict(self):
+        meta, arrays = super().state_dict()
+        return meta, {k: v for k, v in arrays.items() if not k.startswith("denom/")}
+
+    def load_state_dict(self, meta, arrays):
+        arrays = dict(arrays)
+        for i, p in enumerate(self.params):
+            arrays.setdefault(f"denom/{i}", np.zeros_like(p))
+        super().load_state_dict(meta, arrays)
+
+    def _update(self, i, p, g):
+        m, v, d = self.state["m"][i], self.state["v"][i], self.state["denom"][i]
+        if self.weight_decay:
+            np.multiply(p, self.weight_decay, out=d)
+            g += d
+        m *= self.beta1
+        np.multiply(g, 1 - self.beta1, out=d)
+        m += d
+        v *= self.beta2
+        np.multiply(g, g, out=d)
+        d *= 1 - self.beta2
+        v += d
+        bc1 = 1 - self.beta1 ** self.t
+        bc2 = 1 - self.beta2 ** self.t
+        np.sqrt(v, out=d)
+        d *= 1.0 / math.sqrt(bc2)
+        d += self.eps
+        np.divide(m, d, out=g)
+        g *= self.lr / bc1
+        p -= g
+
+
+def get_optimizer(spec: str | dict, params: Sequence[np.ndarray], **overrides: Any) -> Optimizer:
+    """An optimizer from a name or ``{"name": ..., **hyperparameters}``."""
+    cfg = dict(spec) if isinstance(spec, dict) else {"name": spec}
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    cls = OPTIMIZERS.get(cfg.pop("name"))
+    try:
+        return cls(params, **cfg)
+    except TypeError as exc:
+        raise ConfigError(f"optimizer {cls.name!r}: {exc}") from None

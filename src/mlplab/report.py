@@ -1,0 +1,630 @@
+"""Figures and Markdown/HTML reports rebuilt from a run folder's saved files, never by retraining.
+
+A run folder holds::
+
+    config.toml        resolved configuration
+    history.csv        epoch,loss,accuracy,val_loss,val_accuracy,lr,time_s (validation may be empty)
+    metrics.json       dataset, split, model, test, train?, inference, training_time_s, epochs_run
+    environment.json   mlplab.environment.environment_info()
+    model.npz          the model (not read here)
+    predictions.npz    y_true (n,), proba (n, k), class_names (k,), image_shape,
+                       mistake_images? (m, d) uint8 + mistake_index? (m,), first_layer_weights? (d, h)
+
+``metrics.json`` is required; the other files are optional (the report says which are absent),
+but a file that exists and cannot be read raises :class:`RunFolderError` naming it.
+
+Output is deterministic: the same saved files give byte-identical ``report.md``, ``report.html``
+and PNGs (no timestamps or absolute paths are added).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import os
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mlplab.errors import MlplabError
+from mlplab.io import atomic_write_text
+
+__all__ = [
+    "RunFolderError",
+    "RunData",
+    "load_run",
+    "write_run_figures",
+    "write_run_report",
+    "compare_runs",
+    "write_comparison",
+    "FIGURES",
+]
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time_s")
+
+# (file name in figures/, caption) in report order.
+FIGURES: tuple[tuple[str, str], ...] = (
+    ("training_curves.png", "Training curves"),
+    ("confusion_matrix.png", "Confusion matrix (test)"),
+    ("roc_curves.png", "ROC curves, one-vs-rest (test)"),
+    ("per_class.png", "Per-class precision, recall and F1 (test)"),
+    ("confident_mistakes.png", "Most confident mistakes (test)"),
+    ("first_layer_weights.png", "First-layer weights"),
+)
+
+
+class RunFolderError(MlplabError, ValueError):
+    """A run folder lacks a required file, or one of its files is corrupt or inconsistent."""
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass
+class RunData:
+    """Everything read from one run folder (``None`` for an absent optional file)."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: dict[str, list[float | None]] | None = None
+    config_text: str | None = None
+    environment: dict[str, Any] | None = None
+    predictions: dict[str, np.ndarray] | None = None
+    absent: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(c) for c in self.metrics["test"]["classes"]]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RunFolderError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as exc:
+        raise RunFolderError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def _load_metrics(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RunFolderError(f"{path}: missing; a run folder needs metrics.json (run `mlplab evaluate` first)")
+    m = _load_json(path)
+    if not isinstance(m, dict):
+        raise RunFolderError(f"{path}: expected a JSON object at top level")
+    test = m.get("test")
+    if not isinstance(test, dict):
+        raise RunFolderError(f"{path}: lacks the 'test' metrics object")
+    for key in ("accuracy", "classes", "classification_report", "confusion_matrix"):
+        if key not in test:
+            raise RunFolderError(f"{path}: test metrics lack {key!r}")
+    k = len(test["classes"])
+    cm = test["confusion_matrix"]
+    if not (isinstance(cm, list) and len(cm) == k and all(isinstance(r, list) and len(r) == k for r in cm)):
+        raise RunFolderError(f"{path}: test confusion_matrix is not {k}x{k}")
+    for optional in ("train", "inference"):
+        if m.get(optional) is not None and not isinstance(m[optional], dict):
+            raise RunFolderError(f"{path}: {optional!r} must be a JSON object")
+    return m
+
+
+def _float_or_none(text: str, path: Path, line: int, column: str) -> float | None:
+    text = text.strip()
+    if text == "" or text.lower() in ("nan", "none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise RunFolderError(f"{path}: line {line}, column {column!r}: not a number: {text!r}") from None
+    return value if math.isfinite(value) else None
+
+
+def _load_history(path: Path) -> dict[str, list[float | None]]:
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise RunFolderError(f"{path}: empty file (expected a header row)") from None
+    header = [h.strip() for h in header]
+    for required in ("epoch", "loss", "accuracy"):
+        if required not in header:
+            raise RunFolderError(f"{path}: header lacks the {required!r} column")
+    columns: dict[str, list[float | None]] = {h: [] for h in header}
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise RunFolderError(f"{path}: line {line} has {len(row)} fields, header has {len(header)}")
+        for h, v in zip(header, row):
+            columns[h].append(_float_or_none(v, path, line, h))
+    return columns
+
+
+def _load_predictions(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise RunFolderError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    for key in ("y_true", "proba", "class_names", "image_shape"):
+        if key not in arrays:
+            raise RunFolderError(f"{path}: lacks the {key!r} array")
+    y, p = arrays["y_true"], arrays["proba"]
+    k = arrays["class_names"].shape[0] if arrays["class_names"].ndim == 1 else -1
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise RunFolderError(f"{path}: y_true must be a 1-D integer array, got {y.dtype} {y.shape}")
+    if p.ndim != 2 or p.shape != (y.shape[0], k):
+        raise RunFolderError(f"{path}: proba has shape {p.shape}, expected ({y.shape[0]}, {k})")
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise RunFolderError(f"{path}: y_true holds labels outside 0..{k - 1}")
+    if ("mistake_images" in arrays) != ("mistake_index" in arrays):
+        raise RunFolderError(f"{path}: mistake_images and mistake_index must be stored together")
+    if "mistake_images" in arrays:
+        mi, idx = arrays["mistake_images"], arrays["mistake_index"]
+        if mi.ndim != 2 or idx.shape != (mi.shape[0],) or (idx.size and (idx.min() < 0 or idx.max() >= y.shape[0])):
+            raise RunFolderError(f"{path}: mistake_images {mi.shape} / mistake_index {idx.shape} are inconsistent")
+    if "first_layer_weights" in arrays and arrays["first_layer_weights"].ndim != 2:
+        raise RunFolderError(f"{path}: first_layer_weights must be 2-D (fan_in, fan_out)")
+    return arrays
+
+
+def load_run(run_dir: str | os.PathLike) -> RunData:
+    """Read a run folder; raise :class:`RunFolderError` naming the first missing/corrupt file."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: not a run folder (no such directory)")
+    data = RunData(run_dir=run_dir, metrics=_load_metrics(run_dir / "metrics.json"))
+    hist, cfg, env, pred = (run_dir / n for n in ("history.csv", "config.toml", "environment.json", "predictions.npz"))
+    if hist.is_file():
+        data.history = _load_history(hist)
+    else:
+        data.absent.append("history.csv")
+    if cfg.is_file():
+        text = _read_text(cfg)
+        try:
+            tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RunFolderError(f"{cfg}: not valid TOML ({exc})") from None
+        data.config_text = text
+    else:
+        data.absent.append("config.toml")
+    if env.is_file():
+        e = _load_json(env)
+        if not isinstance(e, dict):
+            raise RunFolderError(f"{env}: expected a JSON object at top level")
+        data.environment = e
+    else:
+        data.absent.append("environment.json")
+    if pred.is_file():
+        data.predictions = _load_predictions(pred)
+        names = [str(c) for c in data.predictions["class_names"]]
+        if names != data.class_names:
+            raise RunFolderError(f"{pred}: class_names {names} differ from metrics.json classes {data.class_names}")
+    else:
+        data.absent.append("predictions.npz")
+    return data
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _image_shape(pred: dict[str, np.ndarray]) -> tuple[int, ...] | None:
+    shape = tuple(int(s) for s in np.asarray(pred["image_shape"]).ravel())
+    return shape if len(shape) in (2, 3) and all(s > 0 for s in shape) else None
+
+
+def _figures_of(data: RunData) -> list[Path]:
+    from mlplab import plots
+
+    fig_dir = data.run_dir / "figures"
+    test = data.metrics["test"]
+    names = data.class_names
+    written: list[Path] = []
+    if data.history is not None and data.history.get("epoch"):
+        written.append(plots.training_curves(data.history, fig_dir / "training_curves.png"))
+    written.append(
+        plots.confusion_matrix_heatmap(test["confusion_matrix"], names, fig_dir / "confusion_matrix.png",
+                                       title="Confusion matrix (test)")
+    )
+    pred = data.predictions
+    if pred is not None:
+        written.append(plots.roc_curves(pred["y_true"], pred["proba"], names, fig_dir / "roc_curves.png"))
+    written.append(plots.per_class_bars(test["classification_report"], names, fig_dir / "per_class.png"))
+    if pred is not None:
+        shape = _image_shape(pred)
+        if shape is not None and "mistake_images" in pred:
+            mi, idx = pred["mistake_images"], pred["mistake_index"].astype(np.int64)
+            if int(np.prod(shape)) == mi.shape[1]:
+                p = pred["proba"][idx]
+                written.append(
+                    plots.confident_mistakes(mi, pred["y_true"][idx], p.argmax(axis=1), p.max(axis=1),
+                                             fig_dir / "confident_mistakes.png", shape, names)
+                )
+        if shape is not None and "first_layer_weights" in pred:
+            w = pred["first_layer_weights"]
+            if int(np.prod(shape)) == w.shape[0]:
+                written.append(plots.first_layer_weights(w, shape, fig_dir / "first_layer_weights.png"))
+    return written
+
+
+def write_run_figures(run_dir: str | os.PathLike) -> list[Path]:
+    """Regenerate every figure of a run under ``run_dir/figures`` from its saved files.
+
+    Training curves (if ``history.csv``), confusion matrix, ROC curves (if ``predictions.npz``),
+    per-class bars, the confident-mistakes gallery (if stored) and the first-layer weights (if
+    stored and the input is image-shaped). A figure of a previous call that can no longer be
+    drawn is removed, so the folder always matches the saved files. Returns the paths written.
+    """
+    data = load_run(run_dir)
+    written = _figures_of(data)
+    keep = {p.name for p in written}
+    for name, _ in FIGURES:
+        stale = data.run_dir / "figures" / name
+        if name not in keep and stale.is_file():
+            stale.unlink()
+    return written
+
+
+# ----------------------------------------------------------------------------- document model
+# A report is a list of blocks rendered twice, to Markdown and to HTML, so both hold the same
+# content: ("h1"|"h2"|"h3"|"p", text), ("ul", [items]), ("table", header, rows),
+# ("img", caption, relative path), ("pre", text).
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        return "n/a" if not math.isfinite(x) else f"{x:.{digits}f}"
+    return str(x)
+
+
+def _fmt_g(x: Any) -> str:
+    if x is None:
+        return "n/a"
+    try:
+        return f"{float(x):.4g}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _render_md(blocks: list[tuple]) -> str:
+    out: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append("#" * int(kind[1]) + " " + block[1])
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in block[1]))
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
+                     "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+            out.append("\n".join(lines))
+        elif kind == "img":
+            out.append(f"![{block[1]}]({block[2]})")
+        elif kind == "pre":
+            out.append("```\n" + block[1].rstrip("\n") + "\n```")
+        else:  # pragma: no cover - programming error
+            raise AssertionError(kind)
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;margin:0.5rem 0 1rem}th,td{border:1px solid #ccc;padding:0.2rem 0.5rem}
+td{text-align:right;font-variant-numeric:tabular-nums}td:first-child{text-align:left}th{background:#f3f3f3}
+pre{background:#f6f6f6;padding:0.5rem;overflow-x:auto}img{max-width:100%}figure{margin:1rem 0}"""
+
+
+def _render_html(blocks: list[tuple], title: str, base: Path) -> str:
+    esc = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           f"<title>{esc(title)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>"]
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2", "h3"):
+            out.append(f"<{kind}>{esc(block[1])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{esc(block[1])}</p>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block[1]) + "</ul>")
+        elif kind == "table":
+            header, rows = block[1], block[2]
+            parts = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead>",
+                     "<tbody>"]
+            parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
+            parts += ["</tbody>", "</table>"]
+            out.append("\n".join(parts))
+        elif kind == "img":
+            data = base64.b64encode((base / block[2]).read_bytes()).decode("ascii")
+            out.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(block[1])}">'
+                       f"<figcaption>{esc(block[1])}</figcaption></figure>")
+        elif kind == "pre":
+            out.append(f"<pre>{esc(block[1].rstrip(chr(10)))}</pre>")
+        else:  # pragma: no cover
+            raise AssertionError(kind)
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------- report content
+
+_SUMMARY_ROWS = (
+    ("accuracy", "Accuracy"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("log_loss", "Log loss"),
+    ("roc_auc_ovr_macro", "ROC AUC, one-vs-rest, macro (whole set)"),
+    ("roc_auc_ovo_macro", "ROC AUC, one-vs-one, macro (whole set)"),
+    ("roc_auc_ovr_micro", "ROC AUC, one-vs-rest, micro (whole set)"),
+    ("roc_auc_ovr_weighted", "ROC AUC, one-vs-rest, weighted (whole set)"),
+    ("majority_baseline", "Majority-class baseline accuracy"),
+    ("n_samples", "Samples"),
+)
+
+
+def _summary_blocks(data: RunData) -> list[tuple]:
+    m = data.metrics
+    test, train = m["test"], m.get("train")
+    header = ["metric", "test"] + (["train"] if train else [])
+    rows = []
+    for key, label in _SUMMARY_ROWS:
+        row = [label, _fmt(test.get(key))]
+        if train:
+            row.append(_fmt(train.get(key)))
+        rows.append(row)
+    if data.predictions is not None:
+        from mlplab.metrics import chunked_ovr_auc
+
+        ch = chunked_ovr_auc(data.predictions["y_true"], data.predictions["proba"], chunk=100)
+        label = (f"Report-1 chunked AUC: mean of per-chunk macro OvR over {ch['n_used']} chunks of 100 rows "
+                 f"({ch['n_skipped']} skipped; not a global AUC)")
+        rows.insert(7, [label, _fmt(ch["value"])] + (["not computed"] if train else []))
+    blocks: list[tuple] = [("h2", "Summary"), ("table", header, rows)]
+    notes = [f"test: {n}" for n in test.get("notes", [])]
+    if train:
+        notes += [f"train: {n}" for n in train.get("notes", [])]
+    if notes:
+        blocks += [("p", "Notes:"), ("ul", notes)]
+    return blocks
+
+
+def _inference_blocks(data: RunData) -> list[tuple]:
+    inf = data.metrics.get("inference")
+    blocks: list[tuple] = [("h2", "Inference timing")]
+    if not inf:
+        return blocks + [("p", "No inference timing recorded in metrics.json.")]
+    blocks.append(("p", "Forward pass only (time.perf_counter), measured separately from every metric; "
+                        "seconds per pass over the rows measured."))
+    header = ["batch size", "rows per pass", "repeats", "median s", "min s", "max s", "IQR s",
+              "samples/s", "µs/sample"]
+    rows = []
+    for key, entry in inf.items():
+        if not isinstance(entry, dict):
+            continue
+        sps = entry.get("seconds_per_sample")
+        rows.append([
+            "whole set" if key == "all" else str(key), _fmt(entry.get("rows")), _fmt(entry.get("repeats")),
+            _fmt_g(entry.get("median_s")), _fmt_g(entry.get("min_s")), _fmt_g(entry.get("max_s")),
+            _fmt_g(entry.get("iqr_s")), _fmt_g(entry.get("samples_per_second")),
+            _fmt_g(None if sps is None else 1e6 * float(sps)),
+        ])
+    return blocks + [("table", header, rows)]
+
+
+def _report_table_blocks(data: RunData) -> list[tuple]:
+    rep = data.metrics["test"]["classification_report"]
+    header = ["class", "precision", "recall", "F1", "support"]
+    rows = []
+    for name in data.class_names + ["macro avg", "weighted avg"]:
+        entry = rep.get(name)
+        if isinstance(entry, dict):
+            rows.append([name, _fmt(entry.get("precision")), _fmt(entry.get("recall")),
+                         _fmt(entry.get("f1-score")), _fmt(entry.get("support"))])
+    if "accuracy" in rep:
+        rows.insert(len(data.class_names), ["accuracy", "", "", _fmt(rep["accuracy"]), ""])
+    return [("h2", "Classification report (test)"), ("table", header, rows)]
+
+
+def _confusion_blocks(data: RunData) -> list[tuple]:
+    names = data.class_names
+    cm = data.metrics["test"]["confusion_matrix"]
+    header = ["true / predicted"] + names
+    rows = [[names[i]] + [str(v) for v in row] for i, row in enumerate(cm)]
+    return [("h2", "Confusion matrix (test)"), ("p", "Rows: true class; columns: predicted class; counts."),
+            ("table", header, rows)]
+
+
+def _environment_blocks(data: RunData) -> list[tuple]:
+    blocks: list[tuple] = [("h2", "Environment")]
+    env = data.environment
+    if env is None:
+        return blocks + [("p", "environment.json not found.")]
+    rows = []
+    for lib, ver in (env.get("versions") or {}).items():
+        rows.append([str(lib), _fmt(ver)])
+    for b in env.get("blas") or []:
+        if isinstance(b, dict):
+            desc = " ".join(str(b.get(k)) for k in ("internal_api", "version", "threading_layer") if b.get(k))
+            rows.append([f"BLAS ({b.get('user_api', '?')})", f"{desc}, {b.get('num_threads')} threads"])
+    cpu = env.get("cpu") or {}
+    if cpu:
+        rows.append(["CPU", f"{cpu.get('machine')}, {cpu.get('logical_cores')} logical cores, "
+                            f"affinity {cpu.get('affinity')}"])
+    if env.get("platform"):
+        rows.append(["platform", str(env["platform"])])
+    for k, v in sorted((env.get("thread_env") or {}).items()):
+        rows.append([str(k), str(v)])
+    return blocks + [("table", ["item", "value"], rows)]
+
+
+def _report_blocks(data: RunData, figure_names: Sequence[str]) -> list[tuple]:
+    m = data.metrics
+    intro = [
+        f"Dataset: {_fmt(m.get('dataset'))}",
+        f"Split: {_fmt(m.get('split'))}",
+        f"Model: {_fmt(m.get('model'))}",
+        f"Epochs run: {_fmt(m.get('epochs_run'))}",
+        f"Training time: {_fmt_g(m.get('training_time_s'))} s",
+    ]
+    blocks: list[tuple] = [("h1", f"Run report: {data.name}"), ("ul", intro)]
+    if data.absent:
+        blocks += [("p", "Files absent from the run folder (their sections are left out): "
+                         + ", ".join(data.absent) + ".")]
+    blocks += _summary_blocks(data)
+    blocks += _inference_blocks(data)
+    blocks += _report_table_blocks(data)
+    blocks += _confusion_blocks(data)
+    blocks.append(("h2", "Figures"))
+    present = set(figure_names)
+    for name, caption in FIGURES:
+        if name in present:
+            blocks += [("h3", caption), ("img", caption, f"figures/{name}")]
+    blocks.append(("h2", "Configuration"))
+    blocks.append(("pre", data.config_text) if data.config_text is not None else ("p", "config.toml not found."))
+    blocks += _environment_blocks(data)
+    return blocks
+
+
+def write_run_report(run_dir: str | os.PathLike, figures: bool = True) -> tuple[Path, Path]:
+    """Write ``report.md`` and a self-contained ``report.html`` into ``run_dir``.
+
+    Sections: run summary; metric table (accuracy, balanced accuracy, log loss, every AUC
+    definition incl. report 1's chunked mean, majority baseline); inference timing;
+    classification report; confusion matrix; figures (relative paths in Markdown, base64 data
+    URIs in HTML); configuration; environment. With ``figures=True`` (default) the figures are
+    regenerated first; otherwise the existing ones in ``run_dir/figures`` are referenced.
+    """
+    data = load_run(run_dir)
+    if figures:
+        write_run_figures(run_dir)
+    fig_dir = data.run_dir / "figures"
+    names = [name for name, _ in FIGURES if (fig_dir / name).is_file()]
+    blocks = _report_blocks(data, names)
+    md = atomic_write_text(data.run_dir / "report.md", _render_md(blocks))
+    page = atomic_write_text(data.run_dir / "report.html",
+                             _render_html(blocks, f"Run report: {data.name}", data.run_dir))
+    return md, page
+
+
+# ----------------------------------------------------------------------------- comparison
+
+COMPARE_COLUMNS = (
+    ("run", "run"),
+    ("model", "model"),
+    ("dataset", "dataset"),
+    ("accuracy", "accuracy"),
+    ("roc_auc_ovr_macro", "AUC OvR macro"),
+    ("roc_auc_ovo_macro", "AUC OvO macro"),
+    ("balanced_accuracy", "balanced acc."),
+    ("log_loss", "log loss"),
+    ("training_time_s", "training s"),
+    ("inference_s_per_sample", "inference s/sample"),
+)
+
+
+def _run_names(paths: Sequence[Path]) -> list[str]:
+    names = [p.name or str(p) for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    return [str(p) for p in paths]
+
+
+def _inference_per_sample(inf: Any) -> float | None:
+    """Seconds per sample of the whole-set pass (else of the largest batch timed)."""
+    if not isinstance(inf, dict):
+        return None
+    entries = [e for e in inf.values() if isinstance(e, dict) and e.get("seconds_per_sample") is not None]
+    if isinstance(inf.get("all"), dict) and inf["all"].get("seconds_per_sample") is not None:
+        return float(inf["all"]["seconds_per_sample"])
+    if not entries:
+        return None
+    best = max(entries, key=lambda e: (e.get("batch_size") or 0))
+    return float(best["seconds_per_sample"])
+
+
+def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """One row per run: run, model, dataset, accuracy, roc_auc_ovr_macro, roc_auc_ovo_macro,
+    balanced_accuracy, log_loss, training_time_s, inference_s_per_sample (whole-set pass)."""
+    if not run_dirs:
+        raise RunFolderError("compare needs at least one run folder")
+    paths = [Path(p) for p in run_dirs]
+    rows = []
+    for name, path in zip(_run_names(paths), paths):
+        if not path.is_dir():
+            raise RunFolderError(f"{path}: not a run folder (no such directory)")
+        m = _load_metrics(path / "metrics.json")
+        test = m["test"]
+        rows.append({
+            "run": name,
+            "model": m.get("model"),
+            "dataset": m.get("dataset"),
+            "accuracy": test.get("accuracy"),
+            "roc_auc_ovr_macro": test.get("roc_auc_ovr_macro"),
+            "roc_auc_ovo_macro": test.get("roc_auc_ovo_macro"),
+            "balanced_accuracy": test.get("balanced_accuracy"),
+            "log_loss": test.get("log_loss"),
+            "training_time_s": m.get("training_time_s"),
+            "inference_s_per_sample": _inference_per_sample(m.get("inference")),
+        })
+    return rows
+
+
+def format_comparison_cell(key: str, value: Any) -> str:
+    """How a :func:`compare_runs` value is shown in tables (shared with the CLI)."""
+    if key in ("training_time_s", "inference_s_per_sample"):
+        return _fmt_g(value)
+    return _fmt(value)
+
+
+def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``comparison.md`` (table + figure link) and ``comparison.png`` into ``out_dir``."""
+    from mlplab import plots
+
+    rows = compare_runs(run_dirs)
+    out = Path(out_dir)
+    names = [r["run"] for r in rows]
+    bar_keys = ("accuracy", "balanced_accuracy", "roc_auc_ovr_macro", "roc_auc_ovo_macro")
+    png = plots.comparison_bars(names, {k: [r[k] for r in rows] for k in bar_keys}, out / "comparison.png",
+                                title="Test-set metrics by run")
+    header = [label for _, label in COMPARE_COLUMNS]
+    table = [[format_comparison_cell(k, r[k]) for k, _ in COMPARE_COLUMNS] for r in rows]
+    blocks: list[tuple] = [
+        ("h1", "Run comparison"),
+        ("p", "Test-set metrics; AUCs over the whole test set; inference is the forward pass of the "
+              "whole set divided by its rows."),
+        ("table", header, table),
+        ("img", "Test-set metrics by run", "comparison.png"),
+    ]
+    md = atomic_write_text(out / "comparison.md", _render_md(blocks))
+    return [md, png]

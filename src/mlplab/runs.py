@@ -1,0 +1,265 @@
+"""One training run, start to finish: data, split, scaling, network, training, evaluation,
+and a run folder holding everything a report needs.
+
+Run folder layout::
+
+    config.toml        the resolved configuration
+    history.csv        per-epoch training/validation loss and accuracy, learning rate, time
+    metrics.json       test (and train) metrics, inference timing, training time
+    model.npz          the trained network (mlplab model file)
+    environment.json   library versions, BLAS and its threads, CPU
+    predictions.npz    test labels and probabilities (so figures/report rebuild without retraining)
+    figures/*.png      training curves, confusion matrix, ROC curves, ...
+    report.md, report.html
+    checkpoint.npz     only while a run is unfinished (interrupted): resume with --resume
+
+Every file is written atomically. The library never prints: progress goes to callbacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mlplab.config import read_toml, resolve, to_toml
+from mlplab.environment import blas_threads, environment_info
+from mlplab.errors import ConfigError, DivergenceError, MlplabError, TrainingInterrupted
+from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mlplab.network import MLP
+from mlplab.serialization import load_model, restore_trainer, save_model
+from mlplab.training import Callback, EarlyStopping, Trainer
+
+CHECKPOINT = "checkpoint.npz"
+
+
+@dataclass
+class PreparedData:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray | None
+    y_val: np.ndarray | None
+    X_test: np.ndarray
+    y_test: np.ndarray
+    test_images: np.ndarray  # raw uint8 test rows, for the mistakes gallery
+    scaler: Any
+    image_shape: tuple[int, ...]
+    class_names: list[str]
+    dataset_name: str
+    source: str
+    split_desc: str
+
+
+def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> PreparedData:
+    """Load, split and scale the data a config asks for."""
+    from mlplab.data import load_dataset, splits
+    from mlplab.data.preprocessing import Scaler
+
+    d = cfg["data"]
+    ds = load_dataset(d["dataset"], data_dir=d.get("data_dir"), progress=progress)
+    if d["split"] == "canonical":
+        Xtr, ytr, Xte, yte = ds.X_train, ds.y_train, ds.X_test, ds.y_test
+        desc = f"canonical {len(ytr)}/{len(yte)}"
+    elif d["split"] == "stratified":
+        X_all, y_all = splits.all_samples(ds)
+        tr, te = splits.stratified_split(y_all, d["test_fraction"], d["split_seed"])
+        Xtr, ytr, Xte, yte = X_all[tr], y_all[tr], X_all[te], y_all[te]
+        desc = f"stratified {len(tr)}/{len(te)} of all {len(y_all)} (test fraction {d['test_fraction']}, seed {d['split_seed']})"
+    else:  # textbook 55k/5k/10k
+        sp = splits.textbook_split(ds, random_state=d["split_seed"])
+        X_all, y_all = splits.all_samples(ds)
+        Xtr, ytr, Xte, yte = X_all[sp.train], y_all[sp.train], X_all[sp.test], y_all[sp.test]
+        desc = f"textbook {len(sp.train)}/{len(sp.valid)}/{len(sp.test)} (validation part unused)"
+    if d.get("max_train_samples") and d["max_train_samples"] < len(ytr):
+        keep, _ = splits.stratified_split(ytr, 1 - d["max_train_samples"] / len(ytr), d["split_seed"])
+        keep = np.sort(keep)
+        Xtr, ytr = Xtr[keep], ytr[keep]
+        desc += f", training subset of {len(ytr)}"
+    Xv = yv = None
+    if d["validation_fraction"] > 0:
+        tr, va = splits.validation_split(ytr, d["validation_fraction"], d["split_seed"])
+        Xv, yv, Xtr, ytr = Xtr[va], ytr[va], Xtr[tr], ytr[tr]
+        desc += f", validation {len(yv)} taken from training"
+    dtype = np.dtype(cfg["model"]["dtype"])
+    scaler = Scaler(d["scaling"], pixel_max=ds.pixel_max).fit(Xtr)
+    return PreparedData(
+        X_train=scaler.transform(Xtr, dtype=dtype), y_train=np.ascontiguousarray(ytr, dtype=np.int64),
+        X_val=None if Xv is None else scaler.transform(Xv, dtype=dtype),
+        y_val=None if yv is None else np.asarray(yv, dtype=np.int64),
+        X_test=scaler.transform(Xte, dtype=dtype), y_test=np.asarray(yte, dtype=np.int64),
+        test_images=np.asarray(Xte), scaler=scaler, image_shape=tuple(ds.image_shape),
+        class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
+        split_desc=desc,
+    )
+
+
+def preprocessing_meta(data: PreparedData) -> dict[str, Any]:
+    """What a model file records about its inputs (the scaler's arrays go in the npz)."""
+    return {"scaler": data.scaler.to_dict(include_arrays=False), "image_shape": list(data.image_shape),
+            "pixel_max": data.scaler.pixel_max, "dataset": data.dataset_name}
+
+
+def build_network(cfg: dict[str, Any], n_features: int, n_classes: int) -> MLP:
+    m, t = cfg["model"], cfg["training"]
+    return MLP(
+        [n_features, *m["hidden"], n_classes],
+        hidden_activation=m["hidden_activation"], output_activation=m["output_activation"],
+        loss=m["loss"], init=m["init"], init_params=m["init_params"], dropout=m["dropout"],
+        l2=m["l2"], dtype=m["dtype"], seed=t["seed"],
+    )
+
+
+def build_trainer(cfg: dict[str, Any], net: MLP, callbacks: list[Callback]) -> Trainer:
+    t = cfg["training"]
+    opt: dict[str, Any] = {"name": t["optimizer"]}
+    if t["optimizer"] == "sgd":
+        opt.update(momentum=t["momentum"], nesterov=t["nesterov"], weight_decay=t["weight_decay"])
+    elif t["optimizer"] == "adam":
+        opt.update(weight_decay=t["weight_decay"])
+    sched = {"name": t["schedule"], **t["schedule_params"]}
+    cbs = list(callbacks)
+    if t["early_stopping_patience"] is not None:
+        monitor = "val_loss" if cfg["data"]["validation_fraction"] > 0 else "loss"
+        cbs.append(EarlyStopping(monitor=monitor, patience=t["early_stopping_patience"]))
+    return Trainer(net, opt, lr=t["lr"], batch_size=t["batch_size"] or None, schedule=sched,
+                   seed=t["seed"], train_metrics=t["train_metrics"], callbacks=cbs)
+
+
+def load_config(config_file: str | Path | None, overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    layers = []
+    if config_file is not None:
+        layers.append((str(config_file), read_toml(config_file)))
+    layers.append(("command line", overrides))
+    return resolve(*layers)
+
+
+def check_out_dir(out: Path, resume: bool = False) -> None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    if not resume and out.is_dir() and (out / "metrics.json").exists():
+        raise ConfigError(f"--out {out}: already holds a finished run (metrics.json); choose another folder")
+
+
+def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback] = (),
+              progress: Callable | None = None, trainer_hook: Callable[[Trainer], None] | None = None,
+              resume: bool = False, report: bool = True) -> dict[str, Any]:
+    """Train and evaluate as ``cfg`` says and write the run folder ``out``; returns metrics."""
+    out = Path(out)
+    check_out_dir(out, resume)
+    data = prepare_data(cfg, progress=progress)
+    n_classes = len(data.class_names)
+    threads = cfg["training"]["threads"]
+    with blas_threads(threads):
+        net = build_network(cfg, data.X_train.shape[1], n_classes)
+        trainer = build_trainer(cfg, net, list(callbacks))
+        ckpt = out / CHECKPOINT
+        if resume:
+            if not ckpt.exists():
+                raise ConfigError(f"--resume {out}: no {CHECKPOINT} there to resume from")
+            saved = load_model(ckpt)
+            net.set_weights(saved.net.parameters())
+            restore_trainer(saved, trainer)
+        if trainer_hook is not None:
+            trainer_hook(trainer)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.toml", to_toml(cfg))
+        try:
+            trainer.fit(data.X_train, data.y_train, cfg["training"]["epochs"], data.X_val, data.y_val)
+        except (TrainingInterrupted, DivergenceError):
+            # weights are the last good ones (the divergence guard restored them)
+            save_model(ckpt, net, preprocessing=preprocessing_meta(data), classes=data.class_names,
+                       training=cfg, trainer=trainer)
+            atomic_write_text(out / "history.csv", trainer.history.to_csv())
+            raise
+        # epoch wall times, summed: excludes evaluation and survives a resume
+        train_time = float(sum(t for t in trainer.history.time_s if t is not None))
+        metrics = evaluate_into(out, net, data, cfg, trainer, train_time)
+    extra = data.scaler.arrays()
+    save_model(out / "model.npz", net, preprocessing=preprocessing_meta(data), classes=data.class_names,
+               training=cfg, metrics={"accuracy": metrics["test"]["accuracy"],
+                                      "roc_auc_ovr_macro": metrics["test"].get("roc_auc_ovr_macro")},
+               trainer=trainer, extra_arrays=extra)
+    if ckpt.exists():
+        ckpt.unlink()
+    if report:
+        write_report(out)
+    return metrics
+
+
+def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], trainer: Trainer | None,
+                  train_time: float | None) -> dict[str, Any]:
+    """Measure the network on the test data; write metrics.json, history.csv, predictions.npz,
+    environment.json. Metrics and inference timing are measured separately."""
+    from mlplab.metrics import classification_metrics
+    from mlplab.timing import measure_inference
+
+    proba = net.predict_proba(data.X_test)
+    test = classification_metrics(data.y_test, proba, classes=data.class_names)
+    train_proba = net.predict_proba(data.X_train)
+    train = classification_metrics(data.y_train, train_proba, classes=data.class_names)
+    inference = measure_inference(net.predict_proba, data.X_test)
+    metrics: dict[str, Any] = {
+        "dataset": data.dataset_name,
+        "source": data.source,
+        "split": data.split_desc,
+        "model": net.describe(),
+        "n_parameters": net.n_parameters,
+        "test": test,
+        "train": train,
+        "inference": inference,
+        "training_time_s": train_time,
+        "epochs_run": trainer.epochs_done if trainer is not None else None,
+    }
+    if trainer is not None:
+        metrics["stop_reason"] = trainer.stop_reason
+        metrics["restored_best_epoch"] = trainer.restored_epoch
+    metrics["accuracy"] = test["accuracy"]
+    metrics["roc_auc_ovr_macro"] = test.get("roc_auc_ovr_macro")
+    out.mkdir(parents=True, exist_ok=True)
+    if trainer is not None:
+        atomic_write_text(out / "history.csv", trainer.history.to_csv())
+    atomic_write_json(out / "environment.json", environment_info())
+    _write_predictions(out, data, proba, net)
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _write_predictions(out: Path, data: PreparedData, proba: np.ndarray, net: MLP) -> None:
+    import io
+
+    pred = proba.argmax(axis=1)
+    wrong = np.flatnonzero(pred != data.y_test)
+    conf = proba[wrong, pred[wrong]]
+    top = wrong[np.argsort(-conf, kind="stable")[:25]]
+    arrays = {
+        "y_true": data.y_test.astype(np.int64),
+        "proba": proba.astype(np.float32),
+        "class_names": np.array(data.class_names),
+        "image_shape": np.array(data.image_shape, dtype=np.int64),
+        "mistake_index": top.astype(np.int64),
+        "mistake_images": data.test_images[top].astype(np.uint8),
+        "first_layer_weights": net.dense_layers[0].W.astype(np.float32),
+    }
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(out / "predictions.npz", buf.getvalue())
+
+
+def write_report(out: Path) -> None:
+    from mlplab.report import write_run_figures, write_run_report
+
+    write_run_figures(out)
+    write_run_report(out)
+
+
+def resume_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.toml"
+    if not path.exists():
+        raise ConfigError(f"--resume {run_dir}: no config.toml (not a run folder)")
+    return resolve((str(path), read_toml(path)))
+
+
+__all__ = ["train_run", "prepare_data", "build_network", "build_trainer", "load_config",
+           "evaluate_into", "resume_config", "MlplabError"]

@@ -1,0 +1,138 @@
+"""Learning-rate schedules, applied once per epoch: ``lr = schedule(epoch, base_lr)``.
+
+``epoch`` counts from 0. :class:`ReduceOnPlateau` also watches a metric through ``observe``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from mlplab.errors import ConfigError
+from mlplab.registry import Registry
+
+SCHEDULES: Registry[type["Schedule"]] = Registry("schedule")
+
+
+class Schedule:
+    name = "schedule"
+
+    def __call__(self, epoch: int, base_lr: float) -> float:
+        raise NotImplementedError
+
+    def observe(self, value: float) -> None:
+        """Called after each epoch with the monitored metric (only plateau schedules use it)."""
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+@SCHEDULES.register("constant")
+class Constant(Schedule):
+    name = "constant"
+
+    def __call__(self, epoch, base_lr):
+        return base_lr
+
+
+@SCHEDULES.register("step")
+class Step(Schedule):
+    """``base_lr * gamma ** (epoch // step_size)``."""
+
+    name = "step"
+
+    def __init__(self, step_size: int = 10, gamma: float = 0.1):
+        if int(step_size) < 1:
+            raise ConfigError(f"step schedule: step_size must be >= 1, got {step_size}")
+        if not 0 < float(gamma) <= 1:
+            raise ConfigError(f"step schedule: gamma must be in (0, 1], got {gamma}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def __call__(self, epoch, base_lr):
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+@SCHEDULES.register("inverse_scaling", "invscaling")
+class InverseScaling(Schedule):
+    """``base_lr / (epoch + 1) ** power`` (scikit-learn's ``invscaling``, per epoch)."""
+
+    name = "inverse_scaling"
+
+    def __init__(self, power: float = 0.5):
+        if not float(power) > 0:
+            raise ConfigError(f"inverse_scaling: power must be > 0, got {power}")
+        self.power = float(power)
+
+    def __call__(self, epoch, base_lr):
+        return base_lr / (epoch + 1) ** self.power
+
+
+@SCHEDULES.register("cosine")
+class Cosine(Schedule):
+    """``min_lr + (base_lr - min_lr) * (1 + cos(pi * epoch / epochs)) / 2``."""
+
+    name = "cosine"
+
+    def __init__(self, epochs: int = 50, min_lr: float = 0.0):
+        if int(epochs) < 1:
+            raise ConfigError(f"cosine schedule: epochs must be >= 1, got {epochs}")
+        self.epochs, self.min_lr = int(epochs), float(min_lr)
+
+    def __call__(self, epoch, base_lr):
+        t = min(epoch, self.epochs) / self.epochs
+        return self.min_lr + (base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+@SCHEDULES.register("reduce_on_plateau", "plateau")
+class ReduceOnPlateau(Schedule):
+    """Multiply the rate by ``factor`` after ``patience`` epochs without an improvement of
+    the monitored value (lower is better) by more than ``min_delta``."""
+
+    name = "reduce_on_plateau"
+
+    def __init__(self, factor: float = 0.5, patience: int = 3, min_delta: float = 1e-4, min_lr: float = 0.0):
+        if not 0 < float(factor) < 1:
+            raise ConfigError(f"reduce_on_plateau: factor must be in (0, 1), got {factor}")
+        if int(patience) < 0:
+            raise ConfigError(f"reduce_on_plateau: patience must be >= 0, got {patience}")
+        self.factor, self.patience = float(factor), int(patience)
+        self.min_delta, self.min_lr = float(min_delta), float(min_lr)
+        self._best = math.inf
+        self._bad = 0
+        self._scale = 1.0
+
+    def __call__(self, epoch, base_lr):
+        return max(base_lr * self._scale, self.min_lr)
+
+    def observe(self, value):
+        if value < self._best - self.min_delta:
+            self._best, self._bad = value, 0
+        else:
+            self._bad += 1
+            if self._bad > self.patience:
+                self._scale *= self.factor
+                self._bad = 0
+
+    def state(self):
+        return {"best": self._best if math.isfinite(self._best) else None, "bad": self._bad, "scale": self._scale}
+
+    def load_state(self, state):
+        self._best = math.inf if state.get("best") is None else float(state["best"])
+        self._bad, self._scale = int(state["bad"]), float(state["scale"])
+
+
+def get_schedule(spec: str | dict | None) -> Schedule:
+    if spec is None:
+        return Constant()
+    cfg = dict(spec) if isinstance(spec, dict) else {"name": spec}
+    cls = SCHEDULES.get(cfg.pop("name"))
+    try:
+        return cls(**cfg)
+    except TypeError as exc:
+        raise ConfigError(f"schedule {cls.name!r}: {exc}") from None

@@ -1,0 +1,215 @@
+"""Model files: NumPy ``.npz`` arrays plus JSON metadata. Loading never unpickles.
+
+Layout of the zip archive (``np.savez`` format, every member a plain ``.npy`` array)::
+
+    __meta__.npy          uint8 bytes of a UTF-8 JSON document (see FORMAT below)
+    param/0.npy ...       W0, b0, W1, b1, ... in network order
+    trainer/<name>.npy    optimizer slots and resume state (optional)
+    extra/<name>.npy      preprocessing arrays (e.g. standardisation mean/std)
+
+The metadata holds ``format`` ("mlplab-model"), ``format_version``, the network config
+(architecture, activations, loss, dtype, seed), the preprocessing the inputs need, the class
+labels, the training config, final metrics, library versions and the trainer state. Every
+member's ``.npy`` header is checked against the bytes actually stored before anything is
+allocated, so a truncated or lying file is refused cheaply.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab.errors import MlplabError, ModelFileError
+from mlplab.io import atomic_write_bytes
+from mlplab.network import MLP
+
+FORMAT = "mlplab-model"
+FORMAT_VERSION = 1
+_MAX_META_BYTES = 16 * 1024 * 1024
+_MAX_MEMBERS = 10_000
+
+
+@dataclass
+class ModelFile:
+    """What a model file holds, besides the network's weights."""
+
+    net: MLP
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    classes: list[Any] = field(default_factory=list)
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    trainer_state: dict[str, Any] | None = None
+    trainer_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def save_model(path: str | Path, net: MLP, *, preprocessing: dict | None = None,
+               classes: list | None = None, training: dict | None = None, metrics: dict | None = None,
+               trainer=None, extra_arrays: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``net`` (and optionally a :class:`~mlplab.training.Trainer`'s state) atomically."""
+    from mlplab.environment import environment_info
+
+    for i, p in enumerate(net.parameters()):
+        if not np.all(np.isfinite(p)):
+            raise ModelFileError(f"{path}: refusing to save a network with non-finite weights (parameter {i})")
+    arrays: dict[str, np.ndarray] = {f"param/{i}": p for i, p in enumerate(net.parameters())}
+    trainer_meta = None
+    if trainer is not None:
+        trainer_meta, t_arrays = trainer.state_dict()
+        arrays.update({f"trainer/{k}": v for k, v in t_arrays.items()})
+    for k, v in (extra_arrays or {}).items():
+        arrays[f"extra/{k}"] = np.asarray(v)
+    env = environment_info()
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "network": net.config(),
+        "n_parameters": net.n_parameters,
+        "preprocessing": preprocessing or {},
+        "classes": list(classes) if classes is not None else list(range(max(net.sizes[-1], 2))),
+        "training": training or {},
+        "metrics": metrics or {},
+        "trainer": trainer_meta,
+        "versions": env["versions"],
+        "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in arrays.items()},
+    }
+    try:
+        meta_bytes = json.dumps(meta, sort_keys=True, allow_nan=False, default=_json_default).encode()
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: metadata is not valid JSON ({exc})") from None
+    buf = io.BytesIO()
+    np.savez(buf, __meta__=np.frombuffer(meta_bytes, dtype=np.uint8), **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def _read_members(path: Path) -> dict[str, np.ndarray]:
+    """Every array in the archive, each header validated against its stored size first."""
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, expected a model file (.npz)")
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path}: not an mlplab model file (not a zip/.npz archive, or truncated)") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read model file ({exc.strerror or exc})") from None
+    out: dict[str, np.ndarray] = {}
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > _MAX_MEMBERS:
+            raise ModelFileError(f"{path}: too many members ({len(infos)}) for a model file")
+        for info in infos:
+            name = info.filename
+            if not name.endswith(".npy"):
+                raise ModelFileError(f"{path}: unexpected member {name!r} (not an .npy array)")
+            try:
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                    elif version in ((2, 0), (3, 0)):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                    else:
+                        raise ValueError(f"unsupported .npy version {version}")
+                    if dtype.hasobject:
+                        raise ValueError("object arrays are not allowed (would need pickle)")
+                    header_len = fh.tell()
+                    count = math.prod(shape)
+                    need = count * dtype.itemsize
+                    have = info.file_size - header_len
+                    if need != have:
+                        raise ValueError(f"header declares {need} bytes of data but {have} are stored")
+                    data = fh.read(need)
+                    if len(data) != need:
+                        raise ValueError("data ends early")
+                arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
+            except (ValueError, EOFError, zipfile.BadZipFile, OSError, RuntimeError, TypeError) as exc:
+                raise ModelFileError(f"{path}: member {name!r} is corrupt ({exc})") from None
+            out[name[:-4]] = arr
+    return out
+
+
+def load_model(path: str | Path) -> ModelFile:
+    """Read and validate a model file; a bad file raises :class:`ModelFileError`."""
+    path = Path(path)
+    members = _read_members(path)
+    raw = members.pop("__meta__", None)
+    if raw is None:
+        raise ModelFileError(f"{path}: not an mlplab model file (no __meta__ record)")
+    if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > _MAX_META_BYTES:
+        raise ModelFileError(f"{path}: metadata record has the wrong type or size")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not an mlplab model file (format is {meta.get('format') if isinstance(meta, dict) else None!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path}: bad format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(f"{path}: written by a newer mlplab (format version {version}; this one reads "
+                             f"up to {FORMAT_VERSION}); upgrade mlplab")
+    cfg = meta.get("network")
+    if not isinstance(cfg, dict):
+        raise ModelFileError(f"{path}: metadata has no network description")
+    try:
+        net = MLP.from_config(cfg)
+    except MlplabError as exc:
+        raise ModelFileError(f"{path}: inconsistent network description ({exc})") from None
+    params = net.parameters()
+    for i, p in enumerate(params):
+        a = members.get(f"param/{i}")
+        if a is None:
+            raise ModelFileError(f"{path}: parameter {i} is missing")
+        if a.shape != p.shape:
+            raise ModelFileError(f"{path}: parameter {i} has shape {a.shape}, the architecture needs {p.shape}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise ModelFileError(f"{path}: parameter {i} has non-float dtype {a.dtype}")
+        if not np.all(np.isfinite(a)):
+            raise ModelFileError(f"{path}: parameter {i} holds non-finite values")
+        p[...] = a
+    if f"param/{len(params)}" in members:
+        raise ModelFileError(f"{path}: more parameter arrays than the architecture has")
+    trainer_arrays = {k[len("trainer/"):]: v for k, v in members.items() if k.startswith("trainer/")}
+    extra = {k[len("extra/"):]: v for k, v in members.items() if k.startswith("extra/")}
+    return ModelFile(
+        net=net,
+        preprocessing=meta.get("preprocessing") or {},
+        classes=meta.get("classes") or [],
+        training=meta.get("training") or {},
+        metrics=meta.get("metrics") or {},
+        trainer_state=meta.get("trainer"),
+        trainer_arrays=trainer_arrays,
+        extra_arrays=extra,
+        meta=meta,
+    )
+
+
+def restore_trainer(model: ModelFile, trainer) -> None:
+    """Load a saved trainer state (optimizer, RNGs, history) into ``trainer``."""
+    if model.trainer_state is None:
+        raise ModelFileError("model file holds no training state to resume from")
+    try:
+        trainer.load_state_dict(model.trainer_state, model.trainer_arrays)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"training state in the model file is inconsistent ({exc})") from None

@@ -1,0 +1,395 @@
+"""The training loop: minibatch SGD or full-batch gradient descent, with callbacks.
+
+:class:`Trainer` owns everything that changes during training (optimizer state, shuffling
+RNG, schedule state, history, position inside an epoch), so a checkpoint of
+:meth:`Trainer.state_dict` resumes to bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
+from mlplab.network import MLP, STREAM_SHUFFLE, rng_for
+from mlplab.optimizers import Optimizer, get_optimizer
+from mlplab.schedules import Schedule, get_schedule
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time_s")
+
+
+@dataclass
+class History:
+    """Per-epoch records; ``extra`` holds columns that callbacks add (e.g. test accuracy)."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float | None] = field(default_factory=list)
+    val_accuracy: list[float | None] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    time_s: list[float] = field(default_factory=list)
+    extra: dict[str, list] = field(default_factory=dict)
+
+    def append(self, row: dict[str, Any]) -> None:
+        for key in HISTORY_COLUMNS:
+            getattr(self, key).append(row.get(key))
+        for key, value in row.items():
+            if key not in HISTORY_COLUMNS:
+                self.extra.setdefault(key, [None] * (len(self.epoch) - 1)).append(value)
+        for col in self.extra.values():  # columns a row did not fill
+            while len(col) < len(self.epoch):
+                col.append(None)
+
+    def __len__(self) -> int:
+        return len(self.epoch)
+
+    def as_dict(self) -> dict[str, list]:
+        d = {key: list(getattr(self, key)) for key in HISTORY_COLUMNS}
+        d.update({k: list(v) for k, v in self.extra.items()})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, list]) -> "History":
+        h = cls(**{k: list(d.get(k, [])) for k in HISTORY_COLUMNS})
+        h.extra = {k: list(v) for k, v in d.items() if k not in HISTORY_COLUMNS}
+        return h
+
+    def to_csv(self) -> str:
+        d = self.as_dict()
+        cols = list(d)
+        lines = [",".join(cols)]
+        for i in range(len(self)):
+            lines.append(",".join(_fmt(d[c][i]) for c in cols))
+        return "\n".join(lines) + "\n"
+
+    def last(self) -> dict[str, Any]:
+        return {k: v[-1] for k, v in self.as_dict().items()} if len(self) else {}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+class Callback:
+    """Hooks called by :class:`Trainer`. Set ``trainer.stop_training = True`` to stop."""
+
+    def on_train_begin(self, trainer: "Trainer") -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", logs: dict[str, Any]) -> None: ...
+
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs; restore the best weights."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 restore_best: bool = True):
+        if int(patience) < 0:
+            raise ConfigError(f"early stopping patience must be >= 0, got {patience}")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        self.restore_best = restore_best
+        self.mode = "max" if "acc" in monitor else "min"
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+        self.best_weights: list[np.ndarray] | None = None
+        self._wait = 0
+
+    def _better(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_epoch_end(self, trainer, logs):
+        value = logs.get(self.monitor)
+        if value is None:
+            raise ConfigError(f"early stopping monitors {self.monitor!r}, which this run does not record"
+                              " (give validation data or monitor 'loss')")
+        if self._better(value):
+            self.best, self.best_epoch, self._wait = value, logs["epoch"], 0
+            if self.restore_best:
+                self.best_weights = trainer.net.get_weights()
+        else:
+            self._wait += 1
+            if self._wait > self.patience:
+                trainer.stop_training = True
+                trainer.stop_reason = (f"early stopping: {self.monitor} did not improve for "
+                                       f"{self.patience + 1} epochs (best {self.best:.6g} at epoch {self.best_epoch})")
+
+    def on_train_end(self, trainer):
+        if self.restore_best and self.best_weights is not None:
+            trainer.net.set_weights(self.best_weights)
+            trainer.restored_epoch = self.best_epoch
+
+
+class LambdaCallback(Callback):
+    def __init__(self, on_epoch_end: Callable[["Trainer", dict], None]):
+        self._fn = on_epoch_end
+
+    def on_epoch_end(self, trainer, logs):
+        self._fn(trainer, logs)
+
+
+BatchOrder = Callable[[int, int], np.ndarray]
+
+
+class Trainer:
+    """Trains an :class:`~mlplab.network.MLP`.
+
+    Parameters
+    ----------
+    net : MLP
+    optimizer : name, ``{"name": ..., **hyperparameters}`` or an :class:`Optimizer`
+    lr : float, base learning rate (overrides the optimizer spec's)
+    batch_size : int or None; ``None`` (or 0) is full-batch gradient descent
+    schedule : learning-rate schedule spec (default constant)
+    seed : seeds the per-epoch shuffling (default: the network's seed)
+    shuffle : reshuffle the training set each epoch
+    drop_last : skip a final partial minibatch (the textbook's generator did)
+    batch_order : ``f(epoch, n) -> index array`` replacing the built-in shuffling
+    train_metrics : ``"running"`` (mean over the epoch's minibatches, free),
+        ``"full"`` (a pass over the whole training set after each epoch) or ``"none"``
+    divergence_factor : stop when the epoch loss exceeds this multiple of the first epoch's
+        loss (``None`` disables); a non-finite loss always stops training
+    """
+
+    def __init__(
+        self,
+        net: MLP,
+        optimizer: str | dict | Optimizer = "sgd",
+        lr: float | None = None,
+        batch_size: int | None = 100,
+        schedule: str | dict | Schedule | None = None,
+        seed: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        batch_order: BatchOrder | None = None,
+        train_metrics: str = "running",
+        divergence_factor: float | None = 1e4,
+        callbacks: Iterable[Callback] = (),
+    ):
+        self.net = net
+        if isinstance(optimizer, Optimizer):
+            self.optimizer = optimizer
+            if lr is not None:
+                self.optimizer.lr = float(lr)
+        else:
+            self.optimizer = get_optimizer(optimizer, net.parameters(), lr=lr)
+        self.base_lr = self.optimizer.lr
+        self.schedule = schedule if isinstance(schedule, Schedule) else get_schedule(schedule)
+        if batch_size is not None and int(batch_size) < 0:
+            raise ConfigError(f"batch size must be positive (or 0 for full batch), got {batch_size}")
+        self.batch_size = int(batch_size) if batch_size else None
+        if train_metrics not in ("running", "full", "none"):
+            raise ConfigError(f"train_metrics must be running, full or none, got {train_metrics!r}")
+        self.train_metrics = train_metrics
+        self.seed = net.seed if seed is None else int(seed)
+        self.rng = rng_for(self.seed, STREAM_SHUFFLE)
+        self.shuffle, self.drop_last, self.batch_order = bool(shuffle), bool(drop_last), batch_order
+        self.divergence_factor = divergence_factor
+        self.callbacks = list(callbacks)
+        self.history = History()
+        self.epochs_done = 0
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        self.restored_epoch: int | None = None
+        #: set from a signal handler: stop after the current minibatch
+        self.interrupt_requested = False
+        self._resume: dict[str, Any] | None = None  # position inside an interrupted epoch
+        self._first_loss: float | None = None
+
+    # -- the loop --------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray, epochs: int, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> History:
+        """Train until ``epochs`` epochs in total have run (counting earlier ``fit`` calls)."""
+        net = self.net
+        X = net._as_input(X)
+        y = np.ascontiguousarray(y, dtype=np.int64)
+        if y.shape != (X.shape[0],):
+            raise ConfigError(f"labels have shape {y.shape}, expected ({X.shape[0]},)")
+        if int(epochs) < 1:
+            raise ConfigError(f"epochs must be >= 1, got {epochs}")
+        n = X.shape[0]
+        bs = self.batch_size or n
+        if bs > n:
+            raise ConfigError(f"batch size {bs} is larger than the training set ({n} samples)")
+        n_out = net.sizes[-1]
+        if y.size and (y.min() < 0 or (n_out > 1 and y.max() >= n_out) or (n_out == 1 and y.max() > 1)):
+            raise ConfigError(f"labels must lie in [0, {max(n_out, 2)}), got range [{y.min()}, {y.max()}]")
+        if X_val is not None:
+            X_val = net._as_input(X_val)
+            y_val = np.asarray(y_val, dtype=np.int64)
+
+        # one batch of everything: the order cannot matter, so skip the shuffle and the copy
+        full_batch = bs == n and self.batch_order is None
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        good_weights = net.get_weights()
+        while self.epochs_done < int(epochs) and not self.stop_training:
+            epoch = self.epochs_done  # 0-based
+            lr = self.schedule(epoch, self.base_lr)
+            self.optimizer.lr = lr
+            loss, acc, secs = self._run_epoch(X, y, bs, full_batch, epoch)
+            self.epochs_done += 1
+            logs: dict[str, Any] = {"epoch": self.epochs_done, "loss": loss, "accuracy": acc,
+                                    "lr": lr, "time_s": secs}
+            if self.train_metrics == "full":
+                logs["loss"], logs["accuracy"] = self.evaluate(X, y)
+            if X_val is not None:
+                logs["val_loss"], logs["val_accuracy"] = self.evaluate(X_val, y_val)
+            self._check_divergence(logs["loss"], good_weights)
+            good_weights = net.get_weights()
+            monitored = logs.get("val_loss")
+            if logs["loss"] is not None and math.isfinite(logs["loss"]):
+                self.schedule.observe(logs["loss"] if monitored is None else monitored)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, logs)
+            self.history.append(logs)
+            if self.interrupt_requested and self.epochs_done < int(epochs):
+                raise TrainingInterrupted(f"training interrupted after epoch {self.epochs_done}")
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.history
+
+    def _run_epoch(self, X, y, bs, full_batch, epoch) -> tuple[float, float | None, float]:
+        net, opt = self.net, self.optimizer
+        n = X.shape[0]
+        t0 = time.perf_counter()
+        if self._resume is not None:  # continue an interrupted epoch
+            r, self._resume = self._resume, None
+            order, start_batch = r["order"], r["batch"]
+            loss_sum, correct, seen, t0 = r["loss_sum"], r["correct"], r["seen"], t0 - r["elapsed"]
+        else:
+            order = None if full_batch else self._epoch_order(epoch, n)
+            start_batch, loss_sum, correct, seen = 0, 0.0, 0, 0
+        m = n if order is None else len(order)
+        starts = list(range(0, m - bs + 1 if self.drop_last else m, bs))
+        running = self.train_metrics == "running"
+        for b in range(start_batch, len(starts)):
+            s = starts[b]
+            if order is None:
+                Xb, yb = X, y
+            else:
+                idx = order[s:s + bs]
+                k = len(idx)
+                Xb = net.layers[0]._buffer("xb", (k, X.shape[1]), net.dtype)
+                yb = net.layers[0]._buffer("yb", (k,), np.int64)
+                np.take(X, idx, axis=0, out=Xb)
+                np.take(y, idx, out=yb)
+            k = Xb.shape[0]
+            out = net.forward(Xb, training=True)
+            grad = net.layers[-1]._buffer("dout", out.shape, net.dtype)
+            tbuf = net.layers[-1]._buffer("target", out.shape, net.dtype)
+            value = net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)
+            if not math.isfinite(value):
+                raise self._diverged(epoch + 1, value)
+            if running:
+                loss_sum += value * k
+                correct += int(np.count_nonzero(net.labels_from_output(out) == yb))
+            seen += k
+            net.backward(grad)
+            opt.step(net.gradients())
+            if self.interrupt_requested and b + 1 < len(starts):
+                self._resume = {"order": order, "batch": b + 1, "loss_sum": loss_sum, "correct": correct,
+                                "seen": seen, "elapsed": time.perf_counter() - t0}
+                raise TrainingInterrupted(
+                    f"training interrupted in epoch {epoch + 1} after minibatch {b + 1} of {len(starts)}")
+        secs = time.perf_counter() - t0
+        if not running or seen == 0:
+            return float("nan"), None, secs
+        return loss_sum / seen, correct / seen, secs
+
+    def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
+        if self.batch_order is not None:
+            return np.asarray(self.batch_order(epoch, n), dtype=np.int64)
+        if self.shuffle:
+            return self.rng.permutation(n)
+        return np.arange(n)
+
+    def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(mean loss, accuracy) of the current network on ``(X, y)``, in inference mode."""
+        out = self.net.decision_function(X)
+        loss = self.net.loss.value(out, y)
+        acc = float(np.mean(self.net.labels_from_output(out) == y))
+        return loss, acc
+
+    def _diverged(self, epoch: int, value: float) -> DivergenceError:
+        what = "became non-finite" if not math.isfinite(value) else f"exploded to {value:.4g}"
+        return DivergenceError(
+            f"loss {what} at epoch {epoch} (learning rate {self.optimizer.lr:g}); "
+            f"try a smaller learning rate", epoch)
+
+    def _check_divergence(self, loss: float, good_weights: list[np.ndarray]) -> None:
+        if loss is None or self.train_metrics == "none":
+            return  # per-minibatch checks still catch non-finite losses
+        bad = not math.isfinite(loss)
+        if not bad and self.divergence_factor is not None:
+            if self._first_loss is None:
+                self._first_loss = max(loss, 1e-12)
+            bad = loss > self.divergence_factor * self._first_loss
+        if bad:
+            self.net.set_weights(good_weights)  # never leave a NaN model behind
+            raise self._diverged(self.epochs_done, loss)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-able metadata, arrays) restoring the training state exactly."""
+        opt_meta, opt_arrays = self.optimizer.state_dict()
+        meta: dict[str, Any] = {
+            "epochs_done": self.epochs_done,
+            "base_lr": self.base_lr,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "shuffle_rng": self.rng.bit_generator.state,
+            "dropout_rng": self.net.dropout_rng.bit_generator.state,
+            "optimizer": opt_meta,
+            "schedule": {"config": self.schedule.config(), "state": self.schedule.state()},
+            "history": self.history.as_dict(),
+            "first_loss": self._first_loss,
+            "resume": None,
+        }
+        arrays = {f"optimizer/{k}": v for k, v in opt_arrays.items()}
+        if self._resume is not None:
+            r = self._resume
+            meta["resume"] = {k: r[k] for k in ("batch", "loss_sum", "correct", "seen", "elapsed")}
+            arrays["resume/order"] = r["order"] if r["order"] is not None else np.zeros(0, np.int64)
+            meta["resume"]["full_batch"] = r["order"] is None
+        return meta, arrays
+
+    def load_state_dict(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.epochs_done = int(meta["epochs_done"])
+        self.base_lr = float(meta["base_lr"])
+        self.rng.bit_generator.state = meta["shuffle_rng"]
+        self.net.dropout_rng.bit_generator.state = meta["dropout_rng"]
+        self.optimizer.load_state_dict(meta["optimizer"], {
+            k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")})
+        self.schedule.load_state(meta["schedule"]["state"])
+        self.history = History.from_dict(meta["history"])
+        self._first_loss = meta.get("first_loss")
+        r = meta.get("resume")
+        if r:
+            order = None if r.get("full_batch") else np.asarray(arrays["resume/order"], dtype=np.int64)
+            self._resume = {"order": order, "batch": int(r["batch"]), "loss_sum": float(r["loss_sum"]),
+                            "correct": int(r["correct"]), "seen": int(r["seen"]), "elapsed": float(r["elapsed"])}
+
+
+def fit(net: MLP, X: np.ndarray, y: np.ndarray, epochs: int, **kwargs: Any) -> History:
+    """Convenience wrapper: ``Trainer(net, **kwargs).fit(X, y, epochs, X_val=..., y_val=...)``."""
+    X_val = kwargs.pop("X_val", None)
+    y_val = kwargs.pop("y_val", None)
+    return Trainer(net, **kwargs).fit(X, y, epochs, X_val=X_val, y_val=y_val)
+
+
+def accuracy(net: MLP, X: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(net.predict(X) == np.asarray(y)))

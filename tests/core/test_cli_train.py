@@ -1,0 +1,127 @@
+"""The train / evaluate / predict / gradcheck commands, invoked in-process."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlplab.cli import main
+
+
+def _train(tmp_path, *extra):
+    out = tmp_path / "run"
+    code = main(["train", "--dataset", "digits", "--hidden", "32", "--hidden-activation", "relu",
+                 "--init", "he", "--optimizer", "adam", "--lr", "0.01", "--epochs", "15",
+                 "--batch-size", "64", "--quiet", "--out", str(out), *extra])
+    return code, out
+
+
+def test_train_writes_a_complete_run_folder(tmp_path, capsys):
+    code, out = _train(tmp_path)
+    assert code == 0
+    for name in ("config.toml", "history.csv", "metrics.json", "model.npz", "environment.json",
+                 "predictions.npz", "report.md", "report.html"):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] > 0.9
+    assert 0.9 < metrics["test"]["roc_auc_ovr_macro"] <= 1.0
+    assert metrics["accuracy"] == metrics["test"]["accuracy"]
+    assert len((out / "history.csv").read_text().splitlines()) == 16
+    assert list((out / "figures").glob("*.png"))
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and "ROC AUC" in printed
+
+
+def test_train_is_reproducible(tmp_path):
+    _, a = _train(tmp_path / "a", "--no-report")
+    _, b = _train(tmp_path / "b", "--no-report")
+    ma, mb = np.load(a / "model.npz"), np.load(b / "model.npz")
+    for key in ma.files:
+        if key.startswith("param/"):
+            assert np.array_equal(ma[key], mb[key])
+    ha = (a / "history.csv").read_text().splitlines()
+    hb = (b / "history.csv").read_text().splitlines()
+    strip = lambda lines: [",".join(line.split(",")[:-1]) for line in lines]  # drop wall time
+    assert strip(ha) == strip(hb)
+
+
+def test_config_file_and_flag_override(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[data]\ndataset = "digits"\n[model]\nhidden = [16]\n[training]\nepochs = 3\nlr = 0.5\n')
+    out = tmp_path / "r"
+    assert main(["train", "-c", str(cfg), "--epochs", "2", "--quiet", "--no-report", "--out", str(out)]) == 0
+    text = (out / "config.toml").read_text()
+    import tomllib
+
+    cfg_back = tomllib.loads(text)
+    assert cfg_back["training"]["epochs"] == 2 and cfg_back["model"]["hidden"] == [16]
+    assert cfg_back["training"]["lr"] == 0.5
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--lr", "-1"], "training.lr"),
+    (["--epochs", "0"], "training.epochs"),
+    (["--hidden", "0"], "--hidden"),
+    (["--optimizer", "nope"], "optimizer"),
+    (["--dataset", "nope"], "nope"),
+    (["--batch-size", "5000"], "batch size"),
+    (["--loss", "cross_entropy", "--output-activation", "sigmoid"], "softmax"),
+])
+def test_bad_options_get_one_line_errors(tmp_path, capsys, args, needle):
+    out = tmp_path / "bad"
+    code = main(["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--out", str(out), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err
+    assert not (out / "metrics.json").exists()
+
+
+def test_bad_config_file(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[training]\nepochs = 'ten'\n")
+    assert main(["train", "-c", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert str(cfg) in capsys.readouterr().err
+    cfg.write_text("[training]\nbogus = 1\n")
+    assert main(["train", "-c", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "bogus" in capsys.readouterr().err
+    cfg.write_bytes(b"\xff\xfe[")
+    assert main(["train", "-c", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "UTF-8" in capsys.readouterr().err
+
+
+def test_evaluate_and_predict(tmp_path, capsys):
+    code, out = _train(tmp_path, "--no-report")
+    assert code == 0
+    ev = tmp_path / "eval"
+    assert main(["evaluate", str(out / "model.npz"), "--dataset", "digits", "--out", str(ev), "--no-report"]) == 0
+    m1 = json.loads((out / "metrics.json").read_text())["test"]["accuracy"]
+    m2 = json.loads((ev / "metrics.json").read_text())["test"]["accuracy"]
+    assert m1 == m2
+    # a picture of a digit from the test set, drawn dark on light like a user's own
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    img = (255 - d.images[0] * 255 / 16).astype(np.uint8)
+    Image.fromarray(img).resize((64, 64), Image.NEAREST).save(tmp_path / "digit.png")
+    capsys.readouterr()
+    assert main(["predict", str(out / "model.npz"), str(tmp_path / "digit.png")]) == 0
+    assert "digit.png:" in capsys.readouterr().out
+    assert main(["predict", str(out / "model.npz"), str(tmp_path / "missing.png")]) == 2
+
+
+def test_evaluate_rejects_wrong_input_dimensions(tmp_path, capsys, mnist_dir):
+    code, out = _train(tmp_path, "--no-report")
+    assert main(["evaluate", str(out / "model.npz"), "--dataset", "mnist", "--data-dir", str(mnist_dir),
+                 "--out", str(tmp_path / "e")]) == 2
+    assert "64 input features" in capsys.readouterr().err
+
+
+def test_gradcheck_command(capsys):
+    assert main(["gradcheck", "--sizes", "6,5,4,3", "--hidden-activation", "tanh"]) == 0
+    out = capsys.readouterr().out
+    assert "max relative error" in out
+    err = float(out.strip().splitlines()[-1].rsplit(" ", 1)[1])
+    assert err < 1e-6
