@@ -1,0 +1,116 @@
+"""One step of each optimizer equals its formula computed by hand; schedules likewise."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mlplab.errors import ConfigError
+from mlplab.optimizers import get_optimizer
+from mlplab.schedules import get_schedule
+
+
+def _setup(seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.normal(size=(4, 3))
+    grads = [rng.normal(size=(4, 3)) for _ in range(3)]
+    return p, grads
+
+
+def _run(spec, p, grads, **kw):
+    q = p.copy()
+    opt = get_optimizer(spec, [q], **kw)
+    for g in grads:
+        opt.step([g.copy()])
+    return q
+
+
+def test_sgd():
+    p, gs = _setup()
+    ref = p.copy()
+    for g in gs:
+        ref = ref - 0.1 * g
+    np.testing.assert_allclose(_run("sgd", p, gs, lr=0.1), ref, rtol=1e-12)
+
+
+def test_sgd_weight_decay():
+    p, gs = _setup()
+    ref = p.copy()
+    for g in gs:
+        ref = ref - 0.1 * (g + 0.01 * ref)
+    np.testing.assert_allclose(_run({"name": "sgd", "weight_decay": 0.01}, p, gs, lr=0.1), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum(nesterov):
+    p, gs = _setup()
+    ref, v = p.copy(), np.zeros_like(p)
+    for g in gs:
+        v = 0.9 * v + g
+        step = g + 0.9 * v if nesterov else v
+        ref = ref - 0.05 * step
+    got = _run({"name": "sgd", "momentum": 0.9, "nesterov": nesterov}, p, gs, lr=0.05)
+    np.testing.assert_allclose(got, ref, rtol=1e-12)
+
+
+def test_rmsprop():
+    p, gs = _setup()
+    ref, s = p.copy(), np.zeros_like(p)
+    for g in gs:
+        s = 0.99 * s + 0.01 * g * g
+        ref = ref - 0.001 * g / (np.sqrt(s) + 1e-8)
+    np.testing.assert_allclose(_run("rmsprop", p, gs, lr=0.001), ref, rtol=1e-12)
+
+
+def test_adam():
+    p, gs = _setup()
+    ref, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(gs, start=1):
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        mhat, vhat = m / (1 - 0.9 ** t), v / (1 - 0.999 ** t)
+        ref = ref - 0.01 * mhat / (np.sqrt(vhat) + 1e-8)
+    np.testing.assert_allclose(_run("adam", p, gs, lr=0.01), ref, rtol=1e-10)
+
+
+def test_state_round_trip_continues_identically():
+    p, gs = _setup()
+    a = p.copy()
+    opt = get_optimizer("adam", [a], lr=0.01)
+    opt.step([gs[0].copy()])
+    meta, arrays = opt.state_dict()
+    b = a.copy()
+    opt2 = get_optimizer("adam", [b], lr=0.01)
+    opt2.load_state_dict(meta, {k: v.copy() for k, v in arrays.items()})
+    for g in gs[1:]:
+        opt.step([g.copy()])
+        opt2.step([g.copy()])
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("spec,kw", [("sgd", {"lr": -1}), ("sgd", {"lr": 0}), ("bogus", {"lr": 1}),
+                                     ({"name": "sgd", "momentum": 1.5}, {"lr": 0.1}),
+                                     ({"name": "adam", "beta1": 1.0}, {"lr": 0.1}),
+                                     ({"name": "sgd", "nesterov": True}, {"lr": 0.1})])
+def test_bad_hyperparameters(spec, kw):
+    with pytest.raises(ConfigError):
+        get_optimizer(spec, [np.zeros(2)], **kw)
+
+
+def test_schedules():
+    assert get_schedule("constant")(7, 0.1) == 0.1
+    step = get_schedule({"name": "step", "step_size": 2, "gamma": 0.5})
+    assert [step(e, 1.0) for e in range(5)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+    inv = get_schedule({"name": "inverse_scaling", "power": 0.5})
+    assert inv(3, 1.0) == pytest.approx(0.5)
+    cos = get_schedule({"name": "cosine", "epochs": 10, "min_lr": 0.0})
+    assert cos(0, 1.0) == pytest.approx(1.0) and cos(5, 1.0) == pytest.approx(0.5) and cos(10, 1.0) == pytest.approx(0.0)
+    plateau = get_schedule({"name": "reduce_on_plateau", "factor": 0.5, "patience": 1})
+    lrs = []
+    for value in [1.0, 0.9, 0.9, 0.9, 0.9, 0.9]:
+        lrs.append(plateau(0, 1.0))
+        plateau.observe(value)
+    assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
+    with pytest.raises(ConfigError, match="valid"):
+        get_schedule("warp")
+    assert math.isfinite(cos(20, 1.0))

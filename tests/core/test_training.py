@@ -1,0 +1,173 @@
+"""The training loop: learning, determinism, resuming, early stopping, divergence, numerics."""
+
+import numpy as np
+import pytest
+
+from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
+from mlplab.losses import get_loss
+from mlplab.network import MLP
+from mlplab.training import EarlyStopping, LambdaCallback, Trainer
+
+
+def test_overfits_a_small_subset(digits):
+    X, y = digits
+    X, y = X[:60], y[:60]
+    net = MLP([64, 64, 10], "relu", "softmax", "cross_entropy", init="he", seed=0)
+    Trainer(net, "adam", lr=0.01, batch_size=20).fit(X, y, 150)
+    assert np.mean(net.predict(X) == y) == 1.0
+
+
+def test_textbook_sigmoid_mse_learns(digits):
+    X, y = digits
+    net = MLP([64, 50, 10], "sigmoid", "sigmoid", "mse", init="normal", init_params={"std": 0.1}, seed=123)
+    h = Trainer(net, "sgd", lr=0.5, batch_size=50).fit(X, y, 40)
+    assert h.accuracy[-1] > 0.9
+    assert h.loss[-1] < h.loss[0]
+
+
+def test_same_seed_identical_different_seed_different(digits):
+    X, y = digits
+
+    def run(seed):
+        net = MLP([64, 20, 10], "tanh", "softmax", "cross_entropy", init="glorot", seed=seed, dropout=0.2)
+        h = Trainer(net, "sgd", lr=0.1, batch_size=32).fit(X, y, 3)
+        return net.get_weights(), h
+
+    (wa, ha), (wb, hb), (wc, _) = run(1), run(1), run(2)
+    assert all(np.array_equal(a, b) for a, b in zip(wa, wb))
+    assert ha.loss == hb.loss and ha.accuracy == hb.accuracy
+    assert not np.array_equal(wa[0], wc[0])
+
+
+def test_float64_and_float32_agree_closely(digits):
+    X, y = digits
+    out = []
+    for dt in ("float32", "float64"):
+        net = MLP([64, 20, 10], "sigmoid", "softmax", "cross_entropy", init="glorot", seed=0, dtype=dt)
+        Trainer(net, "sgd", lr=0.1, batch_size=64).fit(X, y, 2)
+        assert net.parameters()[0].dtype == np.dtype(dt)
+        out.append(net.get_weights()[0].astype(np.float64))
+    np.testing.assert_allclose(out[0], out[1], atol=1e-4)
+
+
+def test_interrupt_and_resume_is_bit_identical(digits):
+    X, y = digits
+
+    def make():
+        net = MLP([64, 16, 10], "relu", "softmax", "cross_entropy", init="he", seed=7, dropout=0.1)
+        return net, Trainer(net, "adam", lr=0.01, batch_size=50)
+
+    ref_net, ref = make()
+    ref.fit(X, y, 4)
+
+    net, tr = make()
+    calls = {"n": 0}
+    original = tr.optimizer.step
+
+    def step(grads):
+        original(grads)
+        calls["n"] += 1
+        if calls["n"] == 45:  # in the middle of epoch 2
+            tr.interrupt_requested = True
+
+    tr.optimizer.step = step
+    with pytest.raises(TrainingInterrupted, match="epoch 2"):
+        tr.fit(X, y, 4)
+    meta, arrays = tr.state_dict()
+    weights = net.get_weights()
+
+    net2, tr2 = make()
+    net2.set_weights(weights)
+    tr2.load_state_dict(meta, arrays)
+    tr2.fit(X, y, 4)
+    assert all(np.array_equal(a, b) for a, b in zip(ref_net.get_weights(), net2.get_weights()))
+    assert tr2.history.loss == ref.history.loss
+
+
+def test_full_batch_gradient_descent(digits):
+    X, y = digits
+    net = MLP([64, 32, 10], "relu", "softmax", "cross_entropy", init="he", seed=0)
+    h = Trainer(net, "sgd", lr=0.5, batch_size=None).fit(X, y, 50)
+    assert len(h) == 50 and h.loss[-1] < h.loss[0] and h.accuracy[-1] > 0.85
+
+
+def test_drop_last_and_custom_batch_order(digits):
+    X, y = digits
+    seen = []
+    net = MLP([64, 10, 10], seed=0)
+    tr = Trainer(net, "sgd", lr=0.1, batch_size=100, drop_last=True,
+                 batch_order=lambda epoch, n: seen.append(epoch) or np.arange(n)[::-1])
+    step_count = {"n": 0}
+    orig = tr.optimizer.step
+    tr.optimizer.step = lambda g: (step_count.__setitem__("n", step_count["n"] + 1), orig(g))
+    tr.fit(X, y, 2)
+    assert seen == [0, 1]
+    assert step_count["n"] == 2 * (len(y) // 100)
+
+
+def test_validation_history_and_early_stopping_restores_best(digits):
+    X, y = digits
+    Xtr, ytr, Xv, yv = X[:1200], y[:1200], X[1200:], y[1200:]
+    net = MLP([64, 128, 10], "relu", "softmax", "cross_entropy", init="he", seed=0)
+    best = {}
+
+    def remember(trainer, logs):
+        if "val_loss" in logs and (not best or logs["val_loss"] < best["val_loss"]):
+            best.update(val_loss=logs["val_loss"], weights=trainer.net.get_weights())
+
+    es = EarlyStopping("val_loss", patience=2)
+    tr = Trainer(net, "adam", lr=0.05, batch_size=32, callbacks=[LambdaCallback(remember), es])
+    h = tr.fit(Xtr, ytr, 200, Xv, yv)
+    assert len(h) < 200 and tr.stop_reason.startswith("early stopping")
+    assert all(v is not None for v in h.val_accuracy)
+    assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), best["weights"]))
+
+
+def test_divergence_guard_names_the_epoch_and_keeps_good_weights(digits):
+    X, y = digits
+    net = MLP([64, 32, 10], "relu", "identity", "mse", init="he", seed=0)
+    tr = Trainer(net, "sgd", lr=1000.0, batch_size=100)
+    with pytest.raises(DivergenceError, match=r"at epoch 1 .*smaller learning rate"):
+        tr.fit(X, y, 5)
+    assert all(np.all(np.isfinite(p)) for p in net.parameters())
+
+
+def test_bad_training_arguments(digits):
+    X, y = digits
+    net = MLP([64, 10], seed=0)
+    with pytest.raises(ConfigError, match="larger than the training set"):
+        Trainer(net, batch_size=5000).fit(X, y, 1)
+    with pytest.raises(ConfigError, match="epochs"):
+        Trainer(net).fit(X, y, 0)
+    with pytest.raises(ConfigError, match="expects"):
+        Trainer(net).fit(X[:, :10], y, 1)
+    with pytest.raises(ConfigError, match="labels"):
+        Trainer(net).fit(X, y + 5, 1)
+    with pytest.raises(ConfigError):
+        MLP([64, 0, 10])
+
+
+def test_no_floating_point_warnings_in_a_full_run(digits):
+    X, y = digits
+    with np.errstate(all="raise"):
+        for hid, out, loss in [("sigmoid", "sigmoid", "mse"), ("relu", "softmax", "cross_entropy"),
+                               ("tanh", "sigmoid", "binary_cross_entropy")]:
+            net = MLP([64, 32, 10], hid, out, loss, init="glorot", seed=0, dropout=0.1)
+            Trainer(net, "adam", lr=0.01, batch_size=64, train_metrics="full").fit(X, y, 3, X[:200], y[:200])
+            net.predict_proba(X)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e2, 1e4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_losses_finite_for_huge_logits(scale, dtype):
+    rng = np.random.default_rng(0)
+    z = (rng.normal(size=(20, 5)) * scale).astype(dtype)
+    y = rng.integers(0, 5, 20)
+    for name in ("cross_entropy", "binary_cross_entropy", "mse"):
+        loss = get_loss(name, 5, dtype)
+        g = np.empty_like(z)
+        with np.errstate(all="raise", under="ignore"):  # exp underflowing to 0 is exact enough
+            v = loss.value_and_grad(z, y, g)
+        assert np.isfinite(v) and np.all(np.isfinite(g))
+        if name != "mse":
+            assert np.all(np.isfinite(loss.link(z)))
