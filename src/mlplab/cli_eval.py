@@ -36,14 +36,21 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
-    from mlplab.report import COMPARE_COLUMNS, compare_runs, format_comparison_cell, write_comparison
+    from mlplab.report import (
+        COMPARE_COLUMNS,
+        compare_runs,
+        format_comparison_cell,
+        write_comparison,
+    )
 
     rows = compare_runs(run_dirs)
+    # Runs side by side (one column each), metrics down the rows: fits a terminal for a few runs.
     table = Table(title="Run comparison (test set)")
-    for key, label in COMPARE_COLUMNS:
-        table.add_column(label, justify="left" if key in ("run", "model", "dataset") else "right")
+    table.add_column("metric", justify="left", no_wrap=True)
     for row in rows:
-        table.add_row(*(format_comparison_cell(k, row[k]) for k, _ in COMPARE_COLUMNS))
+        table.add_column(str(row["run"]), justify="right", overflow="fold")
+    for key, label in COMPARE_COLUMNS[1:]:
+        table.add_row(label, *(format_comparison_cell(key, row[key]) for row in rows))
     paths = write_comparison(run_dirs, out)
     console = Console(highlight=False)
     console.print(table)

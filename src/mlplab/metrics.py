@@ -16,8 +16,9 @@ Three AUC definitions coexist in the literature this project reproduces (see
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from itertools import combinations
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from sklearn import metrics as skm
@@ -27,9 +28,9 @@ from mlplab.errors import MlplabError
 
 __all__ = [
     "MetricsInputError",
-    "classification_metrics",
-    "chunked_ovr_auc",
     "binary_metrics",
+    "chunked_ovr_auc",
+    "classification_metrics",
 ]
 
 # Rows of ``proba`` must sum to one within this tolerance (float32 softmax rows are within

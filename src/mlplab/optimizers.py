@@ -39,6 +39,9 @@ class Optimizer:
             slot: [np.zeros_like(p) for p in self.params] for slot in self.slots
         }
 
+    def fused_lr(self) -> float | None:
+        return None
+
     def step(self, grads: Sequence[np.ndarray]) -> None:
         """Apply one update with ``grads`` (same order as the parameters)."""
         self.t += 1
@@ -93,6 +96,13 @@ class SGD(Optimizer):
         self.slots = ("velocity",) if self.momentum else ()
         super().__init__(params, lr)
         self._scratch = [np.empty_like(p) for p in self.params] if (self.weight_decay or self.nesterov) else None
+        #: allow the fused gemm update (bit-for-bit it differs from the unfused one by rounding)
+        self.fuse = True
+
+    def fused_lr(self) -> float | None:
+        """The learning rate when the update is plain ``p -= lr * g`` (the network can then fuse
+        it into its gradient computation), else ``None``."""
+        return self.lr if not (self.momentum or self.weight_decay) and self.fuse else None
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,

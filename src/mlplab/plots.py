@@ -12,34 +12,35 @@ import functools
 import io
 import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import matplotlib.style
 
 matplotlib.use("Agg")  # headless before anything can import pyplot
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from mlplab.errors import ConfigError  # noqa: E402
-from mlplab.io import atomic_write_bytes  # noqa: E402
+from mlplab.errors import ConfigError
+from mlplab.io import atomic_write_bytes
 
 __all__ = [
-    "training_curves",
-    "confusion_matrix_heatmap",
-    "roc_curves",
-    "per_class_bars",
+    "comparison_bars",
     "confident_mistakes",
+    "confusion_matrix_heatmap",
+    "cost_curves",
     "first_layer_weights",
     "ovr_accuracy_bars",
     "ovr_weight_images",
+    "per_class_bars",
+    "roc_curves",
     "sweep_accuracy_vs_epochs",
-    "cost_curves",
     "sweep_heatmap",
-    "comparison_bars",
+    "training_curves",
 ]
 
 # A fixed style (matplotlib's defaults plus these) so a user's matplotlibrc cannot change the
@@ -478,6 +479,7 @@ def comparison_bars(
                 ax.annotate(f"{v:.4f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                             ha="center", va="bottom", fontsize=6, rotation=90, xytext=(0, 2),
                             textcoords="offset points")
+    ax.margins(y=0.15)  # room for the value labels above the bars
     ax.set_xticks(x, keys)
     ax.set_ylabel("value")
     ax.set_title(title)

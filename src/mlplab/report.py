@@ -28,9 +28,10 @@ import math
 import os
 import tomllib
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,14 +39,14 @@ from mlplab.errors import MlplabError
 from mlplab.io import atomic_write_text
 
 __all__ = [
-    "RunFolderError",
+    "FIGURES",
     "RunData",
+    "RunFolderError",
+    "compare_runs",
     "load_run",
+    "write_comparison",
     "write_run_figures",
     "write_run_report",
-    "compare_runs",
-    "write_comparison",
-    "FIGURES",
 ]
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time_s")
@@ -424,19 +425,23 @@ def _inference_blocks(data: RunData) -> list[tuple]:
     blocks: list[tuple] = [("h2", "Inference timing")]
     if not inf:
         return blocks + [("p", "No inference timing recorded in metrics.json.")]
-    blocks.append(("p", "Forward pass only (time.perf_counter), measured separately from every metric; "
-                        "seconds per pass over the rows measured."))
-    header = ["batch size", "rows per pass", "repeats", "median s", "min s", "max s", "IQR s",
+    blocks.append(("p", ("Forward pass only (time.perf_counter), measured separately from every metric; "
+                         "milliseconds per pass over the rows measured.")))
+    header = ["batch size", "rows per pass", "repeats", "median ms", "min ms", "max ms", "IQR ms",
               "samples/s", "µs/sample"]
+
+    def ms(x: Any) -> str:
+        return _fmt_g(None if x is None else 1e3 * float(x))
+
     rows = []
     for key, entry in inf.items():
         if not isinstance(entry, dict):
             continue
-        sps = entry.get("seconds_per_sample")
+        sps, rate = entry.get("seconds_per_sample"), entry.get("samples_per_second")
         rows.append([
             "whole set" if key == "all" else str(key), _fmt(entry.get("rows")), _fmt(entry.get("repeats")),
-            _fmt_g(entry.get("median_s")), _fmt_g(entry.get("min_s")), _fmt_g(entry.get("max_s")),
-            _fmt_g(entry.get("iqr_s")), _fmt_g(entry.get("samples_per_second")),
+            ms(entry.get("median_s")), ms(entry.get("min_s")), ms(entry.get("max_s")), ms(entry.get("iqr_s")),
+            "n/a" if rate is None else f"{float(rate):,.0f}",
             _fmt_g(None if sps is None else 1e6 * float(sps)),
         ])
     return blocks + [("table", header, rows)]
@@ -479,8 +484,8 @@ def _environment_blocks(data: RunData) -> list[tuple]:
             rows.append([f"BLAS ({b.get('user_api', '?')})", f"{desc}, {b.get('num_threads')} threads"])
     cpu = env.get("cpu") or {}
     if cpu:
-        rows.append(["CPU", f"{cpu.get('machine')}, {cpu.get('logical_cores')} logical cores, "
-                            f"affinity {cpu.get('affinity')}"])
+        rows.append(["CPU", (f"{cpu.get('machine')}, {cpu.get('logical_cores')} logical cores, "
+                             f"affinity {cpu.get('affinity')}")])
     if env.get("platform"):
         rows.append(["platform", str(env["platform"])])
     for k, v in sorted((env.get("thread_env") or {}).items()):
@@ -614,15 +619,16 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
     rows = compare_runs(run_dirs)
     out = Path(out_dir)
     names = [r["run"] for r in rows]
+    labels = dict(COMPARE_COLUMNS)
     bar_keys = ("accuracy", "balanced_accuracy", "roc_auc_ovr_macro", "roc_auc_ovo_macro")
-    png = plots.comparison_bars(names, {k: [r[k] for r in rows] for k in bar_keys}, out / "comparison.png",
-                                title="Test-set metrics by run")
+    png = plots.comparison_bars(names, {labels[k]: [r[k] for r in rows] for k in bar_keys},
+                                out / "comparison.png", title="Test-set metrics by run")
     header = [label for _, label in COMPARE_COLUMNS]
     table = [[format_comparison_cell(k, r[k]) for k, _ in COMPARE_COLUMNS] for r in rows]
     blocks: list[tuple] = [
         ("h1", "Run comparison"),
-        ("p", "Test-set metrics; AUCs over the whole test set; inference is the forward pass of the "
-              "whole set divided by its rows."),
+        ("p", ("Test-set metrics; AUCs over the whole test set; inference is the forward pass of the "
+               "whole set divided by its rows.")),
         ("table", header, table),
         ("img", "Test-set metrics by run", "comparison.png"),
     ]

@@ -248,10 +248,9 @@ def _write_predictions(out: Path, data: PreparedData, proba: np.ndarray, net: ML
 
 
 def write_report(out: Path) -> None:
-    from mlplab.report import write_run_figures, write_run_report
+    from mlplab.report import write_run_report
 
-    write_run_figures(out)
-    write_run_report(out)
+    write_run_report(out)  # draws the figures too
 
 
 def resume_config(run_dir: Path) -> dict[str, Any]:

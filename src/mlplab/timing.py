@@ -9,13 +9,14 @@ robust statistics (median, min/max, inter-quartile range) per batch size.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from mlplab.errors import ConfigError
 
-__all__ = ["measure_inference", "batch_key"]
+__all__ = ["batch_key", "measure_inference"]
 
 
 def batch_key(batch_size: int | None) -> str:

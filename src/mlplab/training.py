@@ -298,8 +298,13 @@ class Trainer:
                 loss_sum += value * k
                 correct += int(np.count_nonzero(net.labels_from_output(out) == yb))
             seen += k
-            net.backward(grad)
-            opt.step(net.gradients())
+            fused = opt.fused_lr()
+            if fused is not None:  # plain SGD: the step happens inside backward, one gemm per layer
+                net.backward(grad, sgd_lr=fused)
+                opt.t += 1
+            else:
+                net.backward(grad)
+                opt.step(net.gradients())
             if self.interrupt_requested and b + 1 < len(starts):
                 self._resume = {"order": order, "batch": b + 1, "loss_sum": loss_sum, "correct": correct,
                                 "seen": seen, "elapsed": time.perf_counter() - t0}
