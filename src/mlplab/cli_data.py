@@ -50,7 +50,12 @@ def _progress() -> Iterator[Optional[callable]]:
         yield None
         return
     from rich.progress import (
-        BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
     )
 
     tasks: dict[str, int] = {}
@@ -132,7 +137,7 @@ def info_cmd(
     console.print(bal)
 
 
-def render_grid(images, labels, class_names, image_shape, title: str, fmt: str) -> bytes:
+def render_grid(images, labels, class_names, image_shape, title: str, fmt: str, pixel_max: float = 255) -> bytes:
     """A picture grid of ``images`` (n, d) with their labels, as bytes of format ``fmt``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -149,7 +154,7 @@ def render_grid(images, labels, class_names, image_shape, title: str, fmt: str) 
         if i >= n:
             ax.axis("off")
             continue
-        ax.imshow(images[i].reshape(image_shape), cmap="Greys", interpolation="nearest")
+        ax.imshow(images[i].reshape(image_shape), cmap="Greys", vmin=0, vmax=pixel_max, interpolation="nearest")
         ax.set_title(str(class_names[int(labels[i])]), fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
@@ -186,6 +191,6 @@ def show_cmd(
     idx = as_generator(seed).choice(len(y), size=k, replace=False)
     fmt = "jpeg" if suffix in (".jpg", ".jpeg") else suffix[1:]
     data = render_grid(X[idx], y[idx], ds.class_names, ds.image_shape,
-                       f"{ds.name} {split}: {k} images, seed {seed}", fmt)
+                       f"{ds.name} {split}: {k} images, seed {seed}", fmt, ds.pixel_max)
     atomic_write_bytes(out, data)
     typer.echo(f"wrote {out} ({k} {split} images of {ds.name})")

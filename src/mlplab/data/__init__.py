@@ -11,7 +11,13 @@ from mlplab.data.fetch import (
     load_idx_folder,
     resolve_data_dir,
 )
-from mlplab.data.idx import parse_idx_bytes, read_idx, read_idx_pair, read_idx_with_sha256, write_idx
+from mlplab.data.idx import (
+    parse_idx_bytes,
+    read_idx,
+    read_idx_pair,
+    read_idx_with_sha256,
+    write_idx,
+)
 from mlplab.data.preprocessing import SCALER_KINDS, Scaler
 from mlplab.data.splits import (
     Split,

@@ -195,9 +195,13 @@ def load_dataset(
 def _load_folder(folder: Path) -> Dataset:
     result = load_idx_folder(folder)
     names = _CLASS_NAMES.get(result.name, DIGIT_NAMES)
-    labels = np.concatenate([result.files["train_labels"].array, result.files["test_labels"].array])
-    # Labels beyond 9 (e.g. EMNIST letters) widen the class count instead of failing.
-    n_classes = max(10, int(labels.max()) + 1) if labels.size and labels.dtype.kind in "iu" else 10
+    # Labels beyond 9 (e.g. EMNIST letters) widen the class count instead of failing;
+    # malformed label files are left for check_pair to report.
+    n_classes = 10
+    for key in ("train_labels", "test_labels"):
+        lab = result.files[key].array
+        if lab.ndim == 1 and lab.dtype == np.uint8 and lab.size:
+            n_classes = max(n_classes, int(lab.max()) + 1)
     if n_classes > 10:
         names = tuple(str(i) for i in range(n_classes))
     return _from_fetch(result, n_classes, names)

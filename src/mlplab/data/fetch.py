@@ -454,7 +454,8 @@ def fetch_dataset(
 
     # 3. system copies, used only when the checksum matches.
     if use_system and len(found) < len(FILE_KEYS):
-        for folder in _system_dirs(spec):
+        system_dirs = _system_dirs(spec)
+        for folder in system_dirs:
             for key in FILE_KEYS:
                 if key in found:
                     continue
@@ -468,7 +469,7 @@ def fetch_dataset(
                     continue
                 found[key] = FetchedFile(key, path, sha, True, "system", arr)
         if len(found) < len(FILE_KEYS):
-            tried.append("system locations " + ", ".join(str(p) for p in _system_dirs(spec)))
+            tried.append("system locations " + (", ".join(str(p) for p in system_dirs) or "(none)"))
 
     missing = [k for k in FILE_KEYS if k not in found]
     if missing and not download:
