@@ -10,13 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scipy.linalg.blas import dgemm, sgemm
-
 from mlplab.activations import Activation
-
-
-def _gemm(dtype: np.dtype):
-    return sgemm if dtype == np.float32 else dgemm
 
 
 class Layer:
@@ -73,31 +67,17 @@ class Dense(Layer):
             self._x = x
         return out
 
-    def backward(self, dz, need_dx=True, sgd_lr=None, l2=0.0):
-        """Fill ``dW``, ``db`` and return ``dx``.
-
-        With ``sgd_lr`` the plain SGD step is fused into the weight-gradient product: one BLAS
-        ``gemm`` computes ``W <- (1 - lr*l2) W - lr * x.T @ dz`` in place, so ``dW`` is never
-        written and re-read (two passes over every weight per minibatch saved). ``dx`` is
-        computed first, from the weights before the step.
-        """
+    def backward(self, dz, need_dx=True):
         x = self._x
-        dx = None
-        if need_dx:
-            dx = self._buffer("dx", (dz.shape[0], self.fan_in), self.dtype)
-            np.matmul(dz, self.W.T, out=dx)  # (n, fan_out) @ (fan_out, fan_in)
+        np.matmul(x.T, dz, out=self.dW)  # (fan_in, n) @ (n, fan_out)
         if self.shared_bias:
             self.db[0] = dz.sum(dtype=self.dtype)
         else:
             np.sum(dz, axis=0, out=self.db)
-        if sgd_lr is None:
-            np.matmul(x.T, dz, out=self.dW)  # (fan_in, n) @ (n, fan_out)
-            return dx
-        # W.T is Fortran-ordered (fan_out, fan_in): gemm overwrites it in place.
-        _gemm(self.dtype)(-sgd_lr, dz.T, x.T, beta=1.0 - sgd_lr * l2, c=self.W.T, trans_b=1, overwrite_c=1)
-        self.db *= sgd_lr
-        self.b -= self.db
-        return dx
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", (dz.shape[0], self.fan_in), self.dtype)
+        return np.matmul(dz, self.W.T, out=dx)  # (n, fan_out) @ (fan_out, fan_in)
 
     def __repr__(self) -> str:
         return f"Dense({self.fan_in}, {self.fan_out})"

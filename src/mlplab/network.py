@@ -145,23 +145,21 @@ class MLP:
             out = layer.forward(out, training)
         return out
 
-    def backward(self, grad_out: np.ndarray, sgd_lr: float | None = None) -> None:
+    def backward(self, grad_out: np.ndarray, scale: float = 1.0) -> None:
         """Backpropagate ``dL/d(output)``; fills every layer's gradients.
 
-        With ``sgd_lr`` each Dense layer applies a plain SGD step as soon as its gradient is
-        known (fused into one BLAS call, see :meth:`Dense.backward`); gradients are then not kept.
+        ``scale`` states that ``grad_out`` was multiplied by it (backpropagation is linear, so
+        every gradient then carries the factor); the L2 term is scaled to match.
         """
         g = grad_out
         last = len(self.layers) - 1
         for i in range(last, -1, -1):
-            layer = self.layers[i]
-            if sgd_lr is not None and isinstance(layer, Dense):
-                g = layer.backward(g, need_dx=i > 0, sgd_lr=sgd_lr, l2=self.l2)
-            else:
-                g = layer.backward(g, need_dx=i > 0)
-        if self.l2 and sgd_lr is None:
-            for layer in self.dense_layers:
-                layer.dW += self.l2 * layer.W  # d/dW of 0.5 * l2 * ||W||^2
+            g = self.layers[i].backward(g, need_dx=i > 0)
+        if self.l2:
+            for layer in self.dense_layers:  # d/dW of 0.5 * l2 * ||W||^2, without a temporary
+                tmp = layer._buffer("l2", layer.W.shape, self.dtype)
+                np.multiply(layer.W, self.l2 * scale, out=tmp)
+                layer.dW += tmp
 
     def penalty(self) -> float:
         if not self.l2:

@@ -39,8 +39,14 @@ class Optimizer:
             slot: [np.zeros_like(p) for p in self.params] for slot in self.slots
         }
 
-    def fused_lr(self) -> float | None:
+    def prescale(self) -> float | None:
+        """A factor the caller may fold into the gradients before :meth:`step_prescaled`
+        (``None``: this optimizer needs the true gradients)."""
         return None
+
+    def step_prescaled(self, grads: Sequence[np.ndarray]) -> None:
+        """Apply an update from gradients already multiplied by :meth:`prescale`."""
+        raise NotImplementedError
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
         """Apply one update with ``grads`` (same order as the parameters)."""
@@ -96,13 +102,16 @@ class SGD(Optimizer):
         self.slots = ("velocity",) if self.momentum else ()
         super().__init__(params, lr)
         self._scratch = [np.empty_like(p) for p in self.params] if (self.weight_decay or self.nesterov) else None
-        #: allow the fused gemm update (bit-for-bit it differs from the unfused one by rounding)
-        self.fuse = True
 
-    def fused_lr(self) -> float | None:
-        """The learning rate when the update is plain ``p -= lr * g`` (the network can then fuse
-        it into its gradient computation), else ``None``."""
-        return self.lr if not (self.momentum or self.weight_decay) and self.fuse else None
+    def prescale(self) -> float | None:
+        # plain SGD is linear in the gradient: multiplying the loss gradient (n x k, tiny) by lr
+        # makes backpropagation deliver lr * g, and the update is one pass ``p -= g``
+        return None if (self.momentum or self.weight_decay) else self.lr
+
+    def step_prescaled(self, grads):
+        self.t += 1
+        for p, g in zip(self.params, grads):
+            p -= g
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,

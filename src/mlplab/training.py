@@ -298,10 +298,11 @@ class Trainer:
                 loss_sum += value * k
                 correct += int(np.count_nonzero(net.labels_from_output(out) == yb))
             seen += k
-            fused = opt.fused_lr()
-            if fused is not None:  # plain SGD: the step happens inside backward, one gemm per layer
-                net.backward(grad, sgd_lr=fused)
-                opt.t += 1
+            pre = opt.prescale()
+            if pre is not None:  # plain SGD: fold lr into the (tiny) output gradient
+                grad *= pre
+                net.backward(grad, scale=pre)
+                opt.step_prescaled(net.gradients())
             else:
                 net.backward(grad)
                 opt.step(net.gradients())

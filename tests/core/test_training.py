@@ -102,20 +102,6 @@ def test_drop_last_and_custom_batch_order(digits):
     assert tr.optimizer.t == 2 * (len(y) // 100)
 
 
-@pytest.mark.parametrize("l2", [0.0, 0.01])
-def test_fused_sgd_step_equals_separate_step(digits, l2):
-    X, y = digits
-    weights = []
-    for fuse in (True, False):
-        net = MLP([64, 20, 20, 10], "sigmoid", "sigmoid", "mse", init="normal", seed=4, dtype="float64", l2=l2)
-        tr = Trainer(net, "sgd", lr=0.3, batch_size=64)
-        tr.optimizer.fuse = fuse
-        tr.fit(X, y, 3)
-        weights.append(net.get_weights())
-    for a, b in zip(*weights):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-
-
 def test_validation_history_and_early_stopping_restores_best(digits):
     X, y = digits
     Xtr, ytr, Xv, yv = X[:1200], y[:1200], X[1200:], y[1200:]
@@ -182,3 +168,19 @@ def test_losses_finite_for_huge_logits(scale, dtype):
         assert np.isfinite(v) and np.all(np.isfinite(g))
         if name != "mse":
             assert np.all(np.isfinite(loss.link(z)))
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+def test_prescaled_sgd_equals_the_plain_update(digits, l2):
+    """The trainer folds lr into the output gradient for plain SGD; same result as p -= lr*g."""
+    X, y = digits
+    weights = []
+    for prescale in (True, False):
+        net = MLP([64, 20, 20, 10], "sigmoid", "sigmoid", "mse", init="normal", seed=4, dtype="float64", l2=l2)
+        tr = Trainer(net, "sgd", lr=0.3, batch_size=64)
+        if not prescale:
+            tr.optimizer.prescale = lambda: None
+        tr.fit(X, y, 3)
+        weights.append(net.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
