@@ -108,6 +108,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
         "seed": (0, _nonneg_int),
         "threads": (None, _opt(_positive_int)),
         "train_metrics": ("running", _choice("running", "full", "none")),
+        "checkpoint_seconds": (30.0, _positive_float),
     },
 }
 

@@ -18,6 +18,7 @@ Every file is written atomically. The library never prints: progress goes to cal
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -164,15 +165,25 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
         if trainer_hook is not None:
             trainer_hook(trainer)
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)
         atomic_write_text(out / "config.toml", to_toml(cfg))
-        try:
-            trainer.fit(data.X_train, data.y_train, cfg["training"]["epochs"], data.X_val, data.y_val)
-        except (TrainingInterrupted, DivergenceError):
-            # weights are the last good ones (the divergence guard restored them)
+
+        def checkpoint() -> None:
             save_model(ckpt, net, preprocessing=preprocessing_meta(data), classes=data.class_names,
                        training=cfg, trainer=trainer)
+
+        trainer.callbacks.append(PeriodicCheckpoint(checkpoint, cfg["training"].get("checkpoint_seconds", 30.0)))
+        try:
+            trainer.fit(data.X_train, data.y_train, cfg["training"]["epochs"], data.X_val, data.y_val)
+        except TrainingInterrupted:
+            checkpoint()  # exact position inside the epoch: --resume continues bit for bit
             atomic_write_text(out / "history.csv", trainer.history.to_csv())
             raise
+        except DivergenceError as exc:
+            # the state after a diverged epoch is not worth resuming: keep the last good checkpoint
+            atomic_write_text(out / "history.csv", trainer.history.to_csv())
+            kept = f"; the last good checkpoint is {ckpt}" if ckpt.exists() else ""
+            raise DivergenceError(f"{exc}{kept}", exc.epoch) from None
         # epoch wall times, summed: excludes evaluation and survives a resume
         train_time = float(sum(t for t in trainer.history.time_s if t is not None))
         metrics = evaluate_into(out, net, data, cfg, trainer, train_time)
@@ -186,6 +197,29 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
     if report:
         write_report(out)
     return metrics
+
+
+class PeriodicCheckpoint(Callback):
+    """Write a checkpoint at the end of an epoch when ``every_s`` seconds have passed since the
+    last one, so a killed process loses at most that much work."""
+
+    def __init__(self, write: Callable[[], None], every_s: float = 30.0):
+        self.write, self.every_s = write, float(every_s)
+        self._last = time.monotonic()
+
+    def on_epoch_recorded(self, trainer, logs):
+        if time.monotonic() - self._last >= self.every_s:
+            self.write()
+            self._last = time.monotonic()
+
+
+def remove_stale_temporaries(folder: Path) -> None:
+    """Delete temporary files a killed process left behind (``.name.XXXX.tmp``)."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], trainer: Trainer | None,

@@ -86,6 +86,9 @@ class Callback:
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict[str, Any]) -> None: ...
 
+    def on_epoch_recorded(self, trainer: "Trainer", logs: dict[str, Any]) -> None:
+        """After the epoch is in ``trainer.history`` (the place to write checkpoints)."""
+
     def on_train_end(self, trainer: "Trainer") -> None: ...
 
 
@@ -253,9 +256,11 @@ class Trainer:
             monitored = logs.get("val_loss")
             if logs["loss"] is not None and math.isfinite(logs["loss"]):
                 self.schedule.observe(logs["loss"] if monitored is None else monitored)
-            for cb in self.callbacks:
+            for cb in self.callbacks:  # may add columns to logs or ask to stop
                 cb.on_epoch_end(self, logs)
             self.history.append(logs)
+            for cb in self.callbacks:
+                cb.on_epoch_recorded(self, logs)
             if self.interrupt_requested and self.epochs_done < int(epochs):
                 raise TrainingInterrupted(f"training interrupted after epoch {self.epochs_done}")
         for cb in self.callbacks:
