@@ -41,17 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("mlplab: interrupted", err=True)
         return 130
-    except SystemExit as exc:  # typer.Exit inside commands
+    except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors and friends
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # the CLI framework's usage errors (typer >= 0.29 vendors click)
+        kind = type(exc).__name__
+        if kind == "Exit":
+            return int(getattr(exc, "exit_code", 0) or 0)
+        if kind == "Abort":
             typer.echo("mlplab: aborted", err=True)
             return 130
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            ctx = getattr(exc, "ctx", None)
+            where = f"{ctx.command_path}: " if ctx is not None and getattr(ctx, "command_path", "") else ""
+            message = " ".join(str(exc.format_message()).split())  # one line
+            typer.echo(f"mlplab: error: {where}{message} (see --help)", err=True)
+            return int(exc.exit_code)
         raise
     return 0
 

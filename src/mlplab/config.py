@@ -155,12 +155,12 @@ def resolve(*layers: tuple[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             raise ConfigError(f"{origin}: expected a table of sections")
         for section, values in layer.items():
             if section not in SCHEMA:
-                raise ConfigError(f"{origin}: unknown section [{section}]; valid: {', '.join(SCHEMA)}")
+                raise ConfigError(f"{origin}: unknown section {section!r}; valid: {', '.join(SCHEMA)}")
             if not isinstance(values, dict):
-                raise ConfigError(f"{origin}: [{section}] must be a table")
+                raise ConfigError(f"{origin}: section {section!r} must be a table")
             for key, value in values.items():
                 if key not in SCHEMA[section]:
-                    raise ConfigError(f"{origin}: unknown key {section}.{key}; valid: "
+                    raise ConfigError(f"{origin}: unknown key {key!r} in [{section}]; valid: "
                                       f"{', '.join(SCHEMA[section])}")
                 if value is None and SCHEMA[section][key][0] is not None:
                     continue  # an unset command-line flag

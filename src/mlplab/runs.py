@@ -164,6 +164,7 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
             restore_trainer(saved, trainer)
         if trainer_hook is not None:
             trainer_hook(trainer)
+        trainer.validate(data.X_train, data.y_train, cfg["training"]["epochs"])  # before writing
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
         atomic_write_text(out / "config.toml", to_toml(cfg))

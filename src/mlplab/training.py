@@ -217,6 +217,23 @@ class Trainer:
             y_val: np.ndarray | None = None) -> History:
         """Train until ``epochs`` epochs in total have run (counting earlier ``fit`` calls)."""
         net = self.net
+        X, y = self.validate(X, y, epochs)
+        n = X.shape[0]
+        bs = self.batch_size or n
+        if X_val is not None:
+            X_val = net._as_input(X_val)
+            y_val = np.asarray(y_val, dtype=np.int64)
+
+        # one batch of everything: the order cannot matter, so skip the shuffle and the copy
+        full_batch = bs == n and self.batch_order is None
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        good_weights = net.get_weights()
+        return self._loop(X, y, epochs, X_val, y_val, bs, full_batch, good_weights)
+
+    def validate(self, X: np.ndarray, y: np.ndarray, epochs: int) -> tuple[np.ndarray, np.ndarray]:
+        """Check the training data and settings before anything runs (or is written)."""
+        net = self.net
         X = net._as_input(X)
         y = np.ascontiguousarray(y, dtype=np.int64)
         if y.shape != (X.shape[0],):
@@ -230,15 +247,10 @@ class Trainer:
         n_out = net.sizes[-1]
         if y.size and (y.min() < 0 or (n_out > 1 and y.max() >= n_out) or (n_out == 1 and y.max() > 1)):
             raise ConfigError(f"labels must lie in [0, {max(n_out, 2)}), got range [{y.min()}, {y.max()}]")
-        if X_val is not None:
-            X_val = net._as_input(X_val)
-            y_val = np.asarray(y_val, dtype=np.int64)
+        return X, y
 
-        # one batch of everything: the order cannot matter, so skip the shuffle and the copy
-        full_batch = bs == n and self.batch_order is None
-        for cb in self.callbacks:
-            cb.on_train_begin(self)
-        good_weights = net.get_weights()
+    def _loop(self, X, y, epochs, X_val, y_val, bs, full_batch, good_weights) -> History:
+        net = self.net
         while self.epochs_done < int(epochs) and not self.stop_training:
             epoch = self.epochs_done  # 0-based
             lr = self.schedule(epoch, self.base_lr)

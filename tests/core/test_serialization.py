@@ -148,7 +148,7 @@ def test_refuses_to_save_nan_weights(tmp_path):
     assert not (tmp_path / "x.npz").exists()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_model_files_raise_only_model_file_errors(tmp_path, saved, data):
     path, _, _ = saved

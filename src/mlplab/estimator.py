@@ -1,0 +1,996 @@
+"""scikit-learn compatible classifiers built on :class:`mlplab.network.MLP`.
+
+* :class:`MLPClassifier`: a multilayer perceptron with scikit-learn's contract and
+  hyperparameter names (``hidden_layer_sizes``, ``alpha``, ``learning_rate_init``, ...).
+* :class:`OneVsRestLogisticRegression`: one sigmoid neuron per class, each trained on its
+  class against the rest (optionally on balanced per-class subsets, as in the report).
+
+Both follow the contract of the scikit-learn developer guide: ``__init__`` only stores
+hyperparameters (validated in ``fit``), ``fit`` returns ``self``, learned state ends in ``_``,
+inputs are validated with :func:`sklearn.utils.validation.validate_data`, and no global
+random state is used (a seed is drawn once per fit when ``random_state`` is ``None``).
+
+Loss and weighting of :class:`MLPClassifier` (scikit-learn's own definitions)
+-----------------------------------------------------------------------------
+On a minibatch ``B`` with per-row weights ``w_i`` (``sample_weight * class_weight[y_i]``, 1
+when neither is given) and ``S = sum_{i in B} w_i``::
+
+    L_B = (1 / S) * sum_{i in B} w_i * loss_i  +  (alpha / (2 S)) * sum_layers ||W||^2
+
+This is scikit-learn's ``MLPClassifier`` objective. In mlplab's terms (``MLP.l2`` adds
+``0.5 * l2 * sum ||W||^2`` to the batch-mean loss) it is ``l2 = alpha / S``, set per batch, so
+the last, partial minibatch of an epoch gets a slightly stronger penalty, exactly as in
+scikit-learn. Without weights ``S`` is the number of rows in the batch. Because both the data
+term and the penalty are normalised by ``S``, an integer weight ``w`` on a row is *exactly*
+the same objective as repeating that row ``w`` times in full-batch training (tested), and a
+zero weight is the same as removing the row. ``loss_i`` is the cross-entropy of the softmax
+output (``output='softmax'``; binary problems use one sigmoid unit with binary cross-entropy,
+as scikit-learn does) or ``sum_k (a_ik - onehot_ik)^2`` for ``output='sigmoid-mse'`` (mlplab's
+MSE reduction, the textbook's network; binary problems use one sigmoid unit and a 0/1 target).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import expit, logsumexp
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from mlplab.errors import ConfigError, DivergenceError, ModelFileError
+from mlplab.network import MLP, STREAM_SHUFFLE, STREAM_SPLIT, rng_for
+from mlplab.optimizers import get_optimizer
+from mlplab.schedules import get_schedule
+
+__all__ = ["MLPClassifier", "OneVsRestLogisticRegression"]
+
+_OUTPUTS = ("softmax", "sigmoid-mse")
+_OPTIMIZERS = ("adam", "sgd", "rmsprop")
+_INITS = {  # estimator name -> (mlplab initializer, params)
+    "glorot": ("glorot", {}),
+    "xavier": ("glorot", {}),
+    "he": ("he", {}),
+    "normal": ("normal", {"std": 0.1}),
+    "zeros": ("zeros", {}),
+    "uniform": ("uniform", {"low": 0.0, "high": 1.0}),  # report 2's U(0, 1)
+}
+_ESTIMATOR_FORMAT = "mlplab-estimator"
+
+
+# -- helpers shared by both estimators ----------------------------------------------------
+def _resolve_seed(random_state: Any) -> int:
+    """An int seed from ``random_state``: an int is used as is, ``None`` draws fresh OS entropy
+    (once per fit; the result is stored in ``seed_``), a RandomState/Generator is drawn from."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % (2**63))
+    if isinstance(random_state, (bool, np.bool_)):
+        raise ValueError(f"random_state must be None, an int or a numpy random generator, got {random_state!r}")
+    if isinstance(random_state, numbers.Integral):
+        if int(random_state) < 0:
+            raise ValueError(f"random_state must be >= 0, got {random_state}")
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63))
+    raise ValueError(f"random_state must be None, an int or a numpy random generator, got {random_state!r}")
+
+
+def _dtype_of(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def _as_dense(X: Any, dtype: np.dtype) -> np.ndarray:
+    """A C-contiguous dense array of ``dtype`` (sparse input is densified)."""
+    if hasattr(X, "toarray"):
+        X = X.toarray()
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+def _init_spec(init: Any, init_params: dict | None) -> tuple[str, dict]:
+    if not isinstance(init, str):
+        raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")
+    name, params = _INITS.get(init, (init, {}))
+    return name, {**params, **dict(init_params or {})}
+
+
+def _encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of ``y`` in the sorted ``classes``; unseen labels raise ValueError."""
+    idx = np.searchsorted(classes, y)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    bad = classes[idx] != y
+    if np.any(bad):
+        raise ValueError(f"y contains labels not seen in classes_ {classes.tolist()}: "
+                         f"{np.unique(np.asarray(y)[bad]).tolist()[:10]}")
+    return idx.astype(np.int64)
+
+
+def _jsonable_params(params: dict) -> dict:
+    out = {}
+    for k, v in params.items():
+        if isinstance(v, tuple):
+            v = list(v)
+        elif isinstance(v, dict) and k == "class_weight":
+            v = {"__pairs__": [[_py(a), _py(b)] for a, b in v.items()]}
+        elif isinstance(v, (np.random.RandomState, np.random.Generator)):
+            v = None  # not storable; seed_ records the seed actually used
+        elif isinstance(v, np.dtype) or isinstance(v, type):
+            v = np.dtype(v).name
+        out[k] = _py(v)
+    return out
+
+
+def _params_from_json(params: dict) -> dict:
+    out = dict(params)
+    if isinstance(out.get("hidden_layer_sizes"), list):
+        out["hidden_layer_sizes"] = tuple(out["hidden_layer_sizes"])
+    cw = out.get("class_weight")
+    if isinstance(cw, dict) and "__pairs__" in cw:
+        out["class_weight"] = {a: b for a, b in cw["__pairs__"]}
+    return out
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def _classes_meta(classes: np.ndarray) -> dict:
+    return {"values": classes.tolist(), "dtype": classes.dtype.str}
+
+
+def _classes_from_meta(meta: dict) -> np.ndarray:
+    dt = np.dtype(meta["dtype"])
+    return np.asarray(meta["values"], dtype=dt)
+
+
+# -- the MLP estimator ----------------------------------------------------------------------
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multilayer perceptron classifier (mlplab's NumPy MLP behind scikit-learn's API).
+
+    (Mixins come before ``BaseEstimator`` in the bases, as scikit-learn requires.)
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Widths of the hidden layers (``()`` gives a linear/logistic model).
+    activation : {'relu', 'tanh', 'logistic' / 'sigmoid', 'identity', 'leaky_relu'}, default='relu'
+    output : {'softmax', 'sigmoid-mse'}, default='softmax'
+        ``softmax``: softmax output with cross-entropy (one sigmoid unit with binary
+        cross-entropy for two classes, as scikit-learn). ``sigmoid-mse``: the textbook's
+        sigmoid outputs with the MSE loss on one-hot targets (one unit for two classes).
+    optimizer : {'adam', 'sgd', 'rmsprop'}, default='adam'
+    learning_rate_init : float, default=0.001
+    momentum : float, default=0.9 (sgd only; 0 gives plain SGD, whose step is fused into backprop)
+    nesterov : bool, default=False (sgd with momentum only)
+    beta_1, beta_2, epsilon : Adam's hyperparameters (``epsilon`` is also RMSprop's).
+    schedule : str, default='constant'
+        Per-epoch learning-rate schedule from :mod:`mlplab.schedules` ('constant', 'step',
+        'inverse_scaling', 'cosine', 'reduce_on_plateau'); ``schedule_params`` (dict) holds its
+        parameters. ``reduce_on_plateau`` watches the validation loss with ``early_stopping``,
+        the training loss otherwise.
+    batch_size : int, 'auto', 'full' or None, default=200
+        Minibatch size, clipped to the number of samples. 'auto' is ``min(200, n_samples)``
+        (scikit-learn's default); None or 'full' is full-batch gradient descent.
+    max_iter : int, default=200
+        Epochs per ``fit`` (with ``warm_start``, epochs *more*).
+    alpha : float, default=1e-4
+        L2 penalty with scikit-learn's meaning: ``alpha / (2 S) * sum ||W||^2`` is added to the
+        weighted batch-mean loss, ``S`` the batch's total sample weight (its size without
+        weights). That is mlplab's ``l2 = alpha / S``, set per batch (see the module docstring).
+    dropout : float, default=0.0
+        Dropout rate after each hidden activation.
+    early_stopping : bool, default=False
+        Hold out a stratified ``validation_fraction`` of the training data and stop when the
+        validation accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs; the
+        best weights are restored. Without it, training stops when the training loss has not
+        improved by ``tol`` for ``n_iter_no_change`` epochs (scikit-learn's rule).
+    validation_fraction, n_iter_no_change, tol : see ``early_stopping``.
+    init : {'glorot', 'he', 'normal', 'uniform', 'zeros'}, default='glorot'
+        Weight initialiser (biases start at zero); ``init_params`` (dict) overrides its
+        parameters (e.g. ``{'std': 0.01}`` for 'normal').
+    dtype : {'float32', 'float64'}, default='float32'
+    class_weight : dict, 'balanced' or None
+        Multiplies the sample weights by the weight of each row's class.
+    random_state : int, RandomState, Generator or None
+        Seeds initialisation, dropout, shuffling and the validation split (independent
+        streams). None draws a fresh seed from OS entropy once per fit (kept in ``seed_``).
+    verbose : bool, default=False — print the loss per epoch.
+    warm_start : bool, default=False
+        Continue from the previous fit. Unlike scikit-learn, the optimizer state (Adam's
+        moments, step count), the schedule position and the shuffling stream are kept, so
+        ``fit(max_iter=a)`` followed by a warm ``fit(max_iter=b)`` equals ``fit(max_iter=a+b)``.
+    shuffle : bool, default=True — reshuffle the training set each epoch.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_, n_iter_, t_ (optimizer steps),
+    loss_ (last epoch's training loss), loss_curve_, best_loss_ (None with early stopping),
+    validation_scores_ / validation_loss_curve_ / best_validation_score_ (early stopping
+    only, else None), seed_, net_ (the :class:`mlplab.network.MLP`), n_layers_, n_outputs_,
+    out_activation_ ('softmax', 'logistic' or 'logistic-mse').
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(100,),
+        activation="relu",
+        output="softmax",
+        optimizer="adam",
+        learning_rate_init=0.001,
+        momentum=0.9,
+        nesterov=False,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        schedule="constant",
+        schedule_params=None,
+        batch_size=200,
+        max_iter=200,
+        alpha=0.0001,
+        dropout=0.0,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-4,
+        init="glorot",
+        init_params=None,
+        dtype="float32",
+        class_weight=None,
+        random_state=None,
+        verbose=False,
+        warm_start=False,
+        shuffle=True,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.output = output
+        self.optimizer = optimizer
+        self.learning_rate_init = learning_rate_init
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.schedule = schedule
+        self.schedule_params = schedule_params
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.alpha = alpha
+        self.dropout = dropout
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.init = init
+        self.init_params = init_params
+        self.dtype = dtype
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.shuffle = shuffle
+
+    # -- scikit-learn plumbing ----------------------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # densified
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    def _validate_hyperparameters(self) -> None:
+        hl = self.hidden_layer_sizes
+        if isinstance(hl, numbers.Integral):
+            hl = (hl,)
+        try:
+            hl = tuple(int(h) for h in hl)
+        except TypeError:
+            raise ValueError(f"hidden_layer_sizes must be a tuple of ints, got {self.hidden_layer_sizes!r}") from None
+        if any(h < 1 for h in hl):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
+        self._hidden = hl
+        if self.output not in _OUTPUTS:
+            raise ValueError(f"output must be one of {_OUTPUTS}, got {self.output!r}")
+        if self.optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("learning_rate_init", "epsilon"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or not v > 0 or not math.isfinite(v):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        for name in ("alpha", "tol", "momentum"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or not v >= 0:
+                raise ValueError(f"{name} must be >= 0, got {v!r}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        for name in ("beta_1", "beta_2"):
+            v = getattr(self, name)
+            if not isinstance(v, numbers.Real) or not 0 <= v < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {v!r}")
+        if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
+        if not isinstance(self.n_iter_no_change, numbers.Integral) or self.n_iter_no_change < 1:
+            raise ValueError(f"n_iter_no_change must be an int >= 1, got {self.n_iter_no_change!r}")
+        if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+        bs = self.batch_size
+        if not (bs is None or bs in ("auto", "full") or (isinstance(bs, numbers.Integral) and bs >= 1)):
+            raise ValueError(f"batch_size must be a positive int, 'auto', 'full' or None, got {bs!r}")
+        if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}")
+        _dtype_of(self.dtype)
+        _init_spec(self.init, self.init_params)
+
+    def _batch(self, n: int) -> int:
+        bs = self.batch_size
+        if bs is None or bs == "full":
+            return n
+        if bs == "auto":
+            return min(200, n)
+        return min(int(bs), n)
+
+    # -- building the network and its optimizer ---------------------------------------------
+    def _build(self, n_features: int, n_classes: int) -> None:
+        n_out = 1 if n_classes == 2 else n_classes
+        if self.output == "softmax":
+            out_act, loss = ("sigmoid", "binary_cross_entropy") if n_out == 1 else ("softmax", "cross_entropy")
+        else:
+            out_act, loss = "sigmoid", "mse"
+        init, init_params = _init_spec(self.init, self.init_params)
+        self.net_ = MLP([n_features, *self._hidden, n_out], hidden_activation=self.activation,
+                        output_activation=out_act, loss=loss, init=init, init_params=init_params,
+                        dropout=self.dropout, l2=0.0, dtype=self.dtype, seed=self.seed_)
+        self._set_structure_attrs()
+        self._new_training_state()
+
+    def _set_structure_attrs(self) -> None:
+        net = self.net_
+        self.n_layers_ = len(net.sizes)
+        self.n_outputs_ = net.sizes[-1]
+        if net.loss.name == "cross_entropy":
+            self.out_activation_ = "softmax"
+        elif net.loss.name == "binary_cross_entropy":
+            self.out_activation_ = "logistic"
+        else:
+            self.out_activation_ = "logistic-mse"
+
+    def _optimizer_spec(self) -> dict:
+        if self.optimizer == "adam":
+            return {"name": "adam", "beta1": self.beta_1, "beta2": self.beta_2, "eps": self.epsilon}
+        if self.optimizer == "rmsprop":
+            return {"name": "rmsprop", "eps": self.epsilon}
+        return {"name": "sgd", "momentum": self.momentum, "nesterov": bool(self.nesterov and self.momentum)}
+
+    def _new_training_state(self) -> None:
+        self._optimizer = get_optimizer(self._optimizer_spec(), self.net_.parameters(), lr=self.learning_rate_init)
+        self._schedule = get_schedule({"name": self.schedule, **dict(self.schedule_params or {})})
+        self._shuffle_rng = rng_for(self.seed_, STREAM_SHUFFLE)
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self.best_loss_ = np.inf
+        self._no_improvement_count = 0
+        self.validation_scores_ = None
+        self.validation_loss_curve_ = None
+        self.best_validation_score_ = None
+
+    def _ensure_training_state(self) -> None:
+        """A model made by :meth:`from_mlp`/:meth:`load` without optimizer state gets a fresh one."""
+        if getattr(self, "_optimizer", None) is None:
+            n_iter, curve = getattr(self, "n_iter_", 0), list(getattr(self, "loss_curve_", []))
+            self._new_training_state()
+            self.n_iter_, self.loss_curve_ = n_iter, curve
+        # hyperparameters a user may change between warm fits
+        self._optimizer.lr = float(self.learning_rate_init)
+
+    # -- fitting ----------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Train on ``X`` (n_samples, n_features) and labels ``y``; returns ``self``."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over ``(X, y)``; ``classes`` (all labels) is required on the first call."""
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _fit(self, X, y, sample_weight, incremental: bool, classes=None):
+        self._validate_hyperparameters()
+        fitted = hasattr(self, "net_")
+        first = not fitted or not (incremental or self.warm_start)
+        if incremental and not fitted and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        X, y = validate_data(self, X, y, reset=first, accept_sparse=("csr", "csc"),
+                             dtype=(np.float64, np.float32))
+        check_classification_targets(y)
+        if first:
+            cls = unique_labels(y) if classes is None else unique_labels(np.asarray(classes))
+            if len(cls) < 2:
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; "
+                                 f"got 1 class ({cls.tolist()})")
+        else:
+            cls = self.classes_
+            if classes is not None and not np.array_equal(unique_labels(np.asarray(classes)), cls):
+                raise ValueError(f"classes={list(classes)} differs from the classes of the first "
+                                 f"partial_fit call {cls.tolist()}")
+            if not incremental and not np.array_equal(unique_labels(y), cls):
+                raise ValueError("warm_start can only be used where y has the same classes as in "
+                                 f"the previous call to fit: {cls.tolist()}, got {unique_labels(y).tolist()}")
+        y_enc = _encode(cls, y)
+        w = self._weights(X, y_enc, cls, sample_weight, incremental)
+        if w is not None:
+            present = np.unique(y_enc[w > 0])
+            if len(present) < 2 and (first or not incremental):
+                raise ValueError("at least 2 classes need a positive total sample weight; "
+                                 f"only 1 class has one ({cls[present].tolist()})")
+        dt = _dtype_of(self.dtype)
+        if first:
+            self.classes_ = cls
+            self.seed_ = _resolve_seed(self.random_state)
+            self._build(X.shape[1], len(cls))
+        else:
+            self._ensure_training_state()
+        if self.net_.dtype != dt:
+            raise ValueError(f"dtype changed from {self.net_.dtype.name} to {dt.name} between fits; "
+                             "refit without warm_start")
+        X = _as_dense(X, dt)
+
+        early = self.early_stopping and not incremental
+        X_val = y_val = w_val = None
+        if early:
+            from mlplab.data.splits import stratified_split
+
+            tr, va = stratified_split(y_enc, self.validation_fraction, rng_for(self.seed_, STREAM_SPLIT))
+            X, X_val = X[tr], X[va]
+            y_enc, y_val = y_enc[tr], y_enc[va]
+            if w is not None:
+                w, w_val = w[tr], w[va]
+            if self.validation_scores_ is None:
+                self.validation_scores_, self.validation_loss_curve_ = [], []
+                self.best_validation_score_ = -np.inf
+                self._best_weights = None
+        epochs = 1 if incremental else int(self.max_iter)
+        try:
+            self._train(X, y_enc, w, epochs, X_val, y_val, w_val, incremental)
+        finally:
+            _drop_caches(self.net_)
+        return self
+
+    def _weights(self, X, y_enc, cls, sample_weight, incremental) -> np.ndarray | None:
+        """Per-row weights (sample_weight times class_weight), or None when all are 1."""
+        w = None
+        if sample_weight is not None:
+            w = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            w = np.array(w, dtype=np.float64, copy=True)
+        cw = self.class_weight
+        if cw is not None:
+            if cw == "balanced":
+                if incremental:
+                    raise ValueError("class_weight='balanced' is not supported by partial_fit (the "
+                                     "class frequencies of one batch are not those of the data): use "
+                                     "compute_class_weight() on all labels and pass a dict")
+                present = np.unique(y_enc)
+                per_class = np.ones(len(cls))
+                per_class[present] = compute_class_weight("balanced", classes=present, y=y_enc)
+            else:
+                per_class = np.ones(len(cls))
+                for label, weight in cw.items():
+                    hit = np.flatnonzero(cls == label)
+                    if hit.size == 0:
+                        raise ValueError(f"class_weight has label {label!r}, not among the classes {cls.tolist()}")
+                    per_class[hit[0]] = float(weight)
+            row = per_class[y_enc]
+            w = row if w is None else w * row
+        if w is not None and np.all(w == 1.0):
+            return None
+        if w is not None and not np.sum(w) > 0:
+            raise ValueError("the sample weights sum to zero")
+        return w
+
+    def _train(self, X, y, w, epochs, X_val, y_val, w_val, incremental) -> None:
+        net, opt = self.net_, self._optimizer
+        n, d = X.shape
+        bs = self._batch(n)
+        alpha = float(self.alpha)
+        total_w = float(n) if w is None else float(w.sum())
+        wd = None if w is None else w.astype(net.dtype)
+        early = X_val is not None
+        base_lr = float(self.learning_rate_init)
+        full = bs == n
+        converged = False
+        for _ in range(epochs):
+            opt.lr = self._schedule(self.n_iter_, base_lr)
+            order = None
+            if not full:
+                order = self._shuffle_rng.permutation(n) if self.shuffle else np.arange(n)
+            loss_sum = 0.0
+            for start in range(0, n, bs):
+                if order is None:
+                    Xb, yb, wb = X, y, wd
+                else:
+                    idx = order[start:start + bs]
+                    k = len(idx)
+                    Xb = net.layers[0]._buffer("est_xb", (k, d), net.dtype)
+                    yb = net.layers[0]._buffer("est_yb", (k,), np.int64)
+                    np.take(X, idx, axis=0, out=Xb)
+                    np.take(y, idx, out=yb)
+                    wb = None if wd is None else wd[idx]
+                loss_sum += self._step(Xb, yb, wb, alpha)
+            self.n_iter_ += 1
+            self.t_ = opt.t
+            loss = loss_sum / total_w
+            if not math.isfinite(loss):
+                raise DivergenceError(f"training loss became non-finite at epoch {self.n_iter_} (learning "
+                                      f"rate {opt.lr:g}); try a smaller learning_rate_init", self.n_iter_)
+            self.loss_ = loss
+            self.loss_curve_.append(loss)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+            monitored = loss
+            if early:
+                out = net.decision_function(X_val)
+                val_loss = _weighted_loss(net, out, y_val, w_val)
+                score = float(np.average(net.labels_from_output(out) == y_val, weights=w_val))
+                self.validation_loss_curve_.append(val_loss)
+                self.validation_scores_.append(score)
+                monitored = val_loss
+                if self.verbose:
+                    print(f"Validation score: {score:f}")
+                if score < self.best_validation_score_ + self.tol:
+                    self._no_improvement_count += 1
+                else:
+                    self._no_improvement_count = 0
+                if score > self.best_validation_score_:
+                    self.best_validation_score_ = score
+                    self._best_weights = net.get_weights()
+                self.best_loss_ = None
+            else:
+                if loss > self.best_loss_ - self.tol:
+                    self._no_improvement_count += 1
+                else:
+                    self._no_improvement_count = 0
+                if loss < self.best_loss_:
+                    self.best_loss_ = loss
+            self._schedule.observe(monitored)
+            if not incremental and self._no_improvement_count > self.n_iter_no_change:
+                converged = True
+                break
+        if early and self._best_weights is not None:
+            net.set_weights(self._best_weights)
+        if not incremental and not converged:
+            warnings.warn(f"{type(self).__name__}: the maximum of {epochs} epochs (max_iter) was reached "
+                          "and the optimization has not converged yet", ConvergenceWarning)
+
+    def _step(self, Xb, yb, wb, alpha) -> float:
+        """One minibatch update; returns the batch's weighted loss sum ``S * L_B``."""
+        net, opt = self.net_, self._optimizer
+        k = Xb.shape[0]
+        out = net.forward(Xb, training=True)
+        grad = net.layers[-1]._buffer("est_dout", out.shape, net.dtype)
+        tbuf = net.layers[-1]._buffer("est_target", out.shape, net.dtype)
+        value = net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)  # grad = dl/dout / k
+        if wb is None:
+            s = float(k)
+        else:
+            s = float(wb.sum(dtype=np.float64))
+            value = float(np.dot(_per_sample_loss(net.loss, out, yb), wb)) / s
+            grad *= (wb * np.asarray(k / s, dtype=wb.dtype))[:, None]  # rows: w_i / S
+        net.l2 = alpha / s
+        sq = 0.0
+        if alpha:
+            sq = float(sum(np.vdot(layer.W, layer.W) for layer in net.dense_layers))
+        value += 0.5 * net.l2 * sq
+        net.backward(grad)  # adds l2 * W to every dW
+        opt.step(net.gradients())
+        return value * s
+
+    # -- prediction -------------------------------------------------------------------------
+    def _raw(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, accept_sparse=("csr", "csc"), dtype=(np.float64, np.float32))
+        return _forward64(self.net_, _as_dense(X, np.float64))
+
+    def _decision_from_raw(self, out: np.ndarray) -> np.ndarray:
+        if out.shape[1] == 1:
+            return out[:, 0] - 0.5 if self.net_.loss.name == "mse" else out[:, 0]
+        return out
+
+    def _proba_from_raw(self, out: np.ndarray) -> np.ndarray:
+        name = self.net_.loss.name
+        if out.shape[1] == 1:
+            p = expit(out[:, 0]) if name == "binary_cross_entropy" else np.clip(out[:, 0], 0.0, 1.0)
+            return np.stack([1.0 - p, p], axis=1)
+        if name == "cross_entropy":
+            e = np.exp(out - out.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        s = np.clip(out, 0.0, None) + 1e-12  # sigmoid-mse: scores normalised per row
+        return s / s.sum(axis=1, keepdims=True)
+
+    def decision_function(self, X):
+        """Graph outputs: logits (softmax/BCE) or sigmoid outputs (MSE), shape (n, n_classes);
+        for two classes a 1-D score that is positive for ``classes_[1]`` (logit, or output - 0.5)."""
+        return self._decision_from_raw(self._raw(X))
+
+    def predict_proba(self, X):
+        """Class probabilities (n, n_classes), rows summing to 1, columns ordered as ``classes_``.
+        With ``output='sigmoid-mse'`` these are the sigmoid outputs normalised per row."""
+        return self._proba_from_raw(self._raw(X))
+
+    def predict_log_proba(self, X):
+        out = self._raw(X)
+        if out.shape[1] > 1 and self.net_.loss.name == "cross_entropy":
+            return out - logsumexp(out, axis=1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            return np.log(self._proba_from_raw(out))
+
+    def predict(self, X):
+        """Predicted labels (values of ``classes_``)."""
+        dec = self.decision_function(X)
+        idx = (dec > 0).astype(np.int64) if dec.ndim == 1 else dec.argmax(axis=1)
+        return self.classes_[idx]
+
+    # -- construction from a network, persistence ---------------------------------------------
+    @classmethod
+    def from_mlp(cls, net: MLP, classes, n_features_in: int | None = None, **params) -> "MLPClassifier":
+        """A fitted estimator around an existing :class:`~mlplab.network.MLP` (not copied).
+
+        The network must end in softmax/cross-entropy (k >= 3 classes), one sigmoid unit with
+        binary cross-entropy (2 classes), or sigmoid units with MSE (``output='sigmoid-mse'``).
+        ``params`` are hyperparameters for later (warm-started) fits; hidden sizes, activation,
+        output and dtype are taken from the network.
+        """
+        classes = np.asarray(classes)
+        if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
+            raise ValueError("classes must be a 1-D array of distinct labels")
+        order = np.argsort(classes, kind="stable")
+        if not np.array_equal(order, np.arange(len(classes))):
+            raise ValueError(f"classes must be sorted (scikit-learn's classes_ order), got {classes.tolist()}")
+        k, n_out, loss = len(classes), net.sizes[-1], net.loss.name
+        if k < 2:
+            raise ValueError("a classifier needs at least 2 classes")
+        want_out = 1 if k == 2 else k
+        if n_out != want_out:
+            raise ValueError(f"{k} classes need {want_out} output unit(s), the network has {n_out}")
+        output = "sigmoid-mse" if loss == "mse" else "softmax"
+        if loss not in ("mse", "cross_entropy", "binary_cross_entropy"):
+            raise ValueError(f"unsupported loss {loss!r}")
+        if net.shared_bias:
+            raise ValueError("networks with a shared scalar bias are not supported")
+        from mlplab.activations import get_activation
+
+        params = dict(params)
+        params.update(hidden_layer_sizes=tuple(net.sizes[1:-1]), activation=get_activation(net.hidden_activation).name,
+                      output=output, dtype=net.dtype.name, dropout=net.dropout)
+        est = cls(**params)
+        est._validate_hyperparameters()
+        est.classes_ = classes
+        est.n_features_in_ = int(net.sizes[0] if n_features_in is None else n_features_in)
+        if est.n_features_in_ != net.sizes[0]:
+            raise ValueError(f"n_features_in={n_features_in} but the network takes {net.sizes[0]} inputs")
+        est.seed_ = int(net.seed)
+        est.net_ = net
+        est._set_structure_attrs()
+        est._optimizer = None
+        est.n_iter_, est.t_, est.loss_curve_ = 0, 0, []
+        est.best_loss_ = np.inf
+        est._no_improvement_count = 0
+        est.validation_scores_ = est.validation_loss_curve_ = est.best_validation_score_ = None
+        return est
+
+    def save(self, path) -> Path:
+        """Write the fitted model (weights, hyperparameters, classes_, training state) to an
+        mlplab model file (``.npz`` + JSON metadata; never pickle)."""
+        from mlplab.serialization import save_model
+
+        check_is_fitted(self)
+        state: dict[str, Any] = {
+            "estimator": type(self).__name__,
+            "format": _ESTIMATOR_FORMAT,
+            "params": _jsonable_params(self.get_params()),
+            "classes": _classes_meta(self.classes_),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": (self.feature_names_in_.tolist() if hasattr(self, "feature_names_in_") else None),
+            "seed": int(self.seed_),
+            "n_iter": int(self.n_iter_),
+            "loss_curve": [float(v) for v in self.loss_curve_],
+            "best_loss": _finite_or_none(self.best_loss_),
+            "no_improvement_count": int(self._no_improvement_count),
+            "validation_scores": self.validation_scores_,
+            "validation_loss_curve": self.validation_loss_curve_,
+            "best_validation_score": _finite_or_none(self.best_validation_score_),
+            "optimizer": None,
+        }
+        extra: dict[str, np.ndarray] = {}
+        if getattr(self, "_optimizer", None) is not None:
+            opt_meta, opt_arrays = self._optimizer.state_dict()
+            state["optimizer"] = opt_meta
+            state["shuffle_rng"] = self._shuffle_rng.bit_generator.state
+            state["dropout_rng"] = self.net_.dropout_rng.bit_generator.state
+            state["schedule_state"] = self._schedule.state()
+            extra.update({f"optimizer/{k}": v for k, v in opt_arrays.items()})
+        return save_model(path, self.net_, classes=self.classes_.tolist(), training=state, extra_arrays=extra)
+
+    @classmethod
+    def load(cls, path) -> "MLPClassifier":
+        """Read a model written by :meth:`save`; a warm-started fit continues it exactly."""
+        from mlplab.serialization import load_model
+
+        model = load_model(path)
+        st = model.training
+        if st.get("format") != _ESTIMATOR_FORMAT or st.get("estimator") != cls.__name__:
+            raise ModelFileError(f"{path}: not a saved {cls.__name__} (use mlplab.serialization.load_model)")
+        try:
+            params = _params_from_json(st["params"])
+            net = model.net
+            params.pop("random_state", None)
+            est = cls.from_mlp(net, _classes_from_meta(st["classes"]), st["n_features_in"], **params)
+            est.set_params(random_state=st["params"].get("random_state"))
+            if st.get("feature_names_in") is not None:
+                est.feature_names_in_ = np.asarray(st["feature_names_in"], dtype=object)
+            est.seed_ = int(st["seed"])
+            if st.get("optimizer") is not None:
+                est._new_training_state()
+                est._optimizer.load_state_dict(st["optimizer"], {
+                    k[len("optimizer/"):]: v for k, v in model.extra_arrays.items() if k.startswith("optimizer/")})
+                est._shuffle_rng.bit_generator.state = st["shuffle_rng"]
+                est.net_.dropout_rng.bit_generator.state = st["dropout_rng"]
+                est._schedule.load_state(st.get("schedule_state") or {})
+                est.t_ = est._optimizer.t
+            est.n_iter_ = int(st["n_iter"])
+            est.loss_curve_ = list(st["loss_curve"])
+            est.best_loss_ = np.inf if st.get("best_loss") is None else float(st["best_loss"])
+            if st["params"].get("early_stopping"):
+                est.best_loss_ = None
+            est._no_improvement_count = int(st.get("no_improvement_count", 0))
+            est.validation_scores_ = st.get("validation_scores")
+            est.validation_loss_curve_ = st.get("validation_loss_curve")
+            bvs = st.get("best_validation_score")
+            est.best_validation_score_ = None if est.validation_scores_ is None else (
+                -np.inf if bvs is None else float(bvs))
+            est._best_weights = None
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise ModelFileError(f"{path}: inconsistent estimator metadata ({exc})") from None
+        return est
+
+
+def _finite_or_none(v: Any) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _per_sample_loss(loss, out: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each row's loss (float64, shape (n,)), so that ``loss.value == mean`` of it."""
+    z = out.astype(np.float64)
+    if loss.name == "cross_entropy":
+        return logsumexp(z, axis=1) - z[np.arange(len(y)), y]
+    t = loss.targets(y).astype(np.float64)
+    if loss.name == "binary_cross_entropy":
+        return (np.logaddexp(0.0, z) - t * z).sum(axis=1)
+    d = z - t
+    return np.einsum("ij,ij->i", d, d)
+
+
+def _weighted_loss(net: MLP, out: np.ndarray, y: np.ndarray, w: np.ndarray | None) -> float:
+    if w is None:
+        return float(net.loss.value(out, y))
+    return float(np.average(_per_sample_loss(net.loss, out, y), weights=w))
+
+
+def _forward64(net: MLP, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """The network's inference output (logits for fused losses) computed in float64.
+
+    Predictions are made in float64 whatever the training dtype: float32 matrix products
+    can round a row differently depending on how many rows are multiplied together, and a
+    prediction should not depend on the other rows of ``X``.
+    """
+    from mlplab.layers import ActivationLayer, Dense
+
+    params = [(layer, layer.W.astype(np.float64), layer.b.astype(np.float64))
+              for layer in net.layers if isinstance(layer, Dense)]
+    weights = {id(layer): (W, b) for layer, W, b in params}
+    out = np.empty((X.shape[0], net.sizes[-1]))
+    for start in range(0, X.shape[0], batch_size):
+        a = X[start:start + batch_size]
+        for layer in net.layers:
+            if isinstance(layer, Dense):
+                W, b = weights[id(layer)]
+                a = a @ W  # (n, fan_in) @ (fan_in, fan_out)
+                a += b
+            elif isinstance(layer, ActivationLayer):
+                a = layer.activation.forward(a, out=a)
+            # Dropout is the identity at inference
+        out[start:start + batch_size] = a
+    return out
+
+
+def _drop_caches(net: MLP) -> None:
+    """Release training buffers and cached activations (keeps pickles and memory small)."""
+    net.release()
+    for layer in net.layers:
+        for attr in ("_x", "_a", "_mask"):
+            if hasattr(layer, attr):
+                setattr(layer, attr, None)
+
+
+# -- one-vs-rest logistic regression ---------------------------------------------------------
+class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
+    """One sigmoid neuron per class, each trained (binary cross-entropy, SGD) on its class
+    against the rest: report 2's part 1, with its options.
+
+    Parameters
+    ----------
+    learning_rate : float, default=0.01 (the report's)
+    max_iter : int, default=1000 — epochs (the report's 1000 full-batch iterations)
+    batch_size : int or None, default=None — None is full-batch gradient descent (the report's)
+    init : {'zeros', 'uniform', 'glorot', 'normal'}, default='zeros'
+        'uniform' is the report's U(0, 1) (its ``initialize_with_zeros``); biases start at 0.
+    threshold : float, default=0.5
+        Cut-off of :meth:`predict_binary` (``score >= threshold``); the report used 0.75.
+    n_pos, n_neg_per_class : int or None
+        Balanced subsets: neuron ``c`` trains on ``n_pos`` samples of class ``c`` plus
+        ``n_neg_per_class`` (default ``n_pos // (k - 1)``) of each other class, drawn without
+        replacement, capped at what each class has (the report: 5000 + 555 of each other digit).
+        None (default) trains every neuron on all the data.
+    dtype : {'float32', 'float64'}
+    random_state : int, RandomState, Generator or None (a seed drawn once per fit, in ``seed_``)
+
+    Without subsets the k neurons are trained together as one ``d -> k`` layer with the
+    summed binary cross-entropy: its gradient for each neuron is exactly that neuron's own,
+    so this is the same as k separate trainings (one gemm instead of k).
+
+    Attributes
+    ----------
+    classes_, n_features_in_, coef_ (k, d), intercept_ (k,), n_iter_, loss_curve_ (summed
+    over the neurons), seed_.
+    """
+
+    def __init__(self, learning_rate=0.01, max_iter=1000, batch_size=None, init="zeros", threshold=0.5,
+                 n_pos=None, n_neg_per_class=None, dtype="float32", random_state=None):
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.init = init
+        self.threshold = threshold
+        self.n_pos = n_pos
+        self.n_neg_per_class = n_neg_per_class
+        self.dtype = dtype
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = False
+        return tags
+
+    def _validate_hyperparameters(self) -> None:
+        if not isinstance(self.learning_rate, numbers.Real) or not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
+            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
+        bs = self.batch_size
+        if not (bs is None or (isinstance(bs, numbers.Integral) and bs >= 1)):
+            raise ValueError(f"batch_size must be None or a positive int, got {bs!r}")
+        for name in ("n_pos", "n_neg_per_class"):
+            v = getattr(self, name)
+            if not (v is None or (isinstance(v, numbers.Integral) and v >= (1 if name == "n_pos" else 0))):
+                raise ValueError(f"{name} must be None or a positive int, got {v!r}")
+        if self.n_neg_per_class is not None and self.n_pos is None:
+            raise ValueError("n_neg_per_class needs n_pos (balanced subsets)")
+        self._check_threshold()
+        _dtype_of(self.dtype)
+        _init_spec(self.init, None)
+
+    def _check_threshold(self) -> float:
+        t = self.threshold
+        if not isinstance(t, numbers.Real) or not 0 <= t <= 1:
+            raise ValueError(f"threshold must be in [0, 1], got {t!r}")
+        return float(t)
+
+    def _net(self, d: int, k: int, seed: int) -> MLP:
+        init, params = _init_spec(self.init, None)
+        return MLP([d, k], hidden_activation="sigmoid", output_activation="sigmoid", loss="binary_cross_entropy",
+                   init=init, init_params=params, dtype=self.dtype, seed=seed)
+
+    def fit(self, X, y):
+        """Train one neuron per class; returns ``self``."""
+        from mlplab.data.splits import balanced_ovr_subset
+        from mlplab.training import Trainer
+
+        self._validate_hyperparameters()
+        X, y = validate_data(self, X, y, accept_sparse=("csr", "csc"), dtype=(np.float64, np.float32))
+        check_classification_targets(y)
+        cls = unique_labels(y)
+        if len(cls) < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; got 1 class ({cls.tolist()})")
+        self.classes_ = cls
+        self.seed_ = _resolve_seed(self.random_state)
+        y_enc = _encode(cls, y)
+        X = _as_dense(X, _dtype_of(self.dtype))
+        n, d = X.shape
+        k = len(cls)
+        epochs = int(self.max_iter)
+
+        def train(net: MLP, Xs: np.ndarray, ys: np.ndarray) -> list[float]:
+            bs = None if self.batch_size is None else min(int(self.batch_size), len(ys))
+            trainer = Trainer(net, "sgd", lr=float(self.learning_rate), batch_size=bs, seed=net.seed)
+            hist = trainer.fit(Xs, ys, epochs)
+            _drop_caches(net)
+            return list(hist.loss)
+
+        if self.n_pos is None:
+            net = self._net(d, k, self.seed_)  # one-hot targets: column c is neuron c vs the rest
+            self.loss_curve_ = train(net, X, y_enc)
+            W, b = net.dense_layers[0].W, net.dense_layers[0].b
+            self.coef_, self.intercept_ = W.T.astype(np.float64), b.astype(np.float64)
+        else:
+            counts = np.bincount(y_enc, minlength=k)
+            coef, intercept, curves = np.empty((k, d)), np.empty(k), []
+            seeds = np.random.SeedSequence(self.seed_, spawn_key=(STREAM_SPLIT,)).spawn(k)
+            for c in range(k):
+                rest = np.delete(counts, c)
+                n_pos = min(int(self.n_pos), int(counts[c]))
+                n_neg = self.n_neg_per_class if self.n_neg_per_class is not None else n_pos // (k - 1)
+                n_neg = min(int(n_neg), int(rest.min()))
+                idx = balanced_ovr_subset(y_enc, c, n_pos=n_pos, n_neg_per_class=n_neg,
+                                          seed=np.random.default_rng(seeds[c]), n_classes=k)
+                net = self._net(d, 1, self.seed_ + c)
+                curves.append(train(net, X[idx], (y_enc[idx] == c).astype(np.int64)))
+                coef[c] = net.dense_layers[0].W[:, 0]
+                intercept[c] = net.dense_layers[0].b[0]
+            self.coef_, self.intercept_ = coef, intercept
+            self.loss_curve_ = [float(v) for v in np.sum(curves, axis=0)]
+        self.n_iter_ = epochs
+        return self
+
+    def _logits(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, accept_sparse=("csr", "csc"), dtype=(np.float64, np.float32))
+        X = _as_dense(X, np.float64)
+        return X @ self.coef_.T + self.intercept_  # (n, d) @ (d, k)
+
+    def binary_scores(self, X) -> np.ndarray:
+        """Each neuron's sigmoid output, shape (n, n_classes)."""
+        return expit(self._logits(X))
+
+    def predict_binary(self, X) -> np.ndarray:
+        """Each neuron's yes/no decision ``score >= threshold``, boolean (n, n_classes)."""
+        t = self._check_threshold()
+        return self.binary_scores(X) >= t
+
+    def decision_function(self, X):
+        """Logits (n, n_classes); for two classes the 1-D ``log s_1 - log s_0`` of the two neurons'
+        scores ``s`` (positive for ``classes_[1]``, ranked like ``predict_proba[:, 1]``)."""
+        z = self._logits(X)
+        if z.shape[1] == 2:
+            return np.logaddexp(0.0, -z[:, 0]) - np.logaddexp(0.0, -z[:, 1])  # log s1 - log s0
+        return z
+
+    def predict_proba(self, X):
+        """The neurons' scores normalised per row (they are not calibrated probabilities)."""
+        s = self.binary_scores(X) + 1e-300
+        return s / s.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """The class of the neuron with the highest score."""
+        dec = self.decision_function(X)
+        idx = (dec > 0).astype(np.int64) if dec.ndim == 1 else dec.argmax(axis=1)
+        return self.classes_[idx]

@@ -1,0 +1,304 @@
+"""Move trained networks between mlplab, scikit-learn and PyTorch.
+
+* :func:`from_sklearn` / :func:`to_sklearn`: a fitted ``sklearn.neural_network.MLPClassifier``
+  <-> :class:`mlplab.estimator.MLPClassifier`. scikit-learn's layout is mlplab's (``coefs_[i]``
+  is ``(fan_in, fan_out)``), its binary output is one logistic unit (mlplab: one sigmoid unit
+  with binary cross-entropy) and its multiclass output is softmax (mlplab: softmax fused with
+  cross-entropy on the logits), so the arrays are copied unchanged.
+* :func:`to_torch` / :func:`from_torch`: ``torch.nn.Sequential`` of ``Linear`` and activation
+  modules; ``Linear.weight`` is ``(out, in)``, the transpose of mlplab's ``W``. PyTorch is an
+  optional dependency, imported only by these two functions.
+
+Round trips reproduce the weights exactly (dtype casts aside), hence the predictions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from mlplab.activations import get_activation
+from mlplab.estimator import MLPClassifier
+from mlplab.network import MLP
+
+__all__ = ["from_sklearn", "to_sklearn", "to_torch", "from_torch"]
+
+# scikit-learn hidden activation <-> mlplab activation
+_SK_TO_MLPLAB = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_MLPLAB_TO_SK = {v: k for k, v in _SK_TO_MLPLAB.items()}
+
+
+def _float_dtype(arr: np.ndarray) -> str:
+    return "float32" if np.asarray(arr).dtype == np.float32 else "float64"
+
+
+def _check_fitted_mlplab(est: MLPClassifier) -> None:
+    from sklearn.utils.validation import check_is_fitted
+
+    if not isinstance(est, MLPClassifier):
+        raise TypeError(f"expected a mlplab.estimator.MLPClassifier, got {type(est).__name__}")
+    check_is_fitted(est)
+
+
+def _weights(est: MLPClassifier) -> list[tuple[np.ndarray, np.ndarray]]:
+    return [(layer.W, layer.b) for layer in est.net_.dense_layers]
+
+
+# -- scikit-learn ---------------------------------------------------------------------------
+def from_sklearn(mlp: Any, dtype: str | None = None) -> MLPClassifier:
+    """A fitted mlplab :class:`~mlplab.estimator.MLPClassifier` with the weights of a fitted
+    ``sklearn.neural_network.MLPClassifier`` (identical predictions).
+
+    ``dtype`` defaults to the dtype of ``mlp.coefs_`` (float64 unless fitted on float32 data).
+    Multilabel models (logistic outputs over several units) have no mlplab counterpart.
+    """
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+    from sklearn.utils.validation import check_is_fitted
+
+    if not isinstance(mlp, SkMLPClassifier):
+        raise TypeError(f"expected sklearn.neural_network.MLPClassifier, got {type(mlp).__name__}")
+    check_is_fitted(mlp)
+    coefs, intercepts = list(mlp.coefs_), list(mlp.intercepts_)
+    n_out = coefs[-1].shape[1]
+    if mlp.out_activation_ == "softmax":
+        out_act, loss = "softmax", "cross_entropy"
+    elif mlp.out_activation_ == "logistic" and n_out == 1:
+        out_act, loss = "sigmoid", "binary_cross_entropy"
+    else:
+        raise ValueError(f"cannot convert a model with output activation {mlp.out_activation_!r} and "
+                         f"{n_out} output units (multilabel models are not supported)")
+    if mlp.activation not in _SK_TO_MLPLAB:
+        raise ValueError(f"unknown scikit-learn activation {mlp.activation!r}")
+    dt = dtype or _float_dtype(coefs[0])
+    sizes = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+    seed = mlp.random_state if isinstance(mlp.random_state, (int, np.integer)) and mlp.random_state >= 0 else 0
+    net = MLP(sizes, hidden_activation=_SK_TO_MLPLAB[mlp.activation], output_activation=out_act, loss=loss,
+              init="glorot", dtype=dt, seed=int(seed))
+    net.set_weights([a for pair in zip(coefs, intercepts) for a in pair])
+    params: dict[str, Any] = dict(
+        learning_rate_init=float(mlp.learning_rate_init), alpha=float(mlp.alpha), max_iter=int(mlp.max_iter),
+        tol=float(mlp.tol), n_iter_no_change=int(mlp.n_iter_no_change), early_stopping=bool(mlp.early_stopping),
+        validation_fraction=float(mlp.validation_fraction), shuffle=bool(mlp.shuffle),
+        random_state=mlp.random_state if isinstance(mlp.random_state, (int, np.integer)) else None,
+    )
+    bs = mlp.batch_size
+    params["batch_size"] = "auto" if bs == "auto" else int(bs)
+    if mlp.solver == "adam":
+        params.update(optimizer="adam", beta_1=float(mlp.beta_1), beta_2=float(mlp.beta_2), epsilon=float(mlp.epsilon))
+    elif mlp.solver == "sgd":
+        params.update(optimizer="sgd", momentum=float(mlp.momentum), nesterov=bool(mlp.nesterovs_momentum))
+    est = MLPClassifier.from_mlp(net, np.asarray(mlp.classes_), int(mlp.n_features_in_), **params)
+    if hasattr(mlp, "feature_names_in_"):
+        est.feature_names_in_ = np.asarray(mlp.feature_names_in_, dtype=object)
+    est.n_iter_ = int(getattr(mlp, "n_iter_", 0))
+    est.loss_curve_ = [float(v) for v in (getattr(mlp, "loss_curve_", None) or [])]
+    return est
+
+
+def to_sklearn(est: MLPClassifier) -> Any:
+    """A fitted ``sklearn.neural_network.MLPClassifier`` with the weights of ``est``.
+
+    Only ``output='softmax'`` networks (softmax, or one logistic unit for two classes) with
+    scikit-learn's hidden activations (identity, logistic, tanh, relu) have an equivalent.
+    The arrays keep ``est``'s dtype.
+    """
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+    from sklearn.preprocessing import LabelBinarizer
+
+    _check_fitted_mlplab(est)
+    net = est.net_
+    if net.loss.name not in ("cross_entropy", "binary_cross_entropy"):
+        raise ValueError(f"scikit-learn's MLPClassifier has no {net.loss.name!r} output "
+                         "(only output='softmax' converts)")
+    hidden = get_activation(net.hidden_activation).name
+    if hidden not in _MLPLAB_TO_SK:
+        raise ValueError(f"scikit-learn has no hidden activation {hidden!r} "
+                         f"(it knows {sorted(_MLPLAB_TO_SK)})")
+    if net.shared_bias:
+        raise ValueError("networks with a shared scalar bias have no scikit-learn equivalent")
+    solver = est.optimizer if est.optimizer in ("adam", "sgd") else "adam"
+    bs = est.batch_size
+    sk = SkMLPClassifier(
+        hidden_layer_sizes=tuple(net.sizes[1:-1]), activation=_MLPLAB_TO_SK[hidden], solver=solver,
+        alpha=float(est.alpha), batch_size="auto" if bs in ("auto", None, "full") else int(bs),
+        learning_rate_init=float(est.learning_rate_init), max_iter=int(est.max_iter), shuffle=bool(est.shuffle),
+        random_state=est.random_state if isinstance(est.random_state, (int, np.integer)) else None,
+        tol=float(est.tol), momentum=float(est.momentum) if est.momentum else 0.9,
+        nesterovs_momentum=bool(est.nesterov), early_stopping=bool(est.early_stopping),
+        validation_fraction=float(est.validation_fraction), beta_1=float(est.beta_1), beta_2=float(est.beta_2),
+        epsilon=float(est.epsilon), n_iter_no_change=int(est.n_iter_no_change),
+    )
+    pairs = _weights(est)
+    sk.coefs_ = [W.copy() for W, _ in pairs]
+    sk.intercepts_ = [b.copy() for _, b in pairs]
+    sk.n_features_in_ = int(est.n_features_in_)
+    if hasattr(est, "feature_names_in_"):
+        sk.feature_names_in_ = est.feature_names_in_
+    sk.n_layers_ = len(net.sizes)
+    sk.n_outputs_ = net.sizes[-1]
+    sk.out_activation_ = "logistic" if net.sizes[-1] == 1 else "softmax"
+    sk.classes_ = est.classes_
+    sk._label_binarizer = LabelBinarizer().fit(est.classes_)
+    sk.n_iter_ = int(est.n_iter_)
+    sk.t_ = int(getattr(est, "t_", 0))
+    sk.loss_curve_ = list(est.loss_curve_)
+    if est.loss_curve_:
+        sk.loss_ = float(est.loss_curve_[-1])
+    sk.best_loss_ = est.best_loss_
+    sk.validation_scores_ = est.validation_scores_
+    sk.best_validation_score_ = est.best_validation_score_
+    return sk
+
+
+# -- PyTorch --------------------------------------------------------------------------------
+def _torch():
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("PyTorch is needed for to_torch/from_torch: pip install 'mlplab[torch]'") from exc
+    return torch
+
+
+def _torch_activation(name_or_spec: Any):
+    torch = _torch()
+    act = get_activation(name_or_spec)
+    name = act.name
+    if name == "relu":
+        return torch.nn.ReLU()
+    if name == "sigmoid":
+        return torch.nn.Sigmoid()
+    if name == "tanh":
+        return torch.nn.Tanh()
+    if name == "identity":
+        return torch.nn.Identity()
+    if name == "leaky_relu":
+        return torch.nn.LeakyReLU(negative_slope=float(act.config().get("slope", 0.01)))
+    if name == "softmax":
+        return torch.nn.Softmax(dim=1)
+    raise ValueError(f"activation {name!r} has no PyTorch module mapping")
+
+
+def to_torch(est: MLPClassifier, output_activation: bool = False):
+    """``torch.nn.Sequential`` computing ``est``'s network: ``Linear`` layers (weights
+    transposed to PyTorch's ``(out, in)``) with activation modules between them.
+
+    By default the model ends where mlplab's graph ends: at the logits for ``output='softmax'``
+    (feed them to ``CrossEntropyLoss`` / ``BCEWithLogitsLoss``), at the sigmoid outputs for
+    ``'sigmoid-mse'``. ``output_activation=True`` appends the ``Softmax(dim=1)`` / ``Sigmoid``
+    of fused losses, so the model outputs probabilities (one column for two classes).
+    Parameters keep ``est``'s dtype.
+    """
+    torch = _torch()
+    _check_fitted_mlplab(est)
+    net = est.net_
+    if net.shared_bias:
+        raise ValueError("networks with a shared scalar bias have no torch.nn.Linear equivalent")
+    tdtype = torch.float32 if net.dtype == np.float32 else torch.float64
+    modules: list[Any] = []
+    pairs = _weights(est)
+    for i, (W, b) in enumerate(pairs):
+        lin = torch.nn.Linear(W.shape[0], W.shape[1], dtype=tdtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
+            lin.bias.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+        modules.append(lin)
+        if i < len(pairs) - 1:
+            modules.append(_torch_activation(net.hidden_activation))
+    fused = net.loss.fused_activation
+    if fused is None:
+        modules.append(_torch_activation(net.output_activation))
+    elif output_activation:
+        modules.append(_torch_activation(fused))
+    return torch.nn.Sequential(*modules)
+
+
+_TORCH_ACTIVATIONS = {"ReLU": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Identity": "identity",
+                      "LeakyReLU": "leaky_relu", "Softmax": "softmax"}
+
+
+def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = None, **params: Any) -> MLPClassifier:
+    """A fitted :class:`~mlplab.estimator.MLPClassifier` from ``Sequential(Linear, act, ...,
+    Linear[, output act])`` with one activation type for every hidden layer.
+
+    The output is read from the model: a final ``Linear`` with k >= 2 units (logits) or a final
+    ``Softmax`` is ``output='softmax'``; a final ``Linear`` with one unit (a logit) or
+    ``Linear(., 1) + Sigmoid`` is the binary sigmoid/cross-entropy unit; ``Sigmoid`` on k >= 2
+    units is ``'sigmoid-mse'`` (the textbook's network) unless ``output='softmax'`` is passed
+    (which then is refused: sigmoid outputs are not softmax logits). ``classes`` are the labels
+    of the output units in order (sorted); ``params`` are hyperparameters for later fits.
+    """
+    torch = _torch()
+    mods = list(sequential.children()) if isinstance(sequential, torch.nn.Module) else list(sequential)
+    mods = [m for m in mods if not isinstance(m, torch.nn.Dropout)]
+    linears = [m for m in mods if isinstance(m, torch.nn.Linear)]
+    if not linears or not isinstance(mods[0], torch.nn.Linear):
+        raise ValueError("the model must start with a torch.nn.Linear layer")
+    hidden: list[str] = []
+    slope = None
+    final: str | None = None
+    for i, m in enumerate(mods):
+        if isinstance(m, torch.nn.Linear):
+            if i + 1 < len(mods) and isinstance(mods[i + 1], torch.nn.Linear):
+                raise ValueError("two Linear layers without an activation between them are not supported")
+            continue
+        name = _TORCH_ACTIVATIONS.get(type(m).__name__)
+        if name is None:
+            raise ValueError(f"unsupported module {type(m).__name__} (supported: Linear, Dropout, "
+                             f"{', '.join(sorted(_TORCH_ACTIVATIONS))})")
+        if i == len(mods) - 1:
+            final = name
+        else:
+            hidden.append(name)
+            if name == "leaky_relu":
+                slope = float(m.negative_slope)
+        if name == "softmax" and (i != len(mods) - 1 or getattr(m, "dim", 1) not in (1, -1)):
+            raise ValueError("Softmax is only supported as the last module, over dim=1")
+    if len(set(hidden)) > 1:
+        raise ValueError(f"every hidden layer must use the same activation, got {hidden}")
+    if len(hidden) != len(linears) - 1:
+        raise ValueError("expected one activation module after every Linear but the last")
+    for a, b in zip(linears[:-1], linears[1:]):
+        if a.out_features != b.in_features:
+            raise ValueError(f"Linear sizes do not chain: {a.out_features} -> {b.in_features}")
+    if any(lin.bias is None for lin in linears):
+        raise ValueError("Linear layers without bias are not supported")
+    n_out = linears[-1].out_features
+    if final in (None, "softmax"):
+        if n_out == 1:
+            if final == "softmax":
+                raise ValueError("Softmax over one unit is constant")
+            out_act, loss = "sigmoid", "binary_cross_entropy"
+        else:
+            out_act, loss = "softmax", "cross_entropy"
+    elif final == "sigmoid":
+        if n_out == 1:
+            out_act, loss = "sigmoid", "binary_cross_entropy"
+        else:
+            if output == "softmax":
+                raise ValueError("a Sigmoid output over several units is not a softmax model")
+            out_act, loss = "sigmoid", "mse"
+    else:
+        raise ValueError(f"unsupported output activation {final!r}")
+    if output is not None and output not in ("softmax", "sigmoid-mse"):
+        raise ValueError(f"output must be 'softmax' or 'sigmoid-mse', got {output!r}")
+    if output == "sigmoid-mse" and loss != "mse" and not (n_out == 1 and final == "sigmoid"):
+        raise ValueError("output='sigmoid-mse' needs a final Sigmoid module")
+    if output == "sigmoid-mse" and n_out == 1:
+        loss = "mse"
+    hidden_spec: Any = hidden[0] if hidden else "relu"
+    if hidden_spec == "leaky_relu":
+        hidden_spec = {"name": "leaky_relu", "slope": slope}
+    w = linears[0].weight
+    dt = "float32" if w.dtype == torch.float32 else "float64"
+    sizes = [linears[0].in_features] + [lin.out_features for lin in linears]
+    net = MLP(sizes, hidden_activation=hidden_spec, output_activation=out_act, loss=loss, init="glorot",
+              dtype=dt, seed=int(params.get("random_state") or 0))
+    arrays = []
+    for lin in linears:
+        arrays.append(lin.weight.detach().cpu().numpy().T)
+        arrays.append(lin.bias.detach().cpu().numpy())
+    net.set_weights(arrays)
+    if isinstance(hidden_spec, dict):  # the estimator names activations by string only
+        raise ValueError("LeakyReLU hidden layers are not supported by MLPClassifier")
+    return MLPClassifier.from_mlp(net, np.asarray(classes), **params)

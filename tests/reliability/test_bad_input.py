@@ -1,0 +1,137 @@
+"""Every command, every input a user can get wrong: one line naming the input, exit code 2,
+no traceback, nothing written. The table below is also what the reliability report counts."""
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlplab.cli import main
+from mlplab.network import MLP
+from mlplab.serialization import save_model
+
+# (case id, argv template, files to create, needle expected in the message)
+# {d} is the case's scratch folder; files maps a name to bytes (or a callable(path)).
+
+
+def _model(path: Path, n_in=64):
+    save_model(path, MLP([n_in, 8, 10], "relu", "softmax", "cross_entropy", init="he"),
+               preprocessing={"scaler": {"kind": "unit", "pixel_max": 16}, "image_shape": [8, 8], "pixel_max": 16})
+
+
+def _mnist_model(path: Path):
+    _model(path, n_in=784)
+
+
+def _finished_run(path: Path):
+    path.mkdir()
+    (path / "metrics.json").write_text("{}")
+
+
+def _directory(path: Path):
+    path.mkdir()
+
+
+def _idx_folder_bad_magic(path: Path):
+    path.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (path / name).write_bytes(b"\x00\x00\x08\x05" + b"\x00" * 12)
+
+
+def _truncated_model(path: Path):
+    _model(path)
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+TRAIN = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--out", "{d}/out"]
+
+CASES = [
+    ("train-negative-lr", TRAIN + ["--lr", "-1"], {}, "training.lr"),
+    ("train-zero-epochs", TRAIN + ["--epochs", "0"], {}, "training.epochs"),
+    ("train-hidden-0", TRAIN + ["--hidden", "0"], {}, "--hidden"),
+    ("train-hidden-text", TRAIN + ["--hidden", "a,b"], {}, "--hidden"),
+    ("train-batch-too-large", TRAIN + ["--batch-size", "100000"], {}, "batch size"),
+    ("train-bad-optimizer", TRAIN + ["--optimizer", "adagrad"], {}, "optimizer"),
+    ("train-bad-activation", TRAIN + ["--hidden-activation", "swish"], {}, "activation"),
+    ("train-bad-loss", TRAIN + ["--loss", "hinge"], {}, "loss"),
+    ("train-loss-pairing", TRAIN + ["--loss", "cross_entropy", "--output-activation", "tanh"], {}, "softmax"),
+    ("train-bad-init", TRAIN + ["--init", "orthogonal"], {}, "initializer"),
+    ("train-bad-init-param", TRAIN + ["--init", "normal", "--init-param", "std"], {}, "--init-param"),
+    ("train-negative-std", TRAIN + ["--init", "normal", "--init-param", "std=-1"], {}, "std"),
+    ("train-dropout-range", TRAIN + ["--dropout", "1.5"], {}, "model.dropout"),
+    ("train-bad-dtype", TRAIN + ["--dtype", "float16"], {}, "model.dtype"),
+    ("train-bad-scaling", TRAIN + ["--scaling", "log"], {}, "data.scaling"),
+    ("train-bad-split", TRAIN + ["--split", "random"], {}, "data.split"),
+    ("train-bad-schedule", TRAIN + ["--schedule", "warmup"], {}, "schedule"),
+    ("train-bad-schedule-param", TRAIN + ["--schedule", "step", "--schedule-param", "gamma=7"], {}, "gamma"),
+    ("train-epochs-not-int", TRAIN + ["--epochs", "ten"], {}, "--epochs"),
+    ("train-unknown-option", TRAIN + ["--learning-rate", "0.1"], {}, "--learning-rate"),
+    ("train-unknown-dataset", ["train", "--dataset", "cifar", "--out", "{d}/out"], {}, "cifar"),
+    ("train-idx-folder-bad", ["train", "--dataset", "{d}/idx", "--out", "{d}/out"], {"idx": _idx_folder_bad_magic}, "idx"),
+    ("train-missing-config", ["train", "-c", "{d}/nope.toml", "--out", "{d}/out"], {}, "nope.toml"),
+    ("train-config-dir", ["train", "-c", "{d}/cfgdir", "--out", "{d}/out"], {"cfgdir": _directory}, "directory"),
+    ("train-config-bad-toml", ["train", "-c", "{d}/c.toml", "--out", "{d}/out"], {"c.toml": b"[training\nlr=1"}, "invalid TOML"),
+    ("train-config-not-utf8", ["train", "-c", "{d}/c.toml", "--out", "{d}/out"], {"c.toml": b"lr = '\xff'"}, "UTF-8"),
+    ("train-config-unknown-key", ["train", "-c", "{d}/c.toml", "--out", "{d}/out"], {"c.toml": b"[training]\nlearning_rate = 1\n"}, "learning_rate"),
+    ("train-config-unknown-section", ["train", "-c", "{d}/c.toml", "--out", "{d}/out"], {"c.toml": b"[optim]\nlr = 1\n"}, "optim"),
+    ("train-config-wrong-type", ["train", "-c", "{d}/c.toml", "--out", "{d}/out"], {"c.toml": b"[training]\nepochs = '5'\n"}, "training.epochs"),
+    ("train-config-bool-as-int", ["train", "-c", "{d}/c.toml", "--out", "{d}/out"], {"c.toml": b"[training]\nepochs = true\n"}, "training.epochs"),
+    ("train-config-hidden-zero", ["train", "-c", "{d}/c.toml", "--out", "{d}/out"], {"c.toml": b"[model]\nhidden = [10, 0]\n"}, "model.hidden"),
+    ("train-config-huge", ["train", "-c", "{d}/c.toml", "--out", "{d}/out"], {"c.toml": b"#" * (5 * 1024 * 1024)}, "too large"),
+    ("train-out-is-file", ["train", "--dataset", "digits", "--out", "{d}/f"], {"f": b"x"}, "--out"),
+    ("train-out-finished", ["train", "--dataset", "digits", "--out", "{d}/run"], {"run": _finished_run}, "already holds"),
+    ("train-resume-not-run", ["train", "--resume", "{d}/empty"], {"empty": _directory}, "config.toml"),
+    ("evaluate-missing-model", ["evaluate", "{d}/m.npz", "--dataset", "digits", "--out", "{d}/out"], {}, "no such model file"),
+    ("evaluate-model-dir", ["evaluate", "{d}/m.npz", "--dataset", "digits", "--out", "{d}/out"], {"m.npz": _directory}, "directory"),
+    ("evaluate-empty-model", ["evaluate", "{d}/m.npz", "--dataset", "digits", "--out", "{d}/out"], {"m.npz": b""}, "not an mlplab model file"),
+    ("evaluate-truncated-model", ["evaluate", "{d}/m.npz", "--dataset", "digits", "--out", "{d}/out"], {"m.npz": _truncated_model}, "m.npz"),
+    ("evaluate-text-model", ["evaluate", "{d}/m.npz", "--dataset", "digits", "--out", "{d}/out"], {"m.npz": b"hello"}, "not an mlplab model file"),
+    ("evaluate-wrong-dims", ["evaluate", "{d}/m.npz", "--dataset", "digits", "--out", "{d}/out"], {"m.npz": _mnist_model}, "784 input features"),
+    ("evaluate-bad-dataset", ["evaluate", "{d}/m.npz", "--dataset", "nope", "--out", "{d}/out"], {"m.npz": _model}, "nope"),
+    ("predict-missing-model", ["predict", "{d}/m.npz", "{d}/x.png"], {}, "no such model file"),
+    ("predict-missing-picture", ["predict", "{d}/m.npz", "{d}/x.png"], {"m.npz": _model}, "x.png"),
+    ("predict-not-a-picture", ["predict", "{d}/m.npz", "{d}/x.png"], {"m.npz": _model, "x.png": b"not png"}, "x.png"),
+    ("predict-empty-picture", ["predict", "{d}/m.npz", "{d}/x.png"], {"m.npz": _model, "x.png": b""}, "x.png"),
+    ("gradcheck-one-size", ["gradcheck", "--sizes", "5"], {}, "--sizes"),
+    ("gradcheck-bad-activation", ["gradcheck", "--hidden-activation", "gelu"], {}, "activation"),
+    ("data-fetch-unknown", ["data", "fetch", "cifar"], {}, "cifar"),
+    ("data-info-unknown", ["data", "info", "cifar"], {}, "cifar"),
+    ("data-show-zero", ["data", "show", "digits", "--n", "0", "--out", "{d}/g.png"], {}, "--n"),
+    ("data-show-out-dir", ["data", "show", "digits", "--out", "{d}/gdir"], {"gdir": _directory}, "gdir"),
+    ("data-info-bad-folder", ["data", "info", "{d}/idx"], {"idx": _idx_folder_bad_magic}, "idx"),
+    ("report-missing", ["report", "{d}/nope"], {}, "nope"),
+    ("report-no-metrics", ["report", "{d}/run"], {"run": _directory}, "metrics.json"),
+    ("compare-missing", ["compare", "{d}/a", "{d}/b", "--out", "{d}/cmp"], {}, "a"),
+]
+
+
+def _snapshot(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("case,argv,files,needle", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clean_line(tmp_path, capsys, monkeypatch, case, argv, files, needle):
+    monkeypatch.setenv("MLPLAB_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLPLAB_MIRRORS", "http://127.0.0.1:9/{name}")  # nothing listens on port 9
+    monkeypatch.setenv("PATH", "/nonexistent")  # no npm fallback either
+    for name, content in files.items():
+        target = tmp_path / name
+        if callable(content):
+            content(target)
+        else:
+            target.write_bytes(content)
+    before = _snapshot(tmp_path)
+    args = [a.replace("{d}", str(tmp_path)) for a in argv]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2, (case, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert needle in lines[0], lines[0]
+    after = _snapshot(tmp_path)
+    assert after == before, f"{case} wrote {set(after) - set(before)}"
