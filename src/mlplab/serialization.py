@@ -142,8 +142,9 @@ def _read_members(path: Path) -> dict[str, np.ndarray]:
                     if len(data) != need:
                         raise ValueError("data ends early")
                 arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C").copy()
-            except (ValueError, EOFError, zipfile.BadZipFile, OSError, RuntimeError, TypeError) as exc:
-                raise ModelFileError(f"{path}: member {name!r} is corrupt ({exc})") from None
+            except Exception as exc:  # untrusted bytes: NumPy's header parser raises SyntaxError too
+                detail = " ".join(str(exc).split())[:200]
+                raise ModelFileError(f"{path}: member {name!r} is corrupt ({type(exc).__name__}: {detail})") from None
             out[name[:-4]] = arr
     return out
 

@@ -1,0 +1,127 @@
+"""Round trips between mlplab, scikit-learn and PyTorch give identical predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+
+from mlplab.estimator import MLPClassifier
+from mlplab.interchange import from_sklearn, from_torch, to_sklearn, to_torch
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture(scope="module")
+def data():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return (X / 16.0)[:400], y[:400]
+
+
+def _params(est):
+    return [p for p in est.net_.parameters()]
+
+
+@pytest.mark.parametrize("binary", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "logistic", "tanh"])
+def test_sklearn_round_trip(data, binary, activation):
+    X, y = data
+    labels = np.where(y < 5, "low", "high") if binary else y
+    sk = SkMLPClassifier(hidden_layer_sizes=(12, 7), activation=activation, max_iter=5,
+                         random_state=0).fit(X, labels)
+    est = from_sklearn(sk)
+    assert est.net_.sizes[-1] == (1 if binary else 10)
+    np.testing.assert_allclose(est.predict_proba(X), sk.predict_proba(X), rtol=1e-12, atol=1e-15)
+    assert np.array_equal(est.predict(X), sk.predict(X))
+    back = to_sklearn(est)
+    for a, b in zip(back.coefs_ + back.intercepts_, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(back.predict_proba(X), sk.predict_proba(X), rtol=1e-12, atol=1e-15)
+    assert np.array_equal(back.predict(X), sk.predict(X))
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_mlplab_to_sklearn_float32(data, binary):
+    X, y = data
+    yy = (y == 3) if binary else y
+    est = MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, yy)
+    sk = to_sklearn(est)
+    np.testing.assert_allclose(sk.predict_proba(X), est.predict_proba(X), rtol=1e-6, atol=1e-7)
+    assert np.array_equal(sk.predict(X), est.predict(X))
+    assert sk.score(X, yy) == est.score(X, yy)
+    again = from_sklearn(sk)
+    assert again.net_.dtype == np.float32
+    for a, b in zip(_params(again), _params(est)):
+        np.testing.assert_array_equal(a, b)
+    # the converted sklearn model can keep training (its own optimizer, fresh state)
+    sk.set_params(warm_start=True, max_iter=1).fit(X, yy)
+
+
+def test_sigmoid_mse_has_no_sklearn_equivalent(data):
+    X, y = data
+    est = MLPClassifier(hidden_layer_sizes=(4,), output="sigmoid-mse", max_iter=1, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="mse"):
+        to_sklearn(est)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid-mse"])
+@pytest.mark.parametrize("n_classes", [2, 10])
+def test_torch_round_trip(data, output, n_classes):
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional dependency (pip install 'mlplab[torch]')")
+    X, y = data
+    yy = y % n_classes
+    est = MLPClassifier(hidden_layer_sizes=(16, 8), activation="tanh", output=output, max_iter=5,
+                        random_state=0).fit(X, yy)
+    model = to_torch(est)
+    lin = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert lin[0].weight.shape == (16, 64) and lin[0].weight.dtype == torch.float32
+    with torch.no_grad():
+        out = model(torch.from_numpy(X.astype(np.float32))).numpy().astype(np.float64)
+    raw = est.decision_function(X)
+    if raw.ndim == 1:
+        raw = raw[:, None] + (0.5 if output == "sigmoid-mse" else 0.0)
+    np.testing.assert_allclose(out, raw, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        proba = to_torch(est, output_activation=True)(torch.from_numpy(X.astype(np.float32))).numpy()
+    if proba.shape[1] == 1:
+        p1 = est.predict_proba(X)[:, 1]
+        np.testing.assert_allclose(proba[:, 0], p1, rtol=1e-6, atol=1e-6)
+        assert np.array_equal((proba[:, 0] > 0.5), est.predict(X) == est.classes_[1])
+    else:
+        assert np.array_equal(proba.argmax(axis=1), est.predict(X))
+        if output == "softmax":
+            np.testing.assert_allclose(proba, est.predict_proba(X), rtol=1e-6, atol=1e-6)
+
+    back = from_torch(model, est.classes_)
+    assert back.output == output and back.net_.loss.name == est.net_.loss.name
+    for a, b in zip(_params(back), _params(est)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    assert np.array_equal(back.predict(X), est.predict(X))
+
+
+def test_from_torch_trained_model(data):
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional dependency (pip install 'mlplab[torch]')")
+    X, y = data
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 20), torch.nn.ReLU(), torch.nn.Dropout(0.1),
+                                torch.nn.Linear(20, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    Xt, yt = torch.from_numpy(X.astype(np.float32)), torch.from_numpy(y)
+    for _ in range(30):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(Xt), yt).backward()
+        opt.step()
+    model.eval()
+    est = from_torch(model, classes=np.arange(10), alpha=0.0)
+    with torch.no_grad():
+        logits = model(Xt).numpy()
+    assert np.array_equal(est.predict(X), logits.argmax(axis=1))
+    np.testing.assert_allclose(est.decision_function(X), logits, rtol=1e-6, atol=1e-6)
+    # it can be fine-tuned as an estimator
+    est.set_params(warm_start=True, max_iter=2).fit(X, y)
+    assert est.n_iter_ == 2
+    with pytest.raises(ValueError, match="unsupported module"):
+        from_torch(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.GELU(), torch.nn.Linear(3, 2)), [0, 1])
