@@ -112,6 +112,8 @@ def _read_members(path: Path) -> dict[str, np.ndarray]:
         raise ModelFileError(f"{path}: not an mlplab model file (not a zip/.npz archive, or truncated)") from None
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read model file ({exc.strerror or exc})") from None
+    except Exception as exc:  # e.g. a corrupt central directory that zipfile parses badly
+        raise ModelFileError(f"{path}: not an mlplab model file ({type(exc).__name__})") from None
     out: dict[str, np.ndarray] = {}
     with zf:
         infos = zf.infolist()
