@@ -51,7 +51,7 @@ class Loss:
             return t
         if out is None:
             return np.take(self._eye[: self.n_outputs, : self.n_outputs], y, axis=0)
-        return np.take(self._eye[: self.n_outputs, : self.n_outputs], y, axis=0, out=out)
+        return np.take(self._eye[: self.n_outputs, : self.n_outputs], y, axis=0, out=out, mode="clip")
 
     def _scale(self, n: int) -> float:
         return 1.0 / (self.denominator if self.denominator else n)

@@ -221,8 +221,7 @@ class Trainer:
         n = X.shape[0]
         bs = self.batch_size or n
         if X_val is not None:
-            X_val = net._as_input(X_val)
-            y_val = np.asarray(y_val, dtype=np.int64)
+            X_val, y_val = self.validate(X_val, y_val, epochs, what="validation")
 
         # one batch of everything: the order cannot matter, so skip the shuffle and the copy
         full_batch = bs == n and self.batch_order is None
@@ -231,22 +230,23 @@ class Trainer:
         good_weights = net.get_weights()
         return self._loop(X, y, epochs, X_val, y_val, bs, full_batch, good_weights)
 
-    def validate(self, X: np.ndarray, y: np.ndarray, epochs: int) -> tuple[np.ndarray, np.ndarray]:
-        """Check the training data and settings before anything runs (or is written)."""
+    def validate(self, X: np.ndarray, y: np.ndarray, epochs: int,
+                 what: str = "training") -> tuple[np.ndarray, np.ndarray]:
+        """Check data and settings before anything runs (or is written)."""
         net = self.net
         X = net._as_input(X)
         y = np.ascontiguousarray(y, dtype=np.int64)
         if y.shape != (X.shape[0],):
-            raise ConfigError(f"labels have shape {y.shape}, expected ({X.shape[0]},)")
+            raise ConfigError(f"{what} labels have shape {y.shape}, expected ({X.shape[0]},)")
         if int(epochs) < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         n = X.shape[0]
         bs = self.batch_size or n
-        if bs > n:
+        if what == "training" and bs > n:
             raise ConfigError(f"batch size {bs} is larger than the training set ({n} samples)")
         n_out = net.sizes[-1]
         if y.size and (y.min() < 0 or (n_out > 1 and y.max() >= n_out) or (n_out == 1 and y.max() > 1)):
-            raise ConfigError(f"labels must lie in [0, {max(n_out, 2)}), got range [{y.min()}, {y.max()}]")
+            raise ConfigError(f"{what} labels must lie in [0, {max(n_out, 2)}), got range [{y.min()}, {y.max()}]")
         return X, y
 
     def _loop(self, X, y, epochs, X_val, y_val, bs, full_batch, good_weights) -> History:
@@ -302,8 +302,8 @@ class Trainer:
                 k = len(idx)
                 Xb = net.layers[0]._buffer("xb", (k, X.shape[1]), net.dtype)
                 yb = net.layers[0]._buffer("yb", (k,), np.int64)
-                np.take(X, idx, axis=0, out=Xb)
-                np.take(y, idx, out=yb)
+                np.take(X, idx, axis=0, out=Xb, mode="clip")  # "raise" would buffer the copy
+                np.take(y, idx, out=yb, mode="clip")
             k = Xb.shape[0]
             out = net.forward(Xb, training=True)
             grad = net.layers[-1]._buffer("dout", out.shape, net.dtype)
