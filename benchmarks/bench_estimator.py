@@ -1,0 +1,129 @@
+"""Fit time and test accuracy: mlplab.estimator.MLPClassifier vs sklearn.neural_network.MLPClassifier.
+
+Same hyperparameters for both (defaults: one hidden layer of 256 ReLU units, softmax output,
+Adam lr 1e-3, batch 200, alpha 1e-4, Glorot-uniform init, a fixed number of epochs: no early
+stopping, ``tol=0`` and ``n_iter_no_change`` larger than the epochs, so scikit-learn runs them
+all), the same float32 data, in the same process with the same BLAS thread limit.
+
+* digits: scikit-learn's 8x8 digits, stratified 70/30 split (seed 0), pixels / 16.
+* MNIST: the canonical 60,000 / 10,000 split, pixels / 255, from ``mlplab.data.load_dataset``
+  (folder ``$MLPLAB_DATA_DIR`` or ``--data-dir``, no download); skipped with a message if absent.
+
+Prints a table with the speed ratio (sklearn time / mlplab time); ``--json`` adds a final JSON line.
+
+    python benchmarks/bench_estimator.py [--epochs 10] [--digits-epochs 50] [--threads 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+
+def load_digits_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    return Xtr, ytr, Xte, yte
+
+
+def load_mnist(data_dir: str | None):
+    from mlplab.data import load_dataset
+
+    ds = load_dataset("mnist", data_dir=data_dir, download=False)
+    scale = np.float32(1.0 / ds.pixel_max)
+    return (ds.X_train.astype(np.float32) * scale, ds.y_train.astype(np.int64),
+            ds.X_test.astype(np.float32) * scale, ds.y_test.astype(np.int64))
+
+
+def hyperparameters(args, epochs: int) -> dict:
+    return dict(hidden_layer_sizes=tuple(args.hidden), activation="relu", learning_rate_init=args.lr,
+                batch_size=args.batch_size, alpha=args.alpha, max_iter=epochs, tol=0.0,
+                n_iter_no_change=epochs + 10, early_stopping=False, shuffle=True, random_state=args.seed)
+
+
+def run_one(kind: str, params: dict, data) -> dict:
+    from sklearn.exceptions import ConvergenceWarning
+
+    Xtr, ytr, Xte, yte = data
+    if kind == "mlplab":
+        from mlplab.estimator import MLPClassifier
+
+        est = MLPClassifier(optimizer="adam", dtype="float32", **params)
+    else:
+        from sklearn.neural_network import MLPClassifier
+
+        est = MLPClassifier(solver="adam", **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        est.fit(Xtr, ytr)
+        fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    acc = float(np.mean(est.predict(Xte) == yte))
+    pred_s = time.perf_counter() - t0
+    return {"fit_s": fit_s, "epochs": int(est.n_iter_), "s_per_epoch": fit_s / max(int(est.n_iter_), 1),
+            "test_accuracy": acc, "predict_s": pred_s, "final_loss": float(est.loss_curve_[-1])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=10, help="epochs on MNIST")
+    ap.add_argument("--digits-epochs", type=int, default=50, help="epochs on digits")
+    ap.add_argument("--hidden", type=int, nargs="+", default=[256])
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--batch-size", type=int, default=200)
+    ap.add_argument("--alpha", type=float, default=1e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    ap.add_argument("--data-dir", default=os.environ.get("MLPLAB_DATA_DIR"))
+    ap.add_argument("--no-mnist", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print a final JSON line")
+    args = ap.parse_args(argv)
+
+    from threadpoolctl import threadpool_limits
+
+    datasets: list[tuple[str, int, object]] = [("digits", args.digits_epochs, load_digits_split())]
+    if not args.no_mnist:
+        try:
+            datasets.append(("mnist", args.epochs, load_mnist(args.data_dir)))
+        except Exception as exc:  # noqa: BLE001 - any failure to find the data means "skip"
+            print(f"MNIST skipped: {exc} (set MLPLAB_DATA_DIR or --data-dir)", file=sys.stderr)
+
+    results: dict[str, dict] = {}
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        for name, epochs, data in datasets:
+            params = hyperparameters(args, epochs)
+            res = {kind: run_one(kind, params, data) for kind in ("mlplab", "sklearn")}
+            res["speedup"] = res["sklearn"]["fit_s"] / res["mlplab"]["fit_s"]
+            res["n_train"], res["n_test"] = len(data[1]), len(data[3])
+            results[name] = res
+
+    print(f"hidden {tuple(args.hidden)} relu, adam lr {args.lr:g}, batch {args.batch_size}, alpha {args.alpha:g}, "
+          f"float32, BLAS threads {args.threads}")
+    head = f"{'dataset':8} {'impl':8} {'epochs':>6} {'fit s':>8} {'s/epoch':>8} {'test acc':>9} {'loss':>8}"
+    print(head)
+    print("-" * len(head))
+    for name, res in results.items():
+        for kind in ("mlplab", "sklearn"):
+            r = res[kind]
+            print(f"{name:8} {kind:8} {r['epochs']:6d} {r['fit_s']:8.2f} {r['s_per_epoch']:8.3f} "
+                  f"{r['test_accuracy']:9.4f} {r['final_loss']:8.4f}")
+        print(f"{name:8} speed ratio sklearn/mlplab: {res['speedup']:.2f}x  "
+              f"(accuracy difference {res['mlplab']['test_accuracy'] - res['sklearn']['test_accuracy']:+.4f})")
+    if args.json:
+        print(json.dumps({"threads": args.threads, "hidden": args.hidden, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
