@@ -23,3 +23,14 @@ def mnist_dir():
     if not root or not (Path(root) / "mnist").is_dir():
         pytest.skip("MLPLAB_DATA_DIR with an mnist/ folder is not set (CI sets it to ../shared/data)")
     return Path(root)
+
+
+# -- fuzz input counting (read by benchmarks/reliability_report.py) ---------------------------
+def pytest_sessionfinish(session, exitstatus):
+    target = os.environ.get("MLPLAB_FUZZ_COUNTS")
+    if target:
+        import json
+
+        from fuzzcount import COUNTS
+
+        Path(target).write_text(json.dumps(COUNTS, sort_keys=True))

@@ -151,6 +151,9 @@ def test_refuses_to_save_nan_weights(tmp_path):
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_fuzzed_model_files_raise_only_model_file_errors(tmp_path, saved, data):
+    from fuzzcount import count_fuzz_input
+
+    count_fuzz_input("model-file loader")
     path, _, _ = saved
     raw = bytearray(path.read_bytes())
     for _ in range(data.draw(st.integers(1, 8))):

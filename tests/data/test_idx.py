@@ -406,6 +406,9 @@ def idx_like(draw):
 @settings(max_examples=5000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(idx_like())
 def test_fuzz_only_data_errors_escape(case):
+    from fuzzcount import count_fuzz_input
+
+    count_fuzz_input("IDX reader")
     data, gz = case
     try:
         arr, sha = parse_idx_bytes(data, "fuzz.idx", gz=gz)

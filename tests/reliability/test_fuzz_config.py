@@ -34,6 +34,9 @@ def configs(draw):
 @settings(max_examples=1500, deadline=None)
 @given(configs())
 def test_resolve_raises_only_config_errors(cfg):
+    from fuzzcount import count_fuzz_input
+
+    count_fuzz_input("config loader")
     try:
         out = resolve(("fuzz.toml", cfg))
     except ConfigError as exc:
@@ -49,6 +52,9 @@ def test_resolve_raises_only_config_errors(cfg):
                      configs().map(lambda c: _dumps(c)),
                      st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass"))))
 def test_reading_arbitrary_bytes_raises_only_config_errors(tmp_path, raw):
+    from fuzzcount import count_fuzz_input
+
+    count_fuzz_input("config loader")
     path = tmp_path / "c.toml"
     path.write_bytes(raw)
     try:
