@@ -446,6 +446,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.seed_ = _resolve_seed(self.random_state)
             self._build(X.shape[1], len(cls))
         else:
+            if tuple(self.net_.sizes[1:-1]) != self._hidden:
+                raise ValueError(f"hidden_layer_sizes changed from {tuple(self.net_.sizes[1:-1])} to "
+                                 f"{self._hidden} between fits; refit without warm_start")
             self._ensure_training_state()
         if self.net_.dtype != dt:
             raise ValueError(f"dtype changed from {self.net_.dtype.name} to {dt.name} between fits; "
