@@ -96,6 +96,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     },
     "training": {
         "optimizer": ("sgd", _str),
+        "optimizer_params": ({}, _table),
         "lr": (0.1, _positive_float),
         "momentum": (0.0, _fraction),
         "nesterov": (False, _bool),

@@ -119,6 +119,7 @@ def build_trainer(cfg: dict[str, Any], net: MLP, callbacks: list[Callback]) -> T
         opt.update(momentum=t["momentum"], nesterov=t["nesterov"], weight_decay=t["weight_decay"])
     elif t["optimizer"] == "adam":
         opt.update(weight_decay=t["weight_decay"])
+    opt.update(t["optimizer_params"])  # e.g. {beta2 = 0.99} or {alpha = 0.9}
     sched = {"name": t["schedule"], **t["schedule_params"]}
     cbs = list(callbacks)
     if t["early_stopping_patience"] is not None:

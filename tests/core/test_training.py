@@ -184,3 +184,23 @@ def test_prescaled_sgd_equals_the_plain_update(digits, l2):
         weights.append(net.get_weights())
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_no_activation_sized_allocation_per_minibatch(digits, optimizer):
+    """After the first epoch has allocated the buffers, a whole epoch of minibatches allocates
+    nothing the size of an activation (128 x 512 float32 = 256 KiB); only small per-row vectors."""
+    import tracemalloc
+
+    X, y = digits
+    X = X.astype(np.float32)
+    net = MLP([64, 512, 10], "relu", "softmax", "cross_entropy", init="he", seed=0, dropout=0.1)
+    tr = Trainer(net, optimizer, lr=0.01, batch_size=128)
+    tr.fit(X, y, 1)
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    tr._run_epoch(X, y, 128, False, 1)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    assert peak < 64 * 1024, peak

@@ -1,0 +1,29 @@
+"""One module per experiment runner. Each module declares
+
+* ``OPTIONS``: the schema of the spec's ``[options]`` table (``{key: (default, check)}``);
+* ``cells(spec, seeds) -> list[Cell]``: the work, as cells of the sweep machinery;
+* ``report(spec, results, out) -> ReportParts``: the comparison table (published, reproduced,
+  corrected), further report blocks and summary entries;
+* optionally ``check_spec(spec)`` for cross-key validation.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from mlplab.errors import ConfigError
+
+RUNNERS = {
+    "generic": "generic",
+    "two-hidden-layers": "two_hidden",
+    "ovr-logistic": "ovr_logistic",
+    "relu-softmax": "relu_softmax",
+    "mnist-best": "mnist_best",
+}
+
+
+def get_protocol(name: str) -> ModuleType:
+    if name not in RUNNERS:
+        raise ConfigError(f"unknown runner {name!r}; valid: {', '.join(RUNNERS)}")
+    return importlib.import_module(f"mlplab.experiments.protocols.{RUNNERS[name]}")

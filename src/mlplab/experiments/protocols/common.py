@@ -1,0 +1,217 @@
+"""Helpers shared by the experiment runners: data for a cell, run folders, report parts."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab.config import to_toml
+from mlplab.errors import ConfigError
+from mlplab.io import atomic_write_json, atomic_write_text
+from mlplab.runs import PreparedData
+
+
+@dataclass
+class ReportParts:
+    """What a runner contributes to the experiment report.
+
+    ``comparison`` is the FIRST table: ``(header, rows)`` with published, reproduced and
+    corrected-protocol numbers side by side. ``blocks`` use :mod:`mlplab.report`'s block
+    tuples (``("h2", text)``, ``("p", text)``, ``("table", header, rows)``, ``("img", caption,
+    relative path)``, ``("pre", text)``, ``("ul", items)``).
+    """
+
+    comparison: tuple[list[str], list[list[str]]]
+    blocks: list[tuple] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@functools.lru_cache(maxsize=2)
+def dataset(name: str, data_dir: str | None):
+    from mlplab.data import load_dataset
+
+    return load_dataset(name, data_dir=data_dir)
+
+
+def split_indices(cfg: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """``(ds, X_all, y_all, train_idx, test_idx, description)``; indices into all_samples."""
+    from mlplab.data import splits
+
+    d, s = cfg["data"], cfg["split"]
+    ds = dataset(d["dataset"], d.get("data_dir"))
+    X_all, y_all = splits.all_samples(ds)
+    kind = s["kind"]
+    if kind == "canonical":
+        sp = splits.canonical(ds)
+        tr, te = sp.train, sp.test
+        desc = f"canonical {len(tr)}/{len(te)}"
+    elif kind == "stratified":
+        tr, te = splits.stratified_split(y_all, s["test_fraction"], s["seed"])
+        desc = f"stratified {len(tr)}/{len(te)} of {len(y_all)} (seed {s['seed']})"
+    elif kind == "sklearn":
+        tr, te = splits.sklearn_train_test_split_indices(len(y_all), y_all, s["test_fraction"], s["seed"])
+        desc = (f"scikit-learn train_test_split(test_size={s['test_fraction']}, random_state={s['seed']}, "
+                f"stratify=y) over all {len(y_all)}: {len(tr)}/{len(te)}")
+    else:
+        sp = splits.textbook_split(ds, random_state=s["seed"])
+        tr, te = sp.train, sp.test
+        desc = f"textbook {len(sp.train)}/{len(sp.valid)}/{len(sp.test)} (validation part unused)"
+    return ds, X_all, y_all, np.asarray(tr), np.asarray(te), desc
+
+
+def _subset(idx: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    if not n or n >= len(idx):
+        return idx
+    from mlplab.data import splits
+
+    keep, _ = splits.stratified_split(y[idx], 1 - n / len(idx), seed)
+    return idx[np.sort(keep)]
+
+
+def prepare(cfg: dict[str, Any]) -> PreparedData:
+    """The cell's data as :class:`mlplab.runs.PreparedData` (train order kept as the split gives it)."""
+    from mlplab.data import splits
+    from mlplab.data.preprocessing import Scaler
+
+    ds, X_all, y_all, tr, te, desc = split_indices(cfg)
+    d = cfg["data"]
+    tr = _subset(tr, y_all, d.get("max_train_samples"), cfg["split"]["seed"])
+    te = _subset(te, y_all, d.get("max_test_samples"), cfg["split"]["seed"])
+    if d.get("max_train_samples") or d.get("max_test_samples"):
+        desc += f", subsets {len(tr)}/{len(te)}"
+    Xv = yv = None
+    vf = cfg["split"].get("validation_fraction", 0.0)
+    if vf:
+        a, b = splits.validation_split(y_all[tr], vf, cfg["split"]["seed"])
+        tr, va = tr[a], tr[b]
+        Xv, yv = X_all[va], y_all[va]
+        desc += f", validation {len(va)} taken from training"
+    dtype = np.dtype(cfg["preprocessing"]["dtype"])
+    scaler = Scaler(cfg["preprocessing"]["scaling"], pixel_max=ds.pixel_max).fit(X_all[tr])
+    return PreparedData(
+        X_train=scaler.transform(X_all[tr], dtype=dtype), y_train=np.ascontiguousarray(y_all[tr], dtype=np.int64),
+        X_val=None if Xv is None else scaler.transform(Xv, dtype=dtype),
+        y_val=None if yv is None else np.asarray(yv, dtype=np.int64),
+        X_test=scaler.transform(X_all[te], dtype=dtype), y_test=np.asarray(y_all[te], dtype=np.int64),
+        test_images=np.asarray(X_all[te]), scaler=scaler, image_shape=tuple(ds.image_shape),
+        class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
+        split_desc=desc,
+    )
+
+
+# ----------------------------------------------------------------------------- networks
+
+
+def build_net(cfg: dict[str, Any], n_features: int, n_classes: int):
+    from mlplab.network import MLP
+
+    m = cfg["model"]
+    return MLP([n_features, *m["hidden"], n_classes], hidden_activation=m["hidden_activation"],
+               output_activation=m["output_activation"], loss=m["loss"], init=m["init"],
+               init_params=m["init_params"], dropout=m["dropout"], l2=m["l2"],
+               dtype=cfg["preprocessing"]["dtype"], seed=cfg["training"]["seed"],
+               shared_bias=m["shared_bias"])
+
+
+def build_trainer(cfg: dict[str, Any], net, callbacks=(), batch_order=None, train_metrics="running",
+                  divergence_factor: float | None = 1e4):
+    from mlplab.training import Trainer
+
+    t = cfg["training"]
+    opt = {"name": t["optimizer"], **t["optimizer_params"]}
+    return Trainer(net, opt, lr=t["lr"], batch_size=t["batch_size"] or None,
+                   schedule={"name": t["schedule"], **t["schedule_params"]}, seed=t["seed"],
+                   drop_last=t["drop_last"], batch_order=batch_order, train_metrics=train_metrics,
+                   divergence_factor=divergence_factor, callbacks=list(callbacks))
+
+
+def finish_run(out: Path, net, data: PreparedData, cfg: dict[str, Any], trainer, train_time: float,
+               report: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write a run folder exactly as :func:`mlplab.runs.train_run` does (config.toml,
+    history.csv, metrics.json, model.npz, environment.json, predictions.npz, figures, report)."""
+    from mlplab.runs import evaluate_into, preprocessing_meta
+    from mlplab.serialization import save_model
+
+    atomic_write_text(out / "config.toml", to_toml(_tomlable(cfg)))
+    metrics = evaluate_into(out, net, data, cfg, trainer, train_time)
+    if extra:
+        metrics.update(extra)
+        atomic_write_json(out / "metrics.json", metrics)
+    save_model(out / "model.npz", net, preprocessing=preprocessing_meta(data), classes=data.class_names,
+               training=_tomlable(cfg), metrics={"accuracy": metrics["test"]["accuracy"],
+                                                 "roc_auc_ovr_macro": metrics["test"].get("roc_auc_ovr_macro")},
+               trainer=trainer, extra_arrays=data.scaler.arrays())
+    if report:
+        from mlplab.report import write_run_report
+
+        write_run_report(out)
+    return metrics
+
+
+def _tomlable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _tomlable(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        return [_tomlable(v) for v in obj if v is not None]
+    return obj
+
+
+def write_config(out: Path, cfg: dict[str, Any]) -> None:
+    atomic_write_text(out / "config.toml", to_toml(_tomlable(cfg)))
+
+
+def metric_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The flat numbers a cell returns (mean ± sd over seeds works on these)."""
+    test, train = metrics["test"], metrics.get("train") or {}
+    inf = metrics.get("inference", {}).get("all", {})
+    return {
+        "test_accuracy": test["accuracy"],
+        "train_accuracy": train.get("accuracy"),
+        "test_auc_ovr_macro": test.get("roc_auc_ovr_macro"),
+        "test_auc_ovo_macro": test.get("roc_auc_ovo_macro"),
+        "test_balanced_accuracy": test.get("balanced_accuracy"),
+        "training_time_s": metrics.get("training_time_s"),
+        "inference_s_all": inf.get("median_s"),
+        "epochs_run": metrics.get("epochs_run"),
+    }
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def pct(x: Any, digits: int = 2) -> str:
+    if x is None:
+        return "n/a"
+    try:
+        return f"{100 * float(x):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def num(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, str):
+        return x
+    return f"{float(x):.{digits}f}"
+
+
+def pm(stats: dict[str, Any] | None, scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± sd`` of a :func:`mlplab.experiments.sweep.mean_sd` entry."""
+    if not stats:
+        return "n/a"
+    if stats["n"] <= 1:
+        return f"{scale * stats['mean']:.{digits}f}"
+    return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['sd']:.{digits}f} (n={stats['n']})"
+
+
+def need(cond: bool, origin: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{origin}: {message}")

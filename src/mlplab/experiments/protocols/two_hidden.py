@@ -1,0 +1,404 @@
+"""Experiment 1, ``two-hidden-layers``: the textbook MLP (Raschka et al., ch. 11) extended to two
+hidden layers, as in report 1 (Sbeh & Buium).
+
+``as-published`` replays the original random streams:
+
+* split: scikit-learn ``train_test_split(test_size=0.3, random_state=123, stratify=y)`` over
+  the 70,000 images in original order (train then test), in scikit-learn's shuffled order;
+* weights: legacy ``np.random.RandomState(123).normal(0, 0.1, size=(out, in))`` drawn layer by
+  layer in order (W_h, W_h2, W_out), transposed into mlplab's (in, out) layout, biases 0, float64;
+* minibatches: the global RNG after ``np.random.seed(123)`` (here a dedicated
+  ``RandomState(123)`` replaying the same stream): each epoch ``shuffle(arange(49000))`` for
+  training (last partial batch dropped), then the per-epoch evaluation passes
+  ``compute_mse_and_acc`` on train and on test each consume one ``shuffle(arange(n))``.
+* ``options.initial_eval``: whether the initial test evaluation (printed "test MSE 0.2,
+  accuracy 9.9%") consumed a shuffle after the seed was set (``after-seed``) or ran before
+  ``np.random.seed(123)`` as in the textbook (``before-seed``). Both were tried on the full
+  run; the spec keeps the one whose per-epoch curve matches the published one (see the spec).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab.experiments.protocols import common
+from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
+from mlplab.experiments.spec import boolean, choice, list_of, pos_int
+from mlplab.experiments.sweep import Cell
+from mlplab.training import Callback, History
+
+OPTIONS = {
+    "initial_eval": ("before-seed", choice("before-seed", "after-seed")),
+    "models": (["model1-textbook", "model1", "two-hidden", "model2-mlplab", "model2-torch"],
+               list_of(choice("model1-textbook", "model1", "two-hidden", "model2-mlplab", "model2-torch"))),
+    "model1_hidden": ([50], list_of(pos_int)),
+    "model2_optimizer": ("rmsprop", choice("rmsprop", "adam", "sgd")),
+    "model2_lr": (0.001, lambda v: None if isinstance(v, (int, float)) and v > 0 else "must be > 0"),
+    "model2_init": ("glorot", lambda v: None if isinstance(v, str) else "must be a string"),
+    "torch": (True, boolean),
+}
+SEED_PATH = "training.seed"
+
+LABELS = {
+    "model1-textbook": "Model 1: 784-50-10, textbook split 55k/5k/10k",
+    "model1": "Model 1: 784-50-10, 70/30 split",
+    "two-hidden": "2-hidden: 784-500-500-10",
+    "model2-mlplab": "Model 2 (mlplab): 784-500-500-10 sigmoid, softmax CE, RMSprop",
+    "model2-torch": "Model 2 (PyTorch): same recipe",
+}
+
+
+def _base(spec) -> dict[str, Any]:
+    return {sec: copy.deepcopy(spec.sections[sec]) for sec in ("data", "split", "preprocessing", "model", "training")}
+
+
+def cells(spec, seeds: int = 1) -> list[Cell]:
+    from mlplab.experiments.protocols.torch_ref import available
+
+    out: list[Cell] = []
+    models = spec.options["models"]
+    replay = spec.protocol in ("as-published", "both")
+    native = spec.protocol in ("corrected", "both")
+    for m in ("model1-textbook", "model1", "two-hidden"):
+        if m not in models:
+            continue
+        cfg = _base(spec)
+        if m.startswith("model1"):
+            cfg["model"]["hidden"] = list(spec.options["model1_hidden"])
+        if m == "model1-textbook":
+            cfg["split"]["kind"] = "textbook"
+        if replay:
+            rc = dict(cfg, options={"initial_eval": spec.options["initial_eval"]})
+            rc["preprocessing"] = dict(rc["preprocessing"], dtype="float64")
+            out.append(Cell(name=f"{m}/as-published", kind="two_hidden:replay_cell", config=rc,
+                            seed=cfg["training"]["seed"], tags={"model": m, "protocol": "as-published"}))
+        if native:
+            nc = copy.deepcopy(cfg)
+            nc["training"]["drop_last"] = False
+            nc["options"] = {}
+            out.append(Cell(name=f"{m}/corrected", kind="generic:run_cell", config=nc,
+                            seed=cfg["training"]["seed"], tags={"model": m, "protocol": "corrected"}))
+    if "model2-mlplab" in models or "model2-torch" in models:
+        cfg = _base(spec)
+        cfg["preprocessing"]["dtype"] = "float32"
+        cfg["model"].update(output_activation="softmax", loss="cross_entropy", init=spec.options["model2_init"],
+                            init_params={})
+        cfg["training"].update(optimizer=spec.options["model2_optimizer"], lr=float(spec.options["model2_lr"]),
+                               drop_last=False)
+        cfg["options"] = {}
+        if "model2-mlplab" in models:
+            out.append(Cell(name="model2-mlplab", kind="generic:run_cell", config=copy.deepcopy(cfg),
+                            seed=cfg["training"]["seed"], tags={"model": "model2-mlplab", "protocol": "seeded"}))
+        if "model2-torch" in models and spec.options["torch"] and available():
+            out.append(Cell(name="model2-torch", kind="two_hidden:torch_cell", config=copy.deepcopy(cfg),
+                            seed=cfg["training"]["seed"], tags={"model": "model2-torch", "protocol": "seeded"}))
+    return out
+
+
+# ----------------------------------------------------------------------------- the replay
+
+
+def _replay_data(cfg: dict[str, Any]):
+    """(PreparedData with the test part as test, X_eval/y_eval of the per-epoch pass, desc)."""
+    from mlplab.data import splits
+    from mlplab.data.preprocessing import Scaler
+    from mlplab.runs import PreparedData
+
+    ds = common.dataset(cfg["data"]["dataset"], cfg["data"].get("data_dir"))
+    X_all, y_all = splits.all_samples(ds)
+    seed = cfg["split"]["seed"]
+    if cfg["split"]["kind"] == "textbook":
+        sp = splits.textbook_split(ds, random_state=seed)
+        tr, ev, te = sp.train, sp.valid, sp.test
+        desc = f"textbook 55k/5k/10k (train_test_split twice, random_state={seed})"
+    else:
+        tr, te = splits.sklearn_train_test_split_indices(len(y_all), y_all, cfg["split"]["test_fraction"], seed)
+        ev = te
+        desc = (f"train_test_split(test_size={cfg['split']['test_fraction']}, random_state={seed}, stratify=y) "
+                f"over all {len(y_all)}: {len(tr)}/{len(te)}, scikit-learn order")
+    scaler = Scaler(cfg["preprocessing"]["scaling"], pixel_max=ds.pixel_max).fit(X_all[tr])
+    dt = np.float64
+    data = PreparedData(
+        X_train=scaler.transform(X_all[tr], dtype=dt), y_train=np.ascontiguousarray(y_all[tr], dtype=np.int64),
+        X_val=None, y_val=None, X_test=scaler.transform(X_all[te], dtype=dt), y_test=np.asarray(y_all[te], np.int64),
+        test_images=np.asarray(X_all[te]), scaler=scaler, image_shape=tuple(ds.image_shape),
+        class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source), split_desc=desc)
+    X_eval = data.X_test if ev is te else scaler.transform(X_all[ev], dtype=dt)
+    return data, X_eval, np.asarray(y_all[ev], np.int64)
+
+
+def legacy_weights(sizes: list[int], seed: int, std: float = 0.1) -> list[np.ndarray]:
+    """The textbook's ``RandomState(seed).normal(0, std, size=(out, in))`` per layer, in order,
+    transposed to (in, out); zero biases. Returns W0, b0, W1, b1, ..."""
+    rs = np.random.RandomState(seed)
+    params: list[np.ndarray] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        params.append(np.ascontiguousarray(rs.normal(loc=0.0, scale=std, size=(fan_out, fan_in)).T))
+        params.append(np.zeros(fan_out))
+    return params
+
+
+class ShuffleStream:
+    """The global RNG stream of the textbook's code, on a dedicated ``RandomState``."""
+
+    def __init__(self, seed: int):
+        self.rs = np.random.RandomState(seed)
+        self.draws = 0
+
+    def shuffled(self, n: int) -> np.ndarray:
+        idx = np.arange(n)
+        self.rs.shuffle(idx)
+        self.draws += 1
+        return idx
+
+    def batch_order(self, epoch: int, n: int) -> np.ndarray:
+        return self.shuffled(n)
+
+
+def textbook_eval(net, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``compute_mse_and_acc``: mean over minibatches of 100 of mean((a - onehot)^2), and accuracy,
+    over the complete minibatches (all rows when n is a multiple of 100); order-independent."""
+    n = (len(y) // 100) * 100
+    a = net.decision_function(X[:n])
+    onehot = np.eye(a.shape[1])[y[:n]]
+    mse = float(np.mean(((a - onehot) ** 2).reshape(-1, 100, a.shape[1]).mean(axis=(1, 2))))
+    acc = float(np.mean(a.argmax(1) == y[:n]))
+    return mse, acc
+
+
+class ReplayEvaluation(Callback):
+    """Per epoch: the textbook's evaluation passes on train and on the eval set, each consuming
+    one shuffle of the stream (their values do not depend on the order)."""
+
+    def __init__(self, stream: ShuffleStream, X_train, y_train, X_eval, y_eval):
+        self.stream = stream
+        self.X_train, self.y_train, self.X_eval, self.y_eval = X_train, y_train, X_eval, y_eval
+
+    def on_epoch_end(self, trainer, logs):
+        logs["loss"], logs["accuracy"] = textbook_eval(trainer.net, self.X_train, self.y_train)
+        self.stream.shuffled(len(self.y_train))
+        logs["val_loss"], logs["val_accuracy"] = textbook_eval(trainer.net, self.X_eval, self.y_eval)
+        self.stream.shuffled(len(self.y_eval))
+
+
+def replay_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    from mlplab.metrics import chunked_ovr_auc
+    from mlplab.network import MLP
+
+    data, X_eval, y_eval = _replay_data(cfg)
+    t = cfg["training"]
+    sizes = [data.X_train.shape[1], *cfg["model"]["hidden"], len(data.class_names)]
+    net = MLP(sizes, "sigmoid", "sigmoid", "mse", init="normal", init_params={"std": 0.1}, dtype="float64",
+              seed=t["seed"])
+    net.set_weights(legacy_weights(sizes, t["seed"]))
+    init_mse, init_acc = textbook_eval(net, X_eval, y_eval)
+    stream = ShuffleStream(t["seed"])  # np.random.seed(123)
+    if cfg["options"]["initial_eval"] == "after-seed":
+        stream.shuffled(len(y_eval))
+    cb = ReplayEvaluation(stream, data.X_train, data.y_train, X_eval, y_eval)
+    trainer = common.build_trainer(cfg, net, [cb], batch_order=stream.batch_order, train_metrics="none",
+                                   divergence_factor=None)
+    trainer.drop_last = True
+    trainer.fit(data.X_train, data.y_train, t["epochs"])
+    train_time = float(sum(trainer.history.time_s))
+    scores = net.predict_scores(data.X_test)  # raw sigmoid outputs, as the report's AUC used
+    chunk = chunked_ovr_auc(data.y_test, scores, chunk=100)
+    extra = {"chunked_auc": chunk, "initial_eval": {"mse": init_mse, "accuracy": init_acc},
+             "replay": {"shuffles_drawn": stream.draws, "initial_eval": cfg["options"]["initial_eval"]},
+             "curve": {"train_accuracy": list(trainer.history.accuracy),
+                       "eval_accuracy": list(trainer.history.val_accuracy),
+                       "train_mse": list(trainer.history.loss), "eval_mse": list(trainer.history.val_loss)}}
+    metrics = common.finish_run(out, net, data, cfg, trainer, train_time, extra=extra)
+    res = metric_summary(metrics)
+    res.update(chunked_auc=chunk["value"], initial_mse=init_mse, initial_accuracy=init_acc,
+               curve=extra["curve"], classification_report=metrics["test"]["classification_report"],
+               confusion_matrix=metrics["test"]["confusion_matrix"])
+    return res
+
+
+# ----------------------------------------------------------------------------- PyTorch
+
+
+def torch_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    from mlplab.experiments.protocols.torch_ref import train_torch
+    from mlplab.metrics import chunked_ovr_auc
+    from mlplab.timing import measure_inference
+
+    data = common.prepare(cfg)
+    t = cfg["training"]
+    sizes = [data.X_train.shape[1], *cfg["model"]["hidden"], len(data.class_names)]
+    res = train_torch(sizes, cfg["model"]["hidden_activation"], {"name": t["optimizer"], "lr": t["lr"],
+                      **t["optimizer_params"]}, t["batch_size"], t["epochs"], t["seed"],
+                      data.X_train, data.y_train, data.X_test, data.y_test)
+    net = common.build_net(cfg, sizes[0], sizes[-1])
+    net.set_weights(res["weights"])
+    torch_inference = measure_inference(res["predict"], data.X_test, batch_sizes=(None,), repeats=5)
+    metrics = common.finish_run(out, net, data, cfg, None, res["train_time_s"],
+                                extra={"trained_with": f"torch {res['torch_version']}",
+                                       "inference_torch": torch_inference, "epochs_run": t["epochs"]})
+    h = History.from_dict({"epoch": res["history"]["epoch"], "loss": res["history"]["loss"],
+                           "accuracy": res["history"]["accuracy"], "val_accuracy": res["history"]["val_accuracy"],
+                           "time_s": res["history"]["time_s"], "val_loss": [None] * t["epochs"],
+                           "lr": [t["lr"]] * t["epochs"]})
+    from mlplab.io import atomic_write_text
+
+    atomic_write_text(out / "history.csv", h.to_csv())
+    from mlplab.report import write_run_report
+
+    write_run_report(out)
+    summary = metric_summary(metrics)
+    summary["inference_s_all_torch"] = torch_inference["all"]["median_s"]
+    summary["chunked_auc"] = chunked_ovr_auc(data.y_test, net.predict_proba(data.X_test))["value"]
+    summary["classification_report"] = metrics["test"]["classification_report"]
+    summary["confusion_matrix"] = metrics["test"]["confusion_matrix"]
+    summary["epoch_losses"] = res["history"]["loss"]
+    return summary
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def parse_curve(text: str) -> tuple[list[float], list[float]]:
+    tr, te = [], []
+    for pair in text.split():
+        a, b = pair.split("/")
+        tr.append(float(a))
+        te.append(float(b))
+    return tr, te
+
+
+def _find(results, model: str, protocol: str | None = None):
+    for r in results:
+        if r.cell.tags.get("model") == model and (protocol is None or r.cell.tags.get("protocol") == protocol):
+            return r
+    return None
+
+
+def _auc_cells(r) -> list[str]:
+    if r is None:
+        return ["not run"] * 4
+    m = common_metrics(r)
+    test = m["test"]
+    return [num(r.result.get("chunked_auc")), num(test.get("roc_auc_ovr_macro")), num(test.get("roc_auc_ovo_macro")),
+            num((m.get("inference", {}).get("all") or {}).get("median_s"), 3)]
+
+
+def common_metrics(r) -> dict[str, Any]:
+    import json
+
+    return json.loads((r.folder / "metrics.json").read_text())
+
+
+def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
+    from mlplab import plots
+
+    pub = spec.report.get("published", {})
+    pacc = pub.get("accuracy", {})
+    pauc = pub.get("auc", {})
+    pinf = pub.get("inference_s", {})
+    header = ["model", "published accuracy (%)", "reproduced (as-published) accuracy (%)",
+              "corrected-protocol accuracy (%)", "published macro AUC", "chunk-average AUC (report's definition)",
+              "AUC OvR macro, whole test set", "AUC OvO macro, whole test set", "published inference (s)",
+              "inference alone (s, whole test set)"]
+    rows = []
+    for model in ("model1-textbook", "model1", "two-hidden", "model2-torch", "model2-mlplab"):
+        rep = _find(results, model, "as-published") or _find(results, model, "seeded")
+        cor = _find(results, model, "corrected")
+        if rep is None and cor is None:
+            continue
+        main = rep or cor
+        agg = aggregates.get(main.cell.group, {}).get("metrics", {})
+        rep_acc = common.pm(agg.get("test_accuracy")) if rep is not None else "not run"
+        cor_acc = "n/a"
+        if cor is not None:
+            cor_acc = common.pm(aggregates.get(cor.cell.group, {}).get("metrics", {}).get("test_accuracy"))
+        elif model.startswith("model2"):
+            cor_acc = rep_acc + " (seeded; the original was not)"
+        rows.append([LABELS[model], num(pacc.get(model), 2) if pacc.get(model) is not None else "n/a",
+                     rep_acc, cor_acc, num(pauc.get(model)) if pauc.get(model) is not None else "not reported",
+                     *_auc_cells(main)[:3], num(pinf.get(model), 2) if pinf.get(model) is not None else "n/a",
+                     _auc_cells(main)[3]])
+    blocks: list[tuple] = []
+    summary: dict[str, Any] = {}
+    blocks.append(("p", "AUC definitions: the report's 2-hidden AUC (0.9967) is the mean over 210 consecutive "
+                        "chunks of 100 test rows of the per-chunk macro one-vs-rest AUC, computed here on the raw "
+                        "sigmoid outputs; its Model 2 AUC (0.9995) is the one-vs-one macro AUC over the whole "
+                        "test set. Its inference times included building the confusion matrix and the "
+                        "classification report; the last column times the forward pass alone (median of 5)."))
+    # ---- the per-epoch curve
+    two = _find(results, "two-hidden", "as-published")
+    curve_text = pub.get("curve")
+    if two is not None and curve_text:
+        ptr, pte = parse_curve(curve_text)
+        c = two.result["curve"]
+        n = min(len(ptr), len(c["train_accuracy"]))
+        d_tr = [abs(100 * c["train_accuracy"][i] - ptr[i]) for i in range(n)]
+        d_te = [abs(100 * c["eval_accuracy"][i] - pte[i]) for i in range(n)]
+        worst = max(range(n), key=lambda i: max(d_tr[i], d_te[i]))
+        summary["curve_match"] = {"epochs_compared": n, "max_abs_diff_train_pp": max(d_tr),
+                                  "max_abs_diff_test_pp": max(d_te), "worst_epoch": worst + 1,
+                                  "initial_eval": spec.options["initial_eval"]}
+        blocks.append(("h2", "2-hidden: per-epoch accuracy against the published curve"))
+        blocks.append(("p", f"Largest per-epoch difference over {n} epochs: train {max(d_tr):.2f} points, "
+                            f"test {max(d_te):.2f} points (epoch {worst + 1}); initial-evaluation order: "
+                            f"{spec.options['initial_eval']} (the shuffle stream is replayed exactly; remaining "
+                            "differences come from floating-point summation order)."))
+        trows = [[str(i + 1), f"{ptr[i]:.2f}", f"{100 * c['train_accuracy'][i]:.2f}", f"{pte[i]:.2f}",
+                  f"{100 * c['eval_accuracy'][i]:.2f}", f"{max(d_tr[i], d_te[i]):.2f}"] for i in range(n)]
+        blocks.append(("table", ["epoch", "published train", "reproduced train", "published test",
+                                 "reproduced test", "max |diff|"], trows))
+        hist = {"epoch": list(range(1, len(c["train_accuracy"]) + 1)), "loss": c["train_mse"],
+                "accuracy": c["train_accuracy"], "val_loss": c["eval_mse"], "val_accuracy": c["eval_accuracy"]}
+        plots.training_curves(hist, out / "figures" / "two_hidden_curves.png",
+                              published={"epoch": list(range(1, len(ptr) + 1)), "accuracy": [v / 100 for v in ptr],
+                                         "val_accuracy": [v / 100 for v in pte], "label": "published"})
+        blocks.append(("img", "2-hidden: training curves (validation = the test set, as in the report), "
+                              "published curve dashed", "figures/two_hidden_curves.png"))
+        ms = pub.get("milestones", {})
+        cm = two.result["confusion_matrix"]
+        mrows = [["initial test MSE / accuracy (%)", f"{ms.get('initial_mse', 'n/a')} / {ms.get('initial_accuracy', 'n/a')}",
+                  f"{two.result['initial_mse']:.2f} / {100 * two.result['initial_accuracy']:.1f}"]]
+        for e in (10, 30):
+            if len(c["eval_accuracy"]) >= e:
+                mrows.append([f"test accuracy at epoch {e} (%)", str(ms.get(f"epoch{e}", "n/a")),
+                              f"{100 * c['eval_accuracy'][e - 1]:.2f}"])
+        mrows.append(["final train accuracy (%)", str(ms.get("final_train", "n/a")), f"{100 * c['train_accuracy'][-1]:.2f}"])
+        mrows.append(["class 0: correct of support", str(ms.get("class0", "n/a")), f"{cm[0][0]} of {sum(cm[0])}"])
+        blocks.append(("table", ["milestone", "published", "reproduced"], mrows))
+    # ---- classification reports and confusion matrices
+    for model in ("two-hidden", "model2-torch", "model2-mlplab", "model1", "model1-textbook"):
+        r = _find(results, model, "as-published") or _find(results, model, "seeded") or _find(results, model, "corrected")
+        if r is None:
+            continue
+        rep = r.result.get("classification_report") or common_metrics(r)["test"]["classification_report"]
+        blocks.append(("h3", f"{LABELS[model]}: classification report (test)"))
+        crow = []
+        for k, v in rep.items():
+            if isinstance(v, dict):
+                crow.append([k, num(v.get("precision"), 2), num(v.get("recall"), 2), num(v.get("f1-score"), 2),
+                             str(v.get("support"))])
+        blocks.append(("table", ["class", "precision", "recall", "f1", "support"], crow))
+        rel = r.folder.relative_to(out)
+        for fig, cap in (("confusion_matrix.png", "confusion matrix"), ("roc_curves.png", "ROC curves")):
+            if (r.folder / "figures" / fig).exists():
+                blocks.append(("img", f"{LABELS[model]}: {cap}", f"{rel}/figures/{fig}"))
+    # ---- comparison bars
+    names, accs, aucs, aucs_ovo = [], [], [], []
+    for model in ("model1", "two-hidden", "model2-torch", "model2-mlplab"):
+        r = _find(results, model, "as-published") or _find(results, model, "seeded")
+        if r is None:
+            continue
+        names.append(model)
+        accs.append(r.result["test_accuracy"])
+        aucs.append(r.result.get("test_auc_ovr_macro"))
+        aucs_ovo.append(r.result.get("test_auc_ovo_macro"))
+    if names:
+        plots.comparison_bars(names, {"accuracy": accs, "AUC OvR macro": aucs, "AUC OvO macro": aucs_ovo},
+                              out / "figures" / "comparison.png", title="Test accuracy and macro AUC")
+        blocks.append(("img", "Comparison of the models (test set)", "figures/comparison.png"))
+    return ReportParts(comparison=(header, rows), blocks=blocks, summary=summary)

@@ -1,0 +1,122 @@
+"""Run an experiment spec into an output folder.
+
+Output folder::
+
+    spec.toml          the resolved spec (after --quick and command-line overrides)
+    cells/<name>-<hash>/   one folder per cell: a run folder (config.toml, history.csv,
+                       metrics.json, model.npz, environment.json, predictions.npz, figures,
+                       report.md/html) plus cell.json (the cache entry, written last)
+    figures/*.png      the experiment's own figures
+    summary.json       every cell's result, mean ± sd per group of seeds, the comparison table
+    report.md, report.html   the FIRST table puts published, reproduced and corrected numbers
+                       side by side; the HTML embeds its figures (self-contained)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from mlplab.config import to_toml
+from mlplab.environment import environment_info
+from mlplab.errors import ConfigError
+from mlplab.experiments.protocols import get_protocol
+from mlplab.experiments.protocols.common import ReportParts, _tomlable
+from mlplab.experiments.spec import Spec
+from mlplab.experiments.sweep import aggregate, run_cells, with_seeds
+from mlplab.io import atomic_write_json, atomic_write_text
+
+
+def plan(spec: Spec, seeds: int = 1):
+    module = get_protocol(spec.runner)
+    cells = module.cells(spec, seeds)
+    return with_seeds(cells, seeds, getattr(module, "SEED_PATH", "seed"))
+
+
+def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1, backend: str = "process",
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every cell of ``spec`` (cached ones load), then write summary.json and the report."""
+    if int(seeds) < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if int(jobs) < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    module = get_protocol(spec.runner)
+    cells = plan(spec, seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "spec.toml", to_toml(_tomlable(spec.to_dict())))
+    t0 = time.perf_counter()
+    results = run_cells(cells, out / "cells", jobs=jobs, progress=progress, backend=backend)
+    wall = time.perf_counter() - t0
+    aggregates = aggregate(results)
+    (out / "figures").mkdir(exist_ok=True)
+    emit = progress or (lambda e: None)
+    emit({"event": "report"})
+    parts: ReportParts = module.report(spec, results, out, aggregates)
+    summary = {
+        "experiment": spec.name,
+        "title": spec.title,
+        "protocol": spec.protocol,
+        "quick": spec.quick,
+        "seeds": seeds,
+        "jobs": jobs,
+        "wall_s": wall,
+        "cells": [{"name": r.cell.name, "group": r.cell.group, "seed": r.cell.seed, "key": r.cell.key,
+                   "folder": str(r.folder.relative_to(out)), "cached": r.cached, "wall_s": r.wall_s,
+                   "result": r.result} for r in results],
+        "groups": aggregates,
+        "comparison": {"header": parts.comparison[0], "rows": parts.comparison[1]},
+        **parts.summary,
+    }
+    atomic_write_json(out / "summary.json", summary)
+    write_report(out, spec, summary, parts, results)
+    return summary
+
+
+def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportParts, results) -> tuple[Path, Path]:
+    from mlplab.report import _render_html, _render_md
+
+    blocks: list[tuple] = [("h1", spec.title)]
+    blocks.append(("h2", "Published vs reproduced vs corrected protocol"))
+    blocks.append(("table", parts.comparison[0], parts.comparison[1]))
+    mode = "quick (reduced: fewer epochs and/or subsets; numbers are NOT comparable with the published ones)" \
+        if spec.quick else "full"
+    blocks.append(("p", f"Protocol: {spec.protocol}. Mode: {mode}. Seeds per cell: {summary['seeds']}. "
+                        f"Cells: {len(results)} ({sum(r.cached for r in results)} loaded from the cache). "
+                        f"Wall time of this invocation: {summary['wall_s']:.1f} s with {summary['jobs']} job(s)."))
+    if spec.description:
+        blocks.append(("p", spec.description))
+    blocks.extend(parts.blocks)
+    for note in spec.report.get("notes", []):
+        blocks.append(("p", note))
+    blocks.append(("h2", "Cells"))
+    rows = []
+    for r in results:
+        res = r.result
+        acc = res.get("test_accuracy")
+        rows.append([r.cell.name, "cached" if r.cached else "run", f"{r.wall_s:.1f}",
+                     "n/a" if acc is None else f"{100 * acc:.2f}", str(r.folder.relative_to(out))])
+    blocks.append(("table", ["cell", "status", "wall (s)", "test accuracy (%)", "folder"], rows))
+    if summary["seeds"] > 1:
+        from mlplab.experiments.protocols.common import pm
+
+        blocks.append(("h2", f"Mean ± sd over {summary['seeds']} seeds"))
+        srows = []
+        for g, agg in summary["groups"].items():
+            m = agg["metrics"]
+            srows.append([g, pm(m.get("test_accuracy")), pm(m.get("train_accuracy")),
+                          pm(m.get("test_auc_ovr_macro"), 1, 4), pm(m.get("training_time_s"), 1, 1)])
+        blocks.append(("table", ["group", "test accuracy (%)", "train accuracy (%)", "macro AUC OvR",
+                                 "train time (s)"], srows))
+    env = environment_info()
+    blocks.append(("h2", "Environment"))
+    blocks.append(("p", f"numpy {env['versions'].get('numpy')}, scikit-learn {env['versions'].get('sklearn')}, "
+                        f"torch {env['versions'].get('torch') or 'not loaded'}, "
+                        f"{env['cpu'].get('affinity') or env['cpu'].get('logical_cores')} usable cores; every cell "
+                        "ran with BLAS pinned to one thread."))
+    md = atomic_write_text(out / "report.md", _render_md(blocks))
+    page = atomic_write_text(out / "report.html", _render_html(blocks, spec.title, out))
+    return md, page
