@@ -30,6 +30,8 @@ class Optimizer:
     name = "optimizer"
     #: names of per-parameter state arrays (each shaped like its parameter)
     slots: tuple[str, ...] = ()
+    #: slots that are only scratch space: not saved, recreated on load
+    scratch_slots: tuple[str, ...] = ()
 
     def __init__(self, params: Sequence[np.ndarray], lr: float):
         self.params = list(params)
@@ -66,12 +68,15 @@ class Optimizer:
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able scalars, named arrays) that restore this optimizer exactly."""
-        arrays = {f"{slot}/{i}": a for slot, lst in self.state.items() for i, a in enumerate(lst)}
+        arrays = {f"{slot}/{i}": a for slot, lst in self.state.items() if slot not in self.scratch_slots
+                  for i, a in enumerate(lst)}
         return {"config": self.config(), "t": self.t}, arrays
 
     def load_state_dict(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.t = int(meta["t"])
         for slot, lst in self.state.items():
+            if slot in self.scratch_slots:
+                continue
             for i, a in enumerate(lst):
                 src = arrays[f"{slot}/{i}"]
                 if src.shape != a.shape:
@@ -144,6 +149,7 @@ class RMSprop(Optimizer):
 
     name = "rmsprop"
     slots = ("square_avg", "denom")
+    scratch_slots = ("denom",)
 
     def __init__(self, params, lr=0.001, alpha=0.99, eps=1e-8):
         self.alpha = float(alpha)
@@ -154,16 +160,6 @@ class RMSprop(Optimizer):
 
     def hyperparameters(self):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
-
-    def state_dict(self):
-        meta, arrays = super().state_dict()
-        return meta, {k: v for k, v in arrays.items() if not k.startswith("denom/")}
-
-    def load_state_dict(self, meta, arrays):
-        arrays = dict(arrays)
-        for i, p in enumerate(self.params):
-            arrays.setdefault(f"denom/{i}", np.zeros_like(p))
-        super().load_state_dict(meta, arrays)
 
     def _update(self, i, p, g):
         s, d = self.state["square_avg"][i], self.state["denom"][i]  # denom is scratch
@@ -189,6 +185,7 @@ class Adam(Optimizer):
 
     name = "adam"
     slots = ("m", "v", "denom")
+    scratch_slots = ("denom",)
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         self.beta1, self.beta2 = float(beta1), float(beta2)
@@ -202,16 +199,6 @@ class Adam(Optimizer):
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
                 "weight_decay": self.weight_decay}
-
-    def state_dict(self):
-        meta, arrays = super().state_dict()
-        return meta, {k: v for k, v in arrays.items() if not k.startswith("denom/")}
-
-    def load_state_dict(self, meta, arrays):
-        arrays = dict(arrays)
-        for i, p in enumerate(self.params):
-            arrays.setdefault(f"denom/{i}", np.zeros_like(p))
-        super().load_state_dict(meta, arrays)
 
     def _update(self, i, p, g):
         m, v, d = self.state["m"][i], self.state["v"][i], self.state["denom"][i]

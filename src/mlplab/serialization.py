@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from mlplab.errors import MlplabError, ModelFileError
-from mlplab.io import atomic_write_bytes
+from mlplab.io import _json_default, atomic_write_bytes
 from mlplab.network import MLP
 
 FORMAT = "mlplab-model"
@@ -88,16 +88,6 @@ def save_model(path: str | Path, net: MLP, *, preprocessing: dict | None = None,
     buf = io.BytesIO()
     np.savez(buf, __meta__=np.frombuffer(meta_bytes, dtype=np.uint8), **arrays)
     return atomic_write_bytes(path, buf.getvalue())
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def _read_members(path: Path) -> dict[str, np.ndarray]:
