@@ -40,8 +40,15 @@ def reference(tmp_path_factory):
     return out
 
 
-def _wait_for_training(proc, seconds=2.5):
-    time.sleep(seconds)
+def _wait_for_training(proc, out: Path, after: float = 0.0, extra: float = 0.5, timeout: float = 180.0):
+    """Block until the run has written config.toml (training starts right after), then ``extra`` s."""
+    deadline = time.monotonic() + timeout
+    cfg = out / "config.toml"
+    while not (cfg.exists() and cfg.stat().st_mtime >= after):
+        assert proc.poll() is None, "the process ended before training started"
+        assert time.monotonic() < deadline, "training did not start in time"
+        time.sleep(0.05)
+    time.sleep(extra)
     assert proc.poll() is None, "training finished before it could be interrupted; make it longer"
 
 
@@ -49,7 +56,7 @@ def _wait_for_training(proc, seconds=2.5):
 def test_signal_checkpoints_and_resume_is_bit_identical(tmp_path, reference, sig):
     out = tmp_path / "run"
     proc = subprocess.Popen(_cmd(*TRAIN, "--out", str(out)), env=_env(), stderr=subprocess.PIPE, text=True)
-    _wait_for_training(proc)
+    _wait_for_training(proc, out)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -71,10 +78,11 @@ def test_sigkill_leaves_no_partial_file(tmp_path):
     # checkpoint every epoch so the kill lands among writes
     cfg = tmp_path / "c.toml"
     cfg.write_text("[training]\ncheckpoint_seconds = 0.001\n")
-    for delay in (1.5, 2.5, 3.5):
+    for delay in (0.3, 0.9, 1.5):
+        started = time.time() - 1.0  # coarse file-system timestamps
         proc = subprocess.Popen(_cmd(*TRAIN, "-c", str(cfg), "--out", str(out)), env=_env(),
                                 stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        _wait_for_training(proc, out, after=started, extra=delay)
         proc.kill()
         proc.wait(timeout=30)
         for f in out.iterdir():
