@@ -24,9 +24,9 @@ app = typer.Typer(
 
 def _register_subcommands() -> None:
     # Each sub-module adds its commands to ``app``; imported here so ``mlplab --help`` lists all.
-    from mlplab import cli_data, cli_eval, cli_train  # noqa: F401
+    from mlplab import cli_data, cli_eval, cli_experiment, cli_train  # noqa: F401
 
-    for module in (cli_train, cli_data, cli_eval):
+    for module in (cli_train, cli_data, cli_eval, cli_experiment):
         module.register(app)
 
 

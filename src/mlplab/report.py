@@ -317,7 +317,7 @@ def _md_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _render_md(blocks: list[tuple]) -> str:
+def render_markdown(blocks: list[tuple]) -> str:
     out: list[str] = []
     for block in blocks:
         kind = block[0]
@@ -348,7 +348,7 @@ td{text-align:right;font-variant-numeric:tabular-nums}td:first-child{text-align:
 pre{background:#f6f6f6;padding:0.5rem;overflow-x:auto}img{max-width:100%}figure{margin:1rem 0}"""
 
 
-def _render_html(blocks: list[tuple], title: str, base: Path) -> str:
+def render_html(blocks: list[tuple], title: str, base: Path) -> str:
     esc = html.escape
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            f"<title>{esc(title)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>"]
@@ -536,9 +536,9 @@ def write_run_report(run_dir: str | os.PathLike, figures: bool = True) -> tuple[
     fig_dir = data.run_dir / "figures"
     names = [name for name, _ in FIGURES if (fig_dir / name).is_file()]
     blocks = _report_blocks(data, names)
-    md = atomic_write_text(data.run_dir / "report.md", _render_md(blocks))
+    md = atomic_write_text(data.run_dir / "report.md", render_markdown(blocks))
     page = atomic_write_text(data.run_dir / "report.html",
-                             _render_html(blocks, f"Run report: {data.name}", data.run_dir))
+                             render_html(blocks, f"Run report: {data.name}", data.run_dir))
     return md, page
 
 
@@ -632,5 +632,5 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
         ("table", header, table),
         ("img", "Test-set metrics by run", "comparison.png"),
     ]
-    md = atomic_write_text(out / "comparison.md", _render_md(blocks))
+    md = atomic_write_text(out / "comparison.md", render_markdown(blocks))
     return [md, png]

@@ -77,7 +77,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
 
 
 def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportParts, results) -> tuple[Path, Path]:
-    from mlplab.report import _render_html, _render_md
+    from mlplab.report import render_html, render_markdown
 
     blocks: list[tuple] = [("h1", spec.title)]
     blocks.append(("h2", "Published vs reproduced vs corrected protocol"))
@@ -117,6 +117,6 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
                         f"torch {env['versions'].get('torch') or 'not loaded'}, "
                         f"{env['cpu'].get('affinity') or env['cpu'].get('logical_cores')} usable cores; every cell "
                         "ran with BLAS pinned to one thread."))
-    md = atomic_write_text(out / "report.md", _render_md(blocks))
-    page = atomic_write_text(out / "report.html", _render_html(blocks, spec.title, out))
+    md = atomic_write_text(out / "report.md", render_markdown(blocks))
+    page = atomic_write_text(out / "report.html", render_html(blocks, spec.title, out))
     return md, page

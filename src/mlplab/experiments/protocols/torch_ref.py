@@ -76,7 +76,7 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
             loss = loss_fn(out, yb)
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             correct += int((out.argmax(1) == yb).sum())
         if sched is not None:
             sched.step()

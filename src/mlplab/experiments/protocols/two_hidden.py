@@ -284,7 +284,13 @@ def _auc_cells(r) -> list[str]:
         return ["not run"] * 4
     m = common_metrics(r)
     test = m["test"]
-    return [num(r.result.get("chunked_auc")), num(test.get("roc_auc_ovr_macro")), num(test.get("roc_auc_ovo_macro")),
+    chunk = r.result.get("chunked_auc")
+    if chunk is None and (r.folder / "predictions.npz").exists():
+        from mlplab.metrics import chunked_ovr_auc
+
+        with np.load(r.folder / "predictions.npz") as p:  # softmax models: proba are the scores
+            chunk = chunked_ovr_auc(p["y_true"], p["proba"], chunk=100)["value"]
+    return [num(chunk, 5), num(test.get("roc_auc_ovr_macro"), 5), num(test.get("roc_auc_ovo_macro"), 5),
             num((m.get("inference", {}).get("all") or {}).get("median_s"), 3)]
 
 

@@ -1,0 +1,114 @@
+"""``mlplab experiment list | show NAME | run NAME|SPEC.toml``: declarative experiments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+experiment_app = typer.Typer(help="Reproduce the reports' experiments and run sweeps from TOML specs.",
+                             no_args_is_help=True)
+
+
+@experiment_app.command("list")
+def list_experiments() -> None:
+    """List the built-in experiments."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mlplab.config import read_toml
+    from mlplab.experiments.spec import builtin_dir, builtin_names
+
+    table = Table(title="Built-in experiments")
+    table.add_column("name", no_wrap=True)
+    table.add_column("title")
+    for name in builtin_names():
+        raw = read_toml(builtin_dir() / f"{name}.toml")
+        table.add_row(name, str(raw.get("title", "")))
+    Console(highlight=False).print(table)
+
+
+@experiment_app.command("show")
+def show(name: Annotated[str, typer.Argument(help="A built-in experiment name or a spec .toml file.")]) -> None:
+    """Print an experiment's spec (copy it to a file, edit it, and run the copy)."""
+    from mlplab.experiments.spec import load_spec, spec_path
+
+    load_spec(name)  # validate
+    typer.echo(spec_path(name).read_text(encoding="utf-8"), nl=False)
+
+
+@experiment_app.command("run")
+def run(
+    name: Annotated[str, typer.Argument(help="A built-in experiment name or a spec .toml file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (re-running resumes: finished cells are cached).")],
+    quick: Annotated[bool, typer.Option("--quick", help="Reduced version (fewer epochs, subsets): minutes, not hours.")] = False,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every cell with K seeds; report mean ± sd.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", help="Worker processes (BLAS pinned to one thread each).")] = 1,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding mnist/ (default $MLPLAB_DATA_DIR).")] = None,
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="as-published, corrected or both (overrides the spec).")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="process (default), ray or dask (optional extras).")] = "process",
+) -> None:
+    """Run an experiment: every cell a run folder, then summary.json and report.md/html."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from mlplab.errors import ConfigError
+    from mlplab.experiments.runner import plan, run_experiment
+    from mlplab.experiments.spec import load_spec
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if backend not in ("process", "ray", "dask"):
+        raise ConfigError(f"--backend {backend!r}: must be process, ray or dask")
+    overrides: dict = {}
+    if data_dir is not None:
+        overrides["data"] = {"data_dir": str(data_dir)}
+    if protocol is not None:
+        overrides["protocol"] = protocol
+    spec = load_spec(name, quick=quick, overrides=overrides)
+    if protocol is not None:
+        from mlplab.experiments.spec import PROTOCOLS
+
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
+        spec.protocol = protocol
+    console = Console(highlight=False, stderr=True)
+    total = len(plan(spec, seeds))
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[current]}"), console=console, transient=False) as bar:
+        task = bar.add_task(f"{spec.name}{' (quick)' if quick else ''}", total=total, current="")
+        running: list[str] = []
+
+        def progress(event: dict) -> None:
+            kind = event.get("event")
+            if kind == "cell_start":
+                running.append(event["name"])
+            elif kind == "cell_done":
+                if event["name"] in running:
+                    running.remove(event["name"])
+                bar.advance(task)
+                if not event.get("cached"):
+                    bar.console.print(f"  done {event['name']} in {event['wall_s']:.1f} s")
+            elif kind == "report":
+                running[:] = ["writing report"]
+            bar.update(task, current=", ".join(running[:3]))
+
+        summary = run_experiment(spec, out, seeds=seeds, jobs=jobs, backend=backend, progress=progress)
+    header, rows = summary["comparison"]["header"], summary["comparison"]["rows"]
+    table = Table(title=f"{spec.title}: published vs reproduced vs corrected")
+    for h in header:
+        table.add_column(h, overflow="fold")
+    for row in rows:
+        table.add_row(*[str(c) for c in row])
+    Console(highlight=False).print(table)
+    cached = sum(1 for c in summary["cells"] if c["cached"])
+    Console(highlight=False).print(f"{len(summary['cells'])} cells ({cached} cached) in {summary['wall_s']:.1f} s; "
+                                   f"report: {out / 'report.html'}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(experiment_app, name="experiment")

@@ -1,0 +1,218 @@
+"""Experiment 4, ``mnist-best``: how far a from-scratch MLP goes on MNIST, beside PyTorch and
+scikit-learn's MLPClassifier trained with the same architecture and settings.
+
+Canonical 60,000/10,000 split; a stratified validation split taken from the training set is
+the only thing any choice looks at (the test set is scored per epoch only to draw the
+test-accuracy-against-seconds curves, never to choose). Each framework's trained weights are
+copied into an equivalent :class:`mlplab.network.MLP`, so all metrics come from the same code.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlplab.experiments.protocols import common
+from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
+from mlplab.experiments.spec import choice, list_of, table
+from mlplab.experiments.sweep import Cell
+from mlplab.io import atomic_write_text
+from mlplab.training import Callback, History
+
+FRAMEWORKS = ("mlplab", "torch", "sklearn")
+OPTIONS = {
+    "recipes": (["fast", "best"], list_of(lambda v: None if isinstance(v, str) else "must be a string")),
+    "frameworks": (list(FRAMEWORKS), list_of(choice(*FRAMEWORKS))),
+    "fast": ({}, table),
+    "best": ({}, table),
+    "targets": ({"fast": 0.98, "best": 0.985}, table),
+    "fast_time_budget_s": (30.0, lambda v: None if isinstance(v, (int, float)) and v > 0 else "must be > 0"),
+}
+SEED_PATH = "training.seed"
+RECIPE_KEYS = {"hidden", "hidden_activation", "dropout", "l2", "optimizer", "lr", "batch_size", "epochs",
+               "schedule", "schedule_params", "init"}
+
+
+def check_spec(spec) -> None:
+    for r in spec.options["recipes"]:
+        recipe = spec.options.get(r)
+        if not isinstance(recipe, dict) or not recipe:
+            raise common.ConfigError(f"{spec.origin}: options.{r} must be a table describing the recipe")
+        for k in recipe:
+            if k not in RECIPE_KEYS:
+                raise common.ConfigError(f"{spec.origin}: unknown key {k!r} in options.{r}; valid: "
+                                         f"{', '.join(sorted(RECIPE_KEYS))}")
+
+
+def _recipe_config(spec, recipe: dict[str, Any]) -> dict[str, Any]:
+    cfg = {sec: copy.deepcopy(spec.sections[sec]) for sec in ("data", "split", "preprocessing", "model", "training")}
+    for k, v in recipe.items():
+        if k in ("hidden", "hidden_activation", "dropout", "l2", "init"):
+            cfg["model"][k] = copy.deepcopy(v)
+        else:
+            cfg["training"][k] = copy.deepcopy(v)
+    cfg["model"].update(output_activation="softmax", loss="cross_entropy")
+    return cfg
+
+
+def cells(spec, seeds: int = 1) -> list[Cell]:
+    from mlplab.experiments.protocols.torch_ref import available
+
+    out = []
+    for r in spec.options["recipes"]:
+        base = _recipe_config(spec, spec.options[r])
+        for fw in spec.options["frameworks"]:
+            if fw == "torch" and not available():
+                continue
+            cfg = copy.deepcopy(base)
+            cfg["options"] = {"framework": fw, "recipe": r}
+            out.append(Cell(name=f"{r}/{fw}", kind="mnist_best:run_cell", config=cfg, seed=cfg["training"]["seed"],
+                            tags={"recipe": r, "framework": fw}))
+    return out
+
+
+class TestCurve(Callback):
+    """Test accuracy and cumulative training seconds after every epoch (for the curves only)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.points: list[tuple[float, float]] = []
+        self.elapsed = 0.0
+
+    def on_epoch_end(self, trainer, logs):
+        self.elapsed += logs["time_s"]
+        acc = float(np.mean(trainer.net.predict(self.data.X_test) == self.data.y_test))
+        logs["test_accuracy"] = acc
+        self.points.append((self.elapsed, acc))
+
+
+def _sklearn(cfg, data):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    m, t = cfg["model"], cfg["training"]
+    clf = MLPClassifier(hidden_layer_sizes=tuple(m["hidden"]), activation=m["hidden_activation"], solver="adam",
+                        alpha=m["l2"], batch_size=t["batch_size"], learning_rate_init=t["lr"], max_iter=1,
+                        shuffle=True, random_state=t["seed"], warm_start=True, tol=0.0, n_iter_no_change=10**9)
+    hist: dict[str, list] = {"epoch": [], "loss": [], "accuracy": [], "val_accuracy": [], "test_accuracy": [],
+                             "time_s": []}
+    points, elapsed = [], 0.0
+    for epoch in range(1, t["epochs"] + 1):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(data.X_train, data.y_train) if epoch == 1 else clf.partial_fit(data.X_train, data.y_train)
+        secs = time.perf_counter() - t0
+        elapsed += secs
+        va = float(np.mean(clf.predict(data.X_val) == data.y_val)) if data.X_val is not None else None
+        te = float(np.mean(clf.predict(data.X_test) == data.y_test))
+        hist["epoch"].append(epoch)
+        hist["loss"].append(float(clf.loss_))
+        hist["accuracy"].append(None)
+        hist["val_accuracy"].append(va)
+        hist["test_accuracy"].append(te)
+        hist["time_s"].append(secs)
+        points.append((elapsed, te))
+    weights = []
+    for W, b in zip(clf.coefs_, clf.intercepts_):
+        weights += [W, b]
+    import sklearn
+
+    return weights, hist, elapsed, points, f"scikit-learn {sklearn.__version__} MLPClassifier"
+
+
+def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    data = common.prepare(cfg)
+    fw = cfg["options"]["framework"]
+    t = cfg["training"]
+    sizes = [data.X_train.shape[1], *cfg["model"]["hidden"], len(data.class_names)]
+    net = common.build_net(cfg, sizes[0], sizes[-1])
+    trainer = None
+    if fw == "mlplab":
+        curve = TestCurve(data)
+        trainer = common.build_trainer(cfg, net, [curve])
+        trainer.fit(data.X_train, data.y_train, t["epochs"], data.X_val, data.y_val)
+        train_time, points, note = float(sum(trainer.history.time_s)), curve.points, "mlplab"
+    elif fw == "torch":
+        from mlplab.experiments.protocols.torch_ref import train_torch
+
+        sched = {"name": t["schedule"], **t["schedule_params"]}
+        res = train_torch(sizes, cfg["model"]["hidden_activation"], {"name": t["optimizer"], "lr": t["lr"]},
+                          t["batch_size"], t["epochs"], t["seed"], data.X_train, data.y_train, data.X_val,
+                          data.y_val, dropout=cfg["model"]["dropout"], schedule=sched, X_test=data.X_test,
+                          y_test=data.y_test)
+        net.set_weights(res["weights"])
+        h = res["history"]
+        hist = {k: h[k] for k in ("epoch", "loss", "accuracy", "val_accuracy", "test_accuracy", "time_s")}
+        train_time, points, note = res["train_time_s"], list(zip(h["elapsed_s"], h["test_accuracy"])), \
+            f"torch {res['torch_version']}"
+    else:
+        weights, hist, train_time, points, note = _sklearn(cfg, data)
+        net.set_weights(weights)
+    metrics = common.finish_run(out, net, data, cfg, trainer, train_time,
+                                extra={"trained_with": note, "time_curve": points, "epochs_run": t["epochs"]})
+    if trainer is None:
+        n = len(hist["epoch"])
+        h = History.from_dict({**hist, "val_loss": [None] * n, "lr": [t["lr"]] * n})
+        atomic_write_text(out / "history.csv", h.to_csv())
+        from mlplab.report import write_run_report
+
+        write_run_report(out)
+    res = metric_summary(metrics)
+    res["time_curve"] = points
+    res["trained_with"] = note
+    return res
+
+
+def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    targets = spec.options["targets"]
+    header = ["recipe", "framework", "target (issue)", "test accuracy (%)", "macro AUC OvR", "training time (s)",
+              "meets target"]
+    rows = []
+    for r in results:
+        rec, fw = r.cell.tags["recipe"], r.cell.tags["framework"]
+        target = targets.get(rec)
+        acc = r.result["test_accuracy"]
+        ok = target is not None and acc >= target
+        if rec == "fast":
+            ok = ok and r.result["training_time_s"] <= spec.options["fast_time_budget_s"]
+        tgt = "n/a" if target is None else f">= {100 * target:.1f}%" + (
+            f" in <= {spec.options['fast_time_budget_s']:.0f} s" if rec == "fast" else "")
+        rows.append([rec, f"{fw} ({r.result.get('trained_with', '')})", tgt, pct(acc),
+                     num(r.result.get("test_auc_ovr_macro"), 5), num(r.result["training_time_s"], 1),
+                     ("yes" if ok else "no") if target is not None else "n/a"])
+    blocks: list[tuple] = [("p", "No published numbers: this experiment asks how far the from-scratch MLP goes. "
+                                 "Every choice was made on the validation split; sklearn's MLPClassifier has no "
+                                 "dropout or learning-rate schedule, so it runs the closest recipe it supports "
+                                 "(constant learning rate, no dropout). Training times are one BLAS thread per cell.")]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in results:
+        pts = r.result.get("time_curve") or []
+        if pts:
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker=".", label=r.cell.name)
+    ax.set_xlabel("training seconds")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(95, 100)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    from mlplab.io import atomic_write_bytes
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(out / "figures" / "accuracy_vs_seconds.png", buf.getvalue())
+    blocks.append(("img", "Test accuracy against training seconds", "figures/accuracy_vs_seconds.png"))
+    return ReportParts(comparison=(header, rows), blocks=blocks)
