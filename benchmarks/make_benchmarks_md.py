@@ -36,6 +36,10 @@ def main() -> int:
     args = ap.parse_args()
     from mlplab.environment import environment_info
 
+    try:  # so its version is recorded
+        import torch  # noqa: F401
+    except ImportError:
+        pass
     env = environment_info()
     train_cmd = ["benchmarks/bench_training.py", "--epochs", str(args.epochs), "--json"]
     train = run_json(train_cmd)
