@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 GROUPS = {
     "bad input": ["tests/reliability/test_bad_input.py", "tests/core/test_serialization.py::test_bad_model_files",
-                  "tests/data/test_idx.py", "tests/data/test_cli_data.py", "tests/core/test_cli_train.py"],
+                  "tests/data/test_idx.py", "tests/data/test_cli_data.py", "tests/core/test_cli_train.py",
+                  "tests/experiments/test_spec.py"],
     "fuzzing": ["tests/data/test_idx.py::test_fuzz_only_data_errors_escape",
                 "tests/core/test_serialization.py::test_fuzzed_model_files_raise_only_model_file_errors",
                 "tests/reliability/test_fuzz_config.py"],
@@ -33,9 +34,11 @@ GROUPS = {
     "determinism": ["tests/core/test_training.py::test_same_seed_identical_different_seed_different",
                     "tests/core/test_cli_train.py::test_train_is_reproducible",
                     "tests/eval/test_report.py::test_report_is_byte_identical_twice",
-                    "tests/data/test_splits.py"],
+                    "tests/data/test_splits.py",
+                    "tests/experiments/test_sweep.py::test_serial_and_parallel_bit_identical",
+                    "tests/experiments/test_sweep.py::test_cache_and_resume",
+                    "tests/experiments/test_protocols.py::test_shuffle_stream_replays_global_rng"],
 }
-EXTRA_DETERMINISM = "tests/experiments"
 
 
 def run_group(targets: list[str], env: dict) -> tuple[int, int, int]:
@@ -69,9 +72,6 @@ def main() -> int:
         env["MLPLAB_FUZZ_COUNTS"] = str(counts_file)
         results = {}
         for name, targets in GROUPS.items():
-            if name == "determinism" and (ROOT / EXTRA_DETERMINISM).exists():
-                targets = targets + [f"{EXTRA_DETERMINISM} -k parallel or serial or identical"]
-                targets = [t.split(" -k ")[0] if " -k " in t else t for t in targets]
             results[name] = run_group(targets, env)
             if name == "fuzzing" and counts_file.exists():
                 results["fuzz_counts"] = json.loads(counts_file.read_text())
