@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import typer
 
-from mlplab.errors import ConfigError, MlplabError, TrainingInterrupted
+from mlplab.errors import ConfigError, TrainingInterrupted
 
 
 def _parse_kv(items: list[str] | None, option: str) -> dict[str, Any]:
@@ -326,5 +325,3 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"FAILED: above tolerance {tol:g}", err=True)
             raise typer.Exit(1)
 
-
-__all__ = ["register", "MlplabError", "sys"]

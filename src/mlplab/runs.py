@@ -27,7 +27,7 @@ import numpy as np
 
 from mlplab.config import read_toml, resolve, to_toml
 from mlplab.environment import blas_threads, environment_info
-from mlplab.errors import ConfigError, DivergenceError, MlplabError, TrainingInterrupted
+from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
 from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mlplab.network import MLP
 from mlplab.serialization import load_model, restore_trainer, save_model
@@ -295,6 +295,3 @@ def resume_config(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(f"--resume {run_dir}: no config.toml (not a run folder)")
     return resolve((str(path), read_toml(path)))
 
-
-__all__ = ["train_run", "prepare_data", "build_network", "build_trainer", "load_config",
-           "evaluate_into", "resume_config", "MlplabError"]

@@ -6,14 +6,13 @@ Cell config = the spec's resolved sections with the sweep assignment applied. Ep
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlplab.experiments.protocols.common import (
-    ReportParts, build_net, build_trainer, finish_run, metric_summary, pct, prepare,
+    ReportParts, build_net, build_trainer, finish_run, metric_summary, prepare,
 )
 from mlplab.experiments.sweep import Cell, grid, label, set_path
 from mlplab.training import Callback

@@ -14,7 +14,6 @@ update of ``MLP([784, 1], output "sigmoid", loss "binary_cross_entropy")`` train
 from __future__ import annotations
 
 import copy
-import json
 import time
 from pathlib import Path
 from typing import Any

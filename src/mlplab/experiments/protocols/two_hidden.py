@@ -20,14 +20,13 @@ hidden layers, as in report 1 (Sbeh & Buium).
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mlplab.experiments.protocols import common
-from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
+from mlplab.experiments.protocols.common import ReportParts, metric_summary, num
 from mlplab.experiments.spec import boolean, choice, list_of, pos_int
 from mlplab.experiments.sweep import Cell
 from mlplab.training import Callback, History
