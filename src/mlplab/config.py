@@ -7,60 +7,18 @@ wrong types and out-of-range values with a message naming the file (or option) a
 
 from __future__ import annotations
 
-import math
 import tomllib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import tomli_w
 
 from mlplab.errors import ConfigError
 
-Check = Callable[[Any], str | None]  # returns an error text or None
-
-
-def _positive_int(v):
-    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "must be an integer >= 1"
-
-
-def _nonneg_int(v):
-    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else "must be an integer >= 0"
-
-
-def _positive_float(v):
-    return None if _is_num(v) and v > 0 and math.isfinite(v) else "must be a number > 0"
-
-
-def _nonneg_float(v):
-    return None if _is_num(v) and v >= 0 and math.isfinite(v) else "must be a number >= 0"
-
-
-def _fraction(v):
-    return None if _is_num(v) and 0 <= v < 1 else "must be a number in [0, 1)"
-
-
-def _is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _str(v):
-    return None if isinstance(v, str) and v else "must be a non-empty string"
-
-
-def _bool(v):
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def _table(v):
-    return None if isinstance(v, dict) else "must be a table"
-
-
-def _opt(check: Check) -> Check:
-    return lambda v: None if v is None else check(v)
-
-
-def _choice(*options: str) -> Check:
-    return lambda v: None if v in options else f"must be one of {', '.join(options)}"
+from mlplab.validators import (
+    Check, boolean, choice, fraction, nonneg_float, nonneg_int, open_fraction, optional, pos_float,
+    pos_int, string, table,
+)
 
 
 def _sizes(v):
@@ -73,43 +31,43 @@ def _sizes(v):
 
 SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "data": {
-        "dataset": ("digits", _str),
-        "data_dir": (None, _opt(_str)),
-        "split": ("canonical", _choice("canonical", "stratified", "textbook")),
-        "test_fraction": (0.3, lambda v: None if _is_num(v) and 0 < v < 1 else "must be in (0, 1)"),
-        "split_seed": (123, _nonneg_int),
-        "scaling": ("unit", _choice("unit", "symmetric", "standard", "none")),
-        "validation_fraction": (0.0, _fraction),
-        "max_train_samples": (None, _opt(_positive_int)),
+        "dataset": ("digits", string),
+        "data_dir": (None, optional(string)),
+        "split": ("canonical", choice("canonical", "stratified", "textbook")),
+        "test_fraction": (0.3, open_fraction),
+        "split_seed": (123, nonneg_int),
+        "scaling": ("unit", choice("unit", "symmetric", "standard", "none")),
+        "validation_fraction": (0.0, fraction),
+        "max_train_samples": (None, optional(pos_int)),
     },
     "model": {
         "hidden": ([100], lambda v: None if isinstance(v, list) and (not v or _sizes(v) is None)
                    else "must be a list of integers >= 1 (empty for no hidden layer)"),
-        "hidden_activation": ("sigmoid", _str),
-        "output_activation": ("softmax", _str),
-        "loss": ("cross_entropy", _str),
-        "init": ("glorot", _str),
-        "init_params": ({}, _table),
-        "dropout": (0.0, _fraction),
-        "l2": (0.0, _nonneg_float),
-        "dtype": ("float32", _choice("float32", "float64")),
+        "hidden_activation": ("sigmoid", string),
+        "output_activation": ("softmax", string),
+        "loss": ("cross_entropy", string),
+        "init": ("glorot", string),
+        "init_params": ({}, table),
+        "dropout": (0.0, fraction),
+        "l2": (0.0, nonneg_float),
+        "dtype": ("float32", choice("float32", "float64")),
     },
     "training": {
-        "optimizer": ("sgd", _str),
-        "optimizer_params": ({}, _table),
-        "lr": (0.1, _positive_float),
-        "momentum": (0.0, _fraction),
-        "nesterov": (False, _bool),
-        "weight_decay": (0.0, _nonneg_float),
-        "batch_size": (100, _nonneg_int),
-        "epochs": (20, _positive_int),
-        "schedule": ("constant", _str),
-        "schedule_params": ({}, _table),
-        "early_stopping_patience": (None, _opt(_nonneg_int)),
-        "seed": (0, _nonneg_int),
-        "threads": (None, _opt(_positive_int)),
-        "train_metrics": ("running", _choice("running", "full", "none")),
-        "checkpoint_seconds": (30.0, _positive_float),
+        "optimizer": ("sgd", string),
+        "optimizer_params": ({}, table),
+        "lr": (0.1, pos_float),
+        "momentum": (0.0, fraction),
+        "nesterov": (False, boolean),
+        "weight_decay": (0.0, nonneg_float),
+        "batch_size": (100, nonneg_int),
+        "epochs": (20, pos_int),
+        "schedule": ("constant", string),
+        "schedule_params": ({}, table),
+        "early_stopping_patience": (None, optional(nonneg_int)),
+        "seed": (0, nonneg_int),
+        "threads": (None, optional(pos_int)),
+        "train_metrics": ("running", choice("running", "full", "none")),
+        "checkpoint_seconds": (30.0, pos_float),
     },
 }
 

@@ -25,98 +25,20 @@ and the key, on one line.
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mlplab.config import read_toml
 from mlplab.errors import ConfigError
 
-Check = Callable[[Any], "str | None"]
+from mlplab.validators import (  # noqa: F401  (re-exported for protocol modules)
+    Check, _is_int, _is_num, boolean, choice, fraction, list_of, name_or_table, nonneg_float, nonneg_int,
+    number, open_fraction, optional, pos_float, pos_int, string, table,
+)
 
 PROTOCOLS = ("as-published", "corrected", "both")
-
-
-# ----------------------------------------------------------------------------- value checks
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def pos_int(v):
-    return None if _is_int(v) and v >= 1 else "must be an integer >= 1"
-
-
-def nonneg_int(v):
-    return None if _is_int(v) and v >= 0 else "must be an integer >= 0"
-
-
-def pos_float(v):
-    return None if _is_num(v) and v > 0 else "must be a number > 0"
-
-
-def nonneg_float(v):
-    return None if _is_num(v) and v >= 0 else "must be a number >= 0"
-
-
-def number(v):
-    return None if _is_num(v) else "must be a number"
-
-
-def fraction(v):
-    return None if _is_num(v) and 0 <= v < 1 else "must be a number in [0, 1)"
-
-
-def open_fraction(v):
-    return None if _is_num(v) and 0 < v < 1 else "must be a number in (0, 1)"
-
-
-def string(v):
-    return None if isinstance(v, str) and v else "must be a non-empty string"
-
-
-def boolean(v):
-    return None if isinstance(v, bool) else "must be true or false"
-
-
-def table(v):
-    return None if isinstance(v, dict) else "must be a table"
-
-
-def optional(check: Check) -> Check:
-    return lambda v: None if v is None else check(v)
-
-
-def choice(*options: str) -> Check:
-    return lambda v: None if v in options else f"must be one of {', '.join(options)}"
-
-
-def list_of(check: Check, allow_empty: bool = True) -> Check:
-    def _check(v):
-        if not isinstance(v, list) or (not v and not allow_empty):
-            return "must be a list" + ("" if allow_empty else " (non-empty)")
-        for item in v:
-            problem = check(item)
-            if problem:
-                return f"holds {item!r}, which {problem}"
-        return None
-
-    return _check
-
-
-def name_or_table(v):
-    if isinstance(v, str) and v:
-        return None
-    if isinstance(v, dict) and isinstance(v.get("name"), str):
-        return None
-    return "must be a name or a table with a 'name' key"
 
 
 # ----------------------------------------------------------------------------- the schema
