@@ -15,7 +15,12 @@ For each architecture the same run measures
 Also inference on the 21,000 test images (784-500-500-10) and the peak memory (tracemalloc)
 of a full mlplab epoch. ``--json`` prints a final JSON line keyed by architecture.
 
-    python benchmarks/bench_training.py [--epochs 3] [--threads 2] [--json]
+Every implementation runs in a fresh process of its own (PyTorch's OpenMP threads keep
+spinning after each parallel region and would slow whatever runs next in the same process),
+and the processes are interleaved over ``--rounds`` rounds; the best round of each is reported,
+all rounds are in the JSON.
+
+    python benchmarks/bench_training.py [--epochs 3] [--rounds 2] [--threads 2] [--json]
 """
 
 from __future__ import annotations
@@ -145,47 +150,100 @@ def time_inference(fn, X, repeats=5):
     return statistics.median(times)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=3, help="epochs per implementation (median reported)")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
-    ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--arch", action="append", help="e.g. 784-500-500-10 (repeatable)")
-    ap.add_argument("--no-sklearn", action="store_true")
-    ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+IMPLS = ("floor", "mlplab", "torch", "sklearn")
 
+
+def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None) -> dict:
+    """Time one implementation on one architecture in this (fresh) process."""
     from threadpoolctl import threadpool_limits
 
-    from mlplab.environment import environment_info
-
-    archs = args.arch or ["784-500-500-10", "784-50-10"]
-    X, y, Xte, yte = load_split(args.data_dir)
-    results: dict[str, dict] = {}
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        for arch in archs:
-            sizes = [int(s) for s in arch.split("-")]
-            floor = time_floor(sizes, len(y), args.epochs)
-            ours, net, _ = time_mlplab(sizes, X, y, args.epochs)
-            torch_s, tmodel = time_torch(sizes, X, y, args.epochs, args.threads)
-            sk = None if args.no_sklearn else time_sklearn(sizes, X, y, max(1, min(args.epochs, 2)))
-            r = {"mlplab_s_per_epoch": ours, "torch_s_per_epoch": torch_s, "sklearn_s_per_epoch": sk,
-                 "floor_s_per_epoch": floor, "mlplab_over_floor": ours / floor,
-                 "torch_over_mlplab": None if torch_s is None else torch_s / ours,
-                 "sklearn_over_mlplab": None if sk is None else sk / ours,
-                 "mlplab_test_accuracy": float(np.mean(net.predict(Xte) == yte))}
-            r["mlplab_infer_s"] = time_inference(net.predict_proba, Xte)
+    sizes = [int(s) for s in arch.split("-")]
+    X, y, Xte, yte = load_split(data_dir)
+    r: dict = {}
+    with threadpool_limits(limits=threads, user_api="blas"):
+        if impl == "floor":
+            r["s_per_epoch"] = time_floor(sizes, len(y), epochs)
+        elif impl == "mlplab":
+            r["s_per_epoch"], net, _ = time_mlplab(sizes, X, y, epochs)
+            r["test_accuracy"] = float(np.mean(net.predict(Xte) == yte))
+            r["infer_s"] = time_inference(net.predict_proba, Xte)
+            r["peak_bytes"] = mlplab_epoch_peak_memory(sizes, X, y)
+        elif impl == "torch":
+            r["s_per_epoch"], tmodel = time_torch(sizes, X, y, epochs, threads)
             if tmodel is not None:
                 import torch
 
                 with torch.inference_mode():
                     Xt = torch.from_numpy(Xte)
-                    r["torch_infer_s"] = time_inference(lambda a: tmodel(a if isinstance(a, torch.Tensor)
-                                                                          else torch.from_numpy(a)), Xt)
-            r["mlplab_epoch_peak_tracemalloc_bytes_1000_rows"] = mlplab_epoch_peak_memory(sizes, X, y)
-            results[arch] = r
+                    r["infer_s"] = time_inference(tmodel, Xt)
+        elif impl == "sklearn":
+            r["s_per_epoch"] = time_sklearn(sizes, X, y, max(1, min(epochs, 2)))
+    return r
+
+
+def run_worker(impl: str, arch: str, args) -> dict:
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--worker", impl, "--arch", arch, "--epochs", str(args.epochs),
+           "--threads", str(args.threads)]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per implementation (median reported)")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="fresh-process runs of every implementation, interleaved; the best round is reported")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--arch", action="append", help="e.g. 784-500-500-10 (repeatable)")
+    ap.add_argument("--no-sklearn", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.arch[0], args.epochs, args.threads, args.data_dir)))
+        return 0
+
+    from mlplab.environment import environment_info
+
+    archs = args.arch or ["784-500-500-10", "784-50-10"]
+    impls = [i for i in IMPLS if not (i == "sklearn" and args.no_sklearn)]
+    runs: dict[tuple[str, str], list[dict]] = {}
+    # every implementation in a fresh process (no thread pool of one library spinning while
+    # another runs), interleaved over rounds so drift on a shared machine hits all alike
+    for rnd in range(args.rounds):
+        for arch in archs:
+            order = impls[rnd % len(impls):] + impls[:rnd % len(impls)]
+            for impl in order:
+                runs.setdefault((arch, impl), []).append(run_worker(impl, arch, args))
+    results: dict[str, dict] = {}
+    for arch in archs:
+        best = {}
+        for impl in impls:
+            rs = [r for r in runs[(arch, impl)] if r.get("s_per_epoch") is not None]
+            best[impl] = min(rs, key=lambda r: r["s_per_epoch"]) if rs else {}
+        ours, floor = best["mlplab"]["s_per_epoch"], best["floor"]["s_per_epoch"]
+        torch_s = best["torch"].get("s_per_epoch")
+        sk = best.get("sklearn", {}).get("s_per_epoch")
+        r = {"mlplab_s_per_epoch": ours, "torch_s_per_epoch": torch_s, "sklearn_s_per_epoch": sk,
+             "floor_s_per_epoch": floor, "mlplab_over_floor": ours / floor,
+             "torch_over_mlplab": None if torch_s is None else torch_s / ours,
+             "sklearn_over_mlplab": None if sk is None else sk / ours,
+             "mlplab_test_accuracy": best["mlplab"]["test_accuracy"],
+             "mlplab_infer_s": min(r["infer_s"] for r in runs[(arch, "mlplab")]),
+             "mlplab_epoch_peak_tracemalloc_bytes_1000_rows": best["mlplab"]["peak_bytes"],
+             "all_rounds_s_per_epoch": {impl: [r.get("s_per_epoch") for r in runs[(arch, impl)]] for impl in impls}}
+        t_inf = [r["infer_s"] for r in runs[(arch, "torch")] if r.get("infer_s") is not None]
+        if t_inf:
+            r["torch_infer_s"] = min(t_inf)
+        results[arch] = r
     env = environment_info()
-    print(f"threads={args.threads}  numpy {env['versions']['numpy']}  torch {env['versions']['torch']}  "
+    print(f"threads={args.threads}  rounds={args.rounds}  numpy {env['versions']['numpy']}  "
           f"sklearn {env['versions']['sklearn']}  BLAS {[b.get('internal_api') for b in env['blas']]}")
     head = f"{'architecture':<16}{'floor':>9}{'mlplab':>9}{'torch':>9}{'sklearn':>9}{'ours/floor':>12}{'torch/ours':>12}{'sk/ours':>9}"
     print(head)
@@ -195,7 +253,7 @@ def main() -> int:
               f"{fmt(r['sklearn_s_per_epoch'])}{fmt(r['mlplab_over_floor'], 12, 2)}{fmt(r['torch_over_mlplab'], 12, 2)}"
               f"{fmt(r['sklearn_over_mlplab'], 9, 2)}")
     for arch, r in results.items():
-        print(f"{arch}: inference on {len(yte)} rows mlplab {r['mlplab_infer_s']:.4f} s, torch "
+        print(f"{arch}: inference on 21000 rows mlplab {r['mlplab_infer_s']:.4f} s, torch "
               f"{r.get('torch_infer_s', float('nan')):.4f} s; epoch peak traced memory "
               f"{r['mlplab_epoch_peak_tracemalloc_bytes_1000_rows'] / 1024:.0f} KiB (1000-row set)")
     if args.json:

@@ -19,8 +19,8 @@ All values stay finite for logits of any magnitude (log-sum-exp, ``logaddexp``).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
+from mlplab.activations import sigmoid
 from mlplab.errors import ConfigError
 from mlplab.registry import Registry
 
@@ -141,13 +141,13 @@ class BinaryCrossEntropy(Loss):
 
     def value_and_grad(self, out, y, grad, target_buf=None):
         value = self.value(out, y)
-        expit(out, out=grad)
+        sigmoid(out, out=grad)
         grad -= self.targets(y, out=target_buf)
         grad *= self._scale(out.shape[0])
         return value
 
     def link(self, out):
-        return expit(out)
+        return sigmoid(out)
 
 
 def get_loss(spec: str | dict, n_outputs: int, dtype=np.float32) -> Loss:
