@@ -3,6 +3,7 @@
 import json
 import time
 
+import numpy as np
 import pytest
 
 from mlplab.experiments.runner import run_experiment
@@ -72,6 +73,25 @@ def test_relu_softmax_quick_and_cli(mnist_data_dir, tmp_path):
     assert max(c["result"]["test_accuracy"] for c in corrected) > 0.5
     zp = summary["cells"][0]["result"]["zero_predictor"]
     assert zp["train"] < -300  # the label-MAE "accuracy" of an all-zero predictor
+    # the two learning rates of each protocol trained as one stacked model, which gives what
+    # training the cell alone gives (bit for bit on one BLAS thread)
+    assert all(c["result"]["stacked_with"] == 2 for c in summary["cells"])
+    from threadpoolctl import threadpool_limits
+
+    from mlplab.experiments.protocols import relu_softmax
+    from mlplab.serialization import load_model
+
+    cell = next(c for c in summary["cells"] if c["name"] == "corrected/lr=0.05")
+    cfg = json.loads((out / cell["folder"] / "cell.json").read_text())["config"]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    with threadpool_limits(limits=1):
+        res_alone = relu_softmax.run_cell(cfg, alone)
+    assert res_alone["snapshots"] == cell["result"]["snapshots"]
+    assert res_alone["costs"] == cell["result"]["costs"]
+    stacked_net = load_model(out / cell["folder"] / "model.npz").net
+    for a, b in zip(stacked_net.get_weights(), load_model(alone / "model.npz").net.get_weights()):
+        np.testing.assert_array_equal(a, b)
     # a second invocation loads every cell from the cache
     res = CliRunner().invoke(app, ["experiment", "run", "relu-softmax-full-batch", "--quick", "--out", str(out),
                                    "--data-dir", str(mnist_data_dir)])

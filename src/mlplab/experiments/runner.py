@@ -34,13 +34,16 @@ def plan(spec: Spec, seeds: int = 1):
     return with_seeds(cells, seeds, getattr(module, "SEED_PATH", "seed"))
 
 
-def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1, backend: str = "process",
+def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1, threads: int = 1,
+                   backend: str = "process",
                    progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run every cell of ``spec`` (cached ones load), then write summary.json and the report."""
     if int(seeds) < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if int(jobs) < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if int(threads) < 1:
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
@@ -49,7 +52,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "spec.toml", to_toml(_tomlable(spec.to_dict())))
     t0 = time.perf_counter()
-    results = run_cells(cells, out / "cells", jobs=jobs, progress=progress, backend=backend)
+    results = run_cells(cells, out / "cells", jobs=jobs, threads=threads, progress=progress, backend=backend)
     wall = time.perf_counter() - t0
     aggregates = aggregate(results)
     (out / "figures").mkdir(exist_ok=True)
@@ -63,6 +66,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
         "quick": spec.quick,
         "seeds": seeds,
         "jobs": jobs,
+        "threads_per_job": threads,
         "wall_s": wall,
         "cells": [{"name": r.cell.name, "group": r.cell.group, "seed": r.cell.seed, "key": r.cell.key,
                    "folder": str(r.folder.relative_to(out)), "cached": r.cached, "wall_s": r.wall_s,
@@ -115,8 +119,8 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
     blocks.append(("h2", "Environment"))
     blocks.append(("p", f"numpy {env['versions'].get('numpy')}, scikit-learn {env['versions'].get('sklearn')}, "
                         f"torch {env['versions'].get('torch') or 'not loaded'}, "
-                        f"{env['cpu'].get('affinity') or env['cpu'].get('logical_cores')} usable cores; every cell "
-                        "ran with BLAS pinned to one thread."))
+                        f"{env['cpu'].get('affinity') or env['cpu'].get('logical_cores')} usable cores; every job "
+                        f"ran with BLAS pinned to {summary.get('threads_per_job', 1)} thread(s)."))
     md = atomic_write_text(out / "report.md", render_markdown(blocks))
     page = atomic_write_text(out / "report.html", render_html(blocks, spec.title, out))
     return md, page

@@ -8,7 +8,12 @@ identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 * an interrupted sweep resumes: unfinished cells are redone from scratch, finished ones load;
 * every cell runs with BLAS pinned to one thread (threadpoolctl, inside the worker), and
   PyTorch to one thread, whether serial or in a :class:`~concurrent.futures.ProcessPoolExecutor`,
-  so serial and parallel runs give bit-identical results.
+  so serial and parallel runs give bit-identical results;
+* cells that name the same ``stack`` (and ``stack_kind``) are trained together in one job as
+  one stacked model (:mod:`mlplab.stacked`): the protocol's ``stack_kind`` function takes all
+  their configs and folders. Each cell still gets its own folder and cache entry, so a stack
+  that was interrupted, or whose cells were partly cached, retrains only its missing cells;
+* jobs start longest first (``Cell.cost``), so two workers finish close together.
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ class Cell:
     group: str = ""
     seed: int = 0
     tags: dict[str, Any] = field(default_factory=dict)
+    #: ``"module:function"`` that trains several such cells as one stacked model; cells whose
+    #: configs are equal but for the ``stack_varies`` paths (see :attr:`stack`) share a job
+    stack_kind: str = ""
+    stack_varies: tuple[str, ...] = ()
+    #: relative amount of work (e.g. multiply-adds); jobs start in decreasing order of cost
+    cost: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.group:
@@ -55,9 +66,30 @@ class Cell:
         return config_hash(self.kind, self.config)
 
     @property
+    def stack(self) -> str:
+        """Cells with the same non-empty stack key train together (``""``: this cell trains alone)."""
+        if not self.stack_kind:
+            return ""
+        return f"{self.stack_kind}/{stack_key(self.kind, self.config, self.stack_varies)}"
+
+    @property
     def folder_name(self) -> str:
         slug = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", self.name).strip("_")[:80] or "cell"
         return f"{slug}-{self.key[:12]}"
+
+
+def stack_key(kind: str, config: dict[str, Any], varying: tuple[str, ...]) -> str:
+    """The hash of ``config`` without the ``varying`` paths: cells with equal keys share their
+    data, architecture and training settings, and differ at most in those paths."""
+    cfg = copy.deepcopy(config)
+    for path in varying:
+        node: Any = cfg
+        parts = path.split(".")
+        for p in parts[:-1]:
+            node = node.get(p, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(parts[-1], None)
+    return config_hash(kind, cfg)[:16]
 
 
 def config_hash(kind: str, config: dict[str, Any]) -> str:
@@ -124,7 +156,8 @@ def with_seeds(cells: list[Cell], seeds: int, seed_path: str = "seed") -> list[C
             cfg = copy.deepcopy(c.config)
             set_path(cfg, seed_path, base + i)
             out.append(Cell(name=f"{c.name}/seed={base + i}", kind=c.kind, config=cfg, group=c.group,
-                            seed=base + i, tags=dict(c.tags)))
+                            seed=base + i, tags=dict(c.tags), stack_kind=c.stack_kind,
+                            stack_varies=c.stack_varies, cost=c.cost))
     return out
 
 
@@ -171,6 +204,58 @@ def _pin_torch(threads: int) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(int(threads))
+
+
+def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, str]],
+                  threads: int = 1) -> list[dict[str, Any]]:
+    """Run the cells ``items`` (``(kind, config, folder, key)``) as one stacked job.
+
+    ``stack_kind``'s function gets the configs and folders and returns, per cell, its result
+    dict or the :class:`MlplabError` that stopped it. Each finished cell's ``cell.json`` is
+    written as :func:`execute_cell` writes it; its ``wall_s`` is its share of the job's time.
+    """
+    from threadpoolctl import threadpool_limits
+
+    outs = []
+    for _, _, folder, _ in items:
+        out = Path(folder)
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        outs.append(out)
+    fn = resolve_kind(stack_kind)
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=int(threads)):
+        _pin_torch(threads)
+        results = fn([copy.deepcopy(cfg) for _, cfg, _, _ in items], outs)
+    wall = time.perf_counter() - t0
+    payloads = []
+    for (kind, config, _, key), out, result in zip(items, outs, results):
+        if isinstance(result, BaseException):
+            payloads.append({"error": f"{type(result).__name__}: {result}"})
+            continue
+        share = wall / len(items)
+        atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
+                                            "wall_s": share, "stacked_with": len(items), "stack_wall_s": wall})
+        payloads.append({"result": result, "wall_s": share})
+    return payloads
+
+
+def _stack_worker(stack_kind: str, items: list[tuple[str, dict[str, Any], str, str]],
+                  threads: int) -> list[dict[str, Any]]:
+    try:
+        return execute_stack(stack_kind, items, threads)
+    except MlplabError as exc:
+        return [{"error": f"{type(exc).__name__}: {exc}"}] * len(items)
+    except Exception:
+        return [{"error": traceback.format_exc()}] * len(items)
+
+
+def _run_job(job: tuple) -> list[dict[str, Any]]:
+    """A job is ``("cell", args)`` or ``("stack", stack_kind, [args...], threads)``; returns payloads."""
+    if job[0] == "cell":
+        return [_worker(*job[1])]
+    return _stack_worker(job[1], job[2], job[3])
 
 
 def _worker(kind: str, config: dict[str, Any], folder: str, key: str, threads: int) -> dict[str, Any]:
@@ -238,35 +323,71 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
 
     args = {i: (cells[i].kind, cells[i].config, str(cells_dir / cells[i].folder_name), cells[i].key, threads)
             for i in todo}
+    jobs_list = plan_jobs(cells, todo)  # lists of cell indices, longest first
     if backend in ("ray", "dask"):
         from mlplab.experiments.cluster import run_on_cluster
 
-        for i, payload in run_on_cluster(backend, _worker, [args[i] for i in todo], jobs, emit,
-                                         [cells[i].name for i in todo], todo):
-            finish(i, payload)
-    elif jobs <= 1 or len(todo) <= 1:
-        for i in todo:
-            emit({"event": "cell_start", "name": cells[i].name, "index": i})
-            finish(i, _worker(*args[i]))
+        payload_jobs = [_job(cells, idx, args, threads) for idx in jobs_list]
+        names = [" + ".join(cells[i].name for i in idx) for idx in jobs_list]
+        for j, payloads in run_on_cluster(backend, _run_job, [(pj,) for pj in payload_jobs], jobs, emit,
+                                          names, list(range(len(jobs_list)))):
+            for i, payload in zip(jobs_list[j], payloads):
+                finish(i, payload)
+    elif jobs <= 1 or len(jobs_list) <= 1:
+        for idx in jobs_list:
+            for i in idx:
+                emit({"event": "cell_start", "name": cells[i].name, "index": i})
+            for i, payload in zip(idx, _run_job(_job(cells, idx, args, threads))):
+                finish(i, payload)
     else:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=ctx) as pool:
             pending = {}
-            for i in todo:
-                pending[pool.submit(_worker, *args[i])] = i
-                emit({"event": "cell_start", "name": cells[i].name, "index": i})
+            for idx in jobs_list:
+                pending[pool.submit(_run_job, _job(cells, idx, args, threads))] = idx
+                for i in idx:
+                    emit({"event": "cell_start", "name": cells[i].name, "index": i})
             try:
                 while pending:
                     done, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for fut in done:
-                        finish(pending.pop(fut), fut.result())
+                        idx = pending.pop(fut)
+                        for i, payload in zip(idx, fut.result()):
+                            finish(i, payload)
             except BaseException:
                 for fut in pending:
                     fut.cancel()
                 raise
     return [results[i] for i in range(len(cells))]
+
+
+def plan_jobs(cells: list[Cell], todo: list[int]) -> list[list[int]]:
+    """Group the cells to run into jobs (a stack's cells share a job), longest job first.
+
+    The order is stable for equal costs, so serial and parallel runs plan the same jobs.
+    """
+    groups: dict[tuple[str, str], list[int]] = {}
+    jobs: list[list[int]] = []
+    for i in todo:
+        c = cells[i]
+        if c.stack:
+            key = (c.stack_kind, c.stack)
+            if key not in groups:
+                groups[key] = []
+                jobs.append(groups[key])
+            groups[key].append(i)
+        else:
+            jobs.append([i])
+    return sorted(jobs, key=lambda idx: -sum(cells[i].cost for i in idx))
+
+
+def _job(cells: list[Cell], idx: list[int], args: dict[int, tuple], threads: int) -> tuple:
+    if len(idx) == 1:
+        return ("cell", args[idx[0]])
+    stack_kind = cells[idx[0]].stack_kind
+    return ("stack", stack_kind, [args[i][:4] for i in idx], threads)
 
 
 # ----------------------------------------------------------------------------- seeds

@@ -49,8 +49,14 @@ def cells(spec, seeds: int = 1) -> list[Cell]:
             cfg = protocol_config(cfg, proto)
             cfg["options"] = {"protocol": proto}
             out.append(Cell(name=f"{proto}/lr={lr:g}", kind="relu_softmax:run_cell", config=cfg,
-                            seed=cfg["training"]["seed"], tags={"protocol": proto, "lr": float(lr)}))
+                            seed=cfg["training"]["seed"], tags={"protocol": proto, "lr": float(lr)},
+                            stack_kind="relu_softmax:run_stack", stack_varies=STACK_VARIES,
+                            cost=float(cfg["training"]["epochs"])))
     return out
+
+
+#: what may differ between the cells of one stack (full batch: the seed only sets the weights)
+STACK_VARIES = ("training.lr", "training.seed", "model.init", "model.init_params")
 
 
 def mae_score(pred: np.ndarray, y: np.ndarray) -> float:
@@ -91,23 +97,46 @@ class Budgets(Callback):
             }
 
 
-def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    data = common.prepare(cfg)
+def _setup(cfg: dict[str, Any], data):
     net = common.build_net(cfg, data.X_train.shape[1], len(data.class_names))
     t = cfg["training"]
     budgets = sorted(set(t["record_epochs"]) | {t["epochs"]})
     cb = Budgets(data, budgets, t["cost_every"])
     trainer = common.build_trainer(cfg, net, [cb], divergence_factor=None)
-    trainer.fit(data.X_train, data.y_train, t["epochs"])
+    return trainer, cb
+
+
+def _finish(cfg: dict[str, Any], data, trainer, cb: Budgets, out: Path, stacked: int = 1) -> dict[str, Any]:
+    net = trainer.net
     train_time = float(sum(trainer.history.time_s))
     extra = {"snapshots": {str(k): v for k, v in sorted(cb.snapshots.items())},
              "costs": [[i, c, (None if not np.isfinite(m) else m)] for i, c, m in cb.costs],
              "zero_predictor_mae_score": {"train": mae_score(np.zeros_like(data.y_train), data.y_train),
-                                          "test": mae_score(np.zeros_like(data.y_test), data.y_test)}}
+                                          "test": mae_score(np.zeros_like(data.y_test), data.y_test)},
+             "stacked_with": stacked}
     metrics = common.finish_run(out, net, data, cfg, trainer, train_time, extra=extra)
     res = metric_summary(metrics)
-    res.update(snapshots=extra["snapshots"], costs=extra["costs"], zero_predictor=extra["zero_predictor_mae_score"])
+    res.update(snapshots=extra["snapshots"], costs=extra["costs"], zero_predictor=extra["zero_predictor_mae_score"],
+               stacked_with=stacked)
     return res
+
+
+def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    data = common.prepare(cfg)
+    trainer, cb = _setup(cfg, data)
+    trainer.fit(data.X_train, data.y_train, cfg["training"]["epochs"])
+    return _finish(cfg, data, trainer, cb, out)
+
+
+def run_stack(cfgs: list[dict[str, Any]], outs: list[Path]) -> list[Any]:
+    """Cells that differ only in learning rate / initialisation, trained as one stacked model."""
+    from mlplab.stacked import train_stacked
+
+    data = common.prepare(cfgs[0])  # the stack key guarantees the same data for all
+    pairs = [_setup(cfg, data) for cfg in cfgs]
+    errors = train_stacked([tr for tr, _ in pairs], data.X_train, data.y_train, cfgs[0]["training"]["epochs"])
+    return [err if err is not None else _finish(cfg, data, tr, cb, out, stacked=len(cfgs))
+            for cfg, (tr, cb), out, err in zip(cfgs, pairs, outs, errors)]
 
 
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:

@@ -1,0 +1,278 @@
+"""Several networks of the same shape trained side by side as one stacked model.
+
+Sweep cells that share their data and architecture but differ in learning rate,
+initialisation or seed do the same work on the same inputs: the first layer's
+``X @ W`` and ``X.T @ dZ`` read the whole input for every model. Stacked, the first layers
+of the ``K`` models become one wide layer, ``W0 = [W0_1 | W0_2 | ... | W0_K]`` of shape
+``(n_features, K * h1)``, so one matrix multiplication serves all of them (for MNIST's 784
+inputs and narrow hidden layers it costs little more than one model's). The layers after it
+are each model's own, run on its column block of the wide hidden activation.
+
+Each network keeps being a normal :class:`~mlplab.network.MLP`: its first layer's ``W`` (and
+``b``) are views into the wide arrays, so predicting, saving, callbacks and run folders work
+on it unchanged while it trains. Each model has its own :class:`~mlplab.training.Trainer`
+(history, schedule, callbacks, checkpoint state); :class:`StackedTrainer` drives them.
+
+Exactness: every operation a model sees is the one it would see alone, on the same values
+(column blocks of a matrix product are computed independently; bias sums are taken over
+contiguous copies). On one BLAS thread the stacked results have been bit-identical to
+separate training; the guarantee is agreement within float32 rounding (tested).
+
+What stacks (:func:`stackable`): plain SGD (no momentum, no weight decay), no dropout, no L2,
+the same sizes, activations, loss family, dtype, batch size and minibatch order. Learning
+rate, schedule, initial weights, seed (full batch) and the loss denominator may differ; so
+may ``shared_bias``.
+
+A model whose loss becomes non-finite is frozen (its last good weights restored, its
+gradients zero from then on) and reported as diverged; the others train on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from mlplab.errors import ConfigError, DivergenceError
+from mlplab.layers import ActivationLayer, Dense
+from mlplab.network import MLP
+from mlplab.optimizers import SGD
+from mlplab.training import Trainer
+
+
+def stack_problem(trainers: Sequence[Trainer]) -> str | None:
+    """Why these trainers cannot train as one stack (``None``: they can)."""
+    if len(trainers) < 1:
+        return "no models"
+    first = trainers[0]
+    ref = first.net
+    for tr in trainers:
+        net = tr.net
+        if not isinstance(tr.optimizer, SGD) or tr.optimizer.prescale() is None:
+            return "only plain SGD (no momentum, no weight decay) stacks"
+        if net.dropout or net.l2:
+            return "dropout and L2 do not stack"
+        if len(net.sizes) < 2 or net.sizes != ref.sizes:
+            return f"sizes differ: {net.sizes} vs {ref.sizes}"
+        if (net.describe(), net.dtype) != (ref.describe(), ref.dtype):
+            return f"architectures differ: {net.describe()} vs {ref.describe()}"
+        if tr.batch_size != first.batch_size or tr.drop_last != first.drop_last:
+            return "batch sizes differ"
+        if tr.batch_order is not None or first.batch_order is not None:
+            return "custom batch orders do not stack"
+        if tr.train_metrics != first.train_metrics:
+            return "train_metrics differ"
+        if tr.epochs_done or first.epochs_done:
+            return "only fresh trainers stack"
+    if first.batch_size is not None:  # minibatches: every model must see the same order
+        states = {str(tr.rng.bit_generator.state) for tr in trainers}
+        if len(states) > 1 or len({tr.shuffle for tr in trainers}) > 1:
+            return "minibatch training stacks only with the same shuffling seed"
+    return None
+
+
+class StackedTrainer:
+    """Train ``trainers`` (one per network) together; see the module docstring.
+
+    ``trainers`` are ordinary :class:`~mlplab.training.Trainer` objects, each with its own
+    network, learning rate, schedule and callbacks. After :meth:`fit` each trainer's history,
+    epoch count and network are exactly what its own ``fit`` would have left (within rounding).
+    """
+
+    def __init__(self, trainers: Sequence[Trainer]):
+        problem = stack_problem(trainers)
+        if problem:
+            raise ConfigError(f"these models cannot be trained as one stack: {problem}")
+        self.trainers = list(trainers)
+        self.nets = [tr.net for tr in self.trainers]
+        ref = self.nets[0]
+        self.K = len(self.nets)
+        self.dtype = ref.dtype
+        d0 = ref.dense_layers[0]
+        self.h1 = d0.fan_out
+        self.wide = Dense(d0.fan_in, self.K * self.h1, self.dtype)
+        self.wide_act = ActivationLayer(ref.layers[1].activation, self.dtype) if len(ref.sizes) > 2 else None
+        self.blocks = [slice(k * self.h1, (k + 1) * self.h1) for k in range(self.K)]
+        for k, net in enumerate(self.nets):  # the nets' first layers become views of the wide one
+            layer = net.dense_layers[0]
+            self.wide.W[:, self.blocks[k]] = layer.W
+            view_W = self.wide.W[:, self.blocks[k]]
+            if layer.shared_bias:
+                self.wide.b[self.blocks[k]] = layer.b[0]
+                view_b = layer.b
+            else:
+                self.wide.b[self.blocks[k]] = layer.b
+                view_b = self.wide.b[self.blocks[k]]
+            layer.W, layer.b = view_W, view_b
+            layer.params = (layer.W, layer.b)
+        self.frozen = [False] * self.K
+        self.errors: list[DivergenceError | None] = [None] * self.K
+        self.last_good: list[list[np.ndarray]] = [net.get_weights() for net in self.nets]
+        self.epochs_done = 0
+
+    # ------------------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray, epochs: int, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> list[DivergenceError | None]:
+        """Train every model to ``epochs`` epochs; returns per model ``None`` or its divergence."""
+        lead = self.trainers[0]
+        X, y = lead.validate(X, y, epochs)
+        if X_val is not None:
+            X_val, y_val = lead.validate(X_val, y_val, epochs, what="validation")
+        n = X.shape[0]
+        bs = lead.batch_size or n
+        for tr in self.trainers:
+            for cb in tr.callbacks:
+                cb.on_train_begin(tr)
+        while self.epochs_done < int(epochs) and not all(self.frozen):
+            self._epoch(X, y, bs, X_val, y_val)
+            self.epochs_done += 1
+        for k, tr in enumerate(self.trainers):
+            for cb in tr.callbacks:
+                cb.on_train_end(tr)
+        return list(self.errors)
+
+    def _epoch(self, X, y, bs, X_val, y_val) -> None:
+        K, trainers, nets = self.K, self.trainers, self.nets
+        lead = trainers[0]
+        epoch = self.epochs_done  # 0-based
+        lrs = []
+        for k, tr in enumerate(trainers):
+            lr = tr.schedule(epoch, tr.base_lr)
+            tr.optimizer.lr = lr
+            lrs.append(0.0 if self.frozen[k] else lr)
+        n = X.shape[0]
+        full_batch = bs == n
+        order = None if full_batch else lead._epoch_order(epoch, n)
+        for tr in trainers[1:]:  # keep their shuffling streams in step (same seed: same draws)
+            if order is not None:
+                tr._epoch_order(epoch, n)
+        m = n if order is None else len(order)
+        starts = list(range(0, m - bs + 1 if lead.drop_last else m, bs))
+        loss_sum, correct = np.zeros(K), np.zeros(K, dtype=np.int64)
+        seen = 0
+        running = lead.train_metrics == "running"
+        t0 = time.perf_counter()
+        wide = self.wide
+        for s in starts:
+            if order is None:
+                Xb, yb = X, y
+            else:
+                idx = order[s:s + bs]
+                Xb = wide._buffer("xb", (len(idx), X.shape[1]), self.dtype)
+                yb = wide._buffer("yb", (len(idx),), np.int64)
+                np.take(X, idx, axis=0, out=Xb, mode="clip")
+                np.take(y, idx, out=yb, mode="clip")
+            kb = Xb.shape[0]
+            H = wide.forward(Xb, training=True)  # (kb, K*h1)
+            if self.wide_act is not None:
+                H = self.wide_act.forward(H, training=True)
+            dH = wide._buffer("dH", H.shape, self.dtype)
+            for k, net in enumerate(nets):
+                blk = self.blocks[k]
+                out = H[:, blk]
+                rest = net.layers[2:] if self.wide_act is not None else net.layers[1:]
+                for layer in rest:
+                    out = layer.forward(out, training=True)
+                grad = net.layers[-1]._buffer("dout", out.shape, self.dtype)
+                if self.frozen[k]:
+                    grad[...] = 0
+                else:
+                    tbuf = net.layers[-1]._buffer("target", out.shape, self.dtype)
+                    value = net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)
+                    if not math.isfinite(value):
+                        self._freeze(k, trainers[k]._diverged(epoch + 1, value))
+                        grad[...] = 0
+                    else:
+                        if running:
+                            loss_sum[k] += value * kb
+                            correct[k] += int(np.count_nonzero(net.labels_from_output(out) == yb))
+                        grad *= lrs[k]  # plain SGD: fold the learning rate into the output gradient
+                g = grad
+                for i in range(len(rest) - 1, -1, -1):
+                    g = rest[i].backward(g, need_dx=True)
+                dH[:, blk] = g
+                for layer in net.dense_layers[1:]:
+                    layer.W -= layer.dW
+                    layer.b -= layer.db
+            if self.wide_act is not None:
+                dH = self.wide_act.backward(dH)
+            wide.backward(dH, need_dx=False)
+            for k, net in enumerate(nets):
+                if net.dense_layers[0].shared_bias:  # one scalar: the sum over its units and samples
+                    blk = self.blocks[k]
+                    tmp = wide._buffer(f"sb{k}", (kb, self.h1), self.dtype)
+                    np.copyto(tmp, dH[:, blk])  # contiguous, so the sum runs in the order a lone model's does
+                    total = tmp.sum(dtype=self.dtype)
+                    net.dense_layers[0].b[0] -= total
+                    wide.db[blk] = 0
+                    wide.b[blk] = net.dense_layers[0].b[0]
+            wide.W -= wide.dW
+            wide.b -= wide.db
+            seen += kb
+        secs = (time.perf_counter() - t0) / K  # each model's share of the stack's wall time
+        for k, tr in enumerate(trainers):
+            if self.frozen[k]:
+                continue
+            self._record(k, tr, loss_sum[k] / seen if running else float("nan"),
+                         correct[k] / seen if running else None, lrs[k], secs, X, y, X_val, y_val)
+
+    def _record(self, k, tr: Trainer, loss, acc, lr, secs, X, y, X_val, y_val) -> None:
+        net = tr.net
+        tr.epochs_done += 1
+        logs: dict[str, Any] = {"epoch": tr.epochs_done, "loss": float(loss),
+                                "accuracy": None if acc is None else float(acc), "lr": lr, "time_s": secs}
+        if tr.train_metrics == "full":
+            logs["loss"], logs["accuracy"] = tr.evaluate(X, y)
+        if X_val is not None:
+            logs["val_loss"], logs["val_accuracy"] = tr.evaluate(X_val, y_val)
+        try:
+            tr._check_divergence(logs["loss"], self.last_good[k])
+        except DivergenceError as exc:
+            tr.epochs_done -= 1
+            self._freeze(k, exc)
+            return
+        self.last_good[k] = net.get_weights()
+        monitored = logs.get("val_loss")
+        if logs["loss"] is not None and math.isfinite(logs["loss"]):
+            tr.schedule.observe(logs["loss"] if monitored is None else monitored)
+        for cb in tr.callbacks:
+            cb.on_epoch_end(tr, logs)
+        tr.history.append(logs)
+        for cb in tr.callbacks:
+            cb.on_epoch_recorded(tr, logs)
+        if tr.stop_training:
+            self._freeze(k, None)
+
+    def _freeze(self, k: int, error: DivergenceError | None) -> None:
+        """Stop model ``k``: restore its last good weights; its gradients are zero from now on."""
+        self.frozen[k] = True
+        self.errors[k] = error
+        self.nets[k].set_weights(self.last_good[k])
+        layer = self.nets[k].dense_layers[0]
+        if layer.shared_bias:
+            self.wide.b[self.blocks[k]] = layer.b[0]
+
+
+def train_stacked(trainers: Sequence[Trainer], X: np.ndarray, y: np.ndarray, epochs: int,
+                  X_val: np.ndarray | None = None, y_val: np.ndarray | None = None
+                  ) -> list[DivergenceError | None]:
+    """Train the trainers' networks as one stack when :func:`stack_problem` allows, else one by one.
+
+    Returns per trainer ``None`` or the :class:`~mlplab.errors.DivergenceError` that stopped it.
+    """
+    if len(trainers) > 1 and stack_problem(trainers) is None:
+        return StackedTrainer(trainers).fit(X, y, epochs, X_val, y_val)
+    errors: list[DivergenceError | None] = []
+    for tr in trainers:
+        try:
+            tr.fit(X, y, epochs, X_val, y_val)
+            errors.append(None)
+        except DivergenceError as exc:
+            errors.append(exc)
+    return errors
+
+
+def nets_of(trainers: Sequence[Trainer]) -> list[MLP]:
+    return [tr.net for tr in trainers]
