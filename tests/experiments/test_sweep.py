@@ -104,3 +104,33 @@ def test_dask_local_cluster_matches_serial(tiny_spec, tmp_path):
     d = run_experiment(load_spec(tiny_spec), tmp_path / "dask", jobs=2, backend="dask")
     for cs, cd in zip(s["cells"], d["cells"]):
         assert cs["result"]["test_accuracy"] == cd["result"]["test_accuracy"]
+
+
+def test_cells_differing_in_lr_train_as_one_stack_equal_to_alone(tiny_spec, tmp_path):
+    from threadpoolctl import threadpool_limits
+
+    from mlplab.experiments.protocols import generic
+    from mlplab.experiments.runner import plan
+    from mlplab.experiments.sweep import plan_jobs
+
+    spec = load_spec(tiny_spec)
+    cells = plan(spec)
+    jobs = plan_jobs(cells, list(range(len(cells))))
+    # the grid is lr x hidden: the two learning rates of each width share a job
+    assert sorted(sorted(cells[i].tags["model.hidden"][0] for i in job) for job in jobs) == [[8, 8], [16, 16]]
+    out = tmp_path / "out"
+    summary = run_experiment(spec, out, jobs=1)
+    assert all(c["result"]["stacked_with"] == 2 for c in summary["cells"])
+    c = summary["cells"][1]
+    cfg = json.loads((out / c["folder"] / CELL_FILE).read_text())["config"]
+    (tmp_path / "alone").mkdir()
+    with threadpool_limits(limits=1):
+        alone = generic.run_cell(cfg, tmp_path / "alone")
+    assert alone["test_accuracy"] == c["result"]["test_accuracy"]
+    assert alone["snapshots"] == c["result"]["snapshots"]
+    for a, b in zip(_params(out / c["folder"]), _params(tmp_path / "alone")):
+        np.testing.assert_array_equal(a, b)
+    # momentum does not stack: every cell is a job of its own
+    spec.sections["training"]["optimizer_params"] = {"momentum": 0.9}
+    cells = plan(spec)
+    assert len(plan_jobs(cells, list(range(len(cells))))) == len(cells)

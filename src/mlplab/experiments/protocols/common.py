@@ -109,6 +109,19 @@ def prepare(cfg: dict[str, Any]) -> PreparedData:
 # ----------------------------------------------------------------------------- networks
 
 
+_SPLIT_TRAIN_SIZE = {"canonical": 60000, "sklearn": 49000, "stratified": 49000, "textbook": 55000}
+
+
+def estimated_cost(cfg: dict[str, Any], factor: float = 1.0) -> float:
+    """Relative work of a training cell (samples x multiply-adds per sample x epochs; float64
+    counts double), so sweeps can start the longest jobs first. Only the order matters."""
+    n = cfg["data"].get("max_train_samples") or _SPLIT_TRAIN_SIZE.get(cfg["split"].get("kind"), 50000)
+    sizes = [784, *cfg["model"].get("hidden", []), 10]
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    width = 2.0 if cfg["preprocessing"].get("dtype") == "float64" else 1.0
+    return float(factor * width * n * macs * cfg["training"].get("epochs", 1))
+
+
 def build_net(cfg: dict[str, Any], n_features: int, n_classes: int):
     from mlplab.network import MLP
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from mlplab.experiments.protocols.common import (
-    ReportParts, build_net, build_trainer, finish_run, metric_summary, prepare,
+    ReportParts, build_net, build_trainer, estimated_cost, finish_run, metric_summary, prepare,
 )
 from mlplab.experiments.sweep import Cell, grid, label, set_path
 from mlplab.training import Callback
@@ -36,8 +36,24 @@ def cells(spec, seeds: int = 1) -> list[Cell]:
             set_path(cfg, path, value)
         name = label(assignment) or spec.name
         out.append(Cell(name=name, kind="generic:run_cell", config=cfg, seed=cfg["training"]["seed"],
-                        tags=dict(assignment)))
+                        tags=dict(assignment), cost=estimated_cost(cfg), **stacking(cfg)))
     return out
+
+
+def stacking(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Cell fields that let cells differing only in learning rate, initialisation or (full
+    batch) seed train as one stacked model; ``{}`` for configs that cannot stack (anything but
+    plain SGD, dropout, L2)."""
+    t, m = cfg["training"], cfg["model"]
+    params = t.get("optimizer_params") or {}
+    if t.get("optimizer") != "sgd" or params.get("momentum") or params.get("weight_decay"):
+        return {}
+    if m.get("dropout") or m.get("l2"):
+        return {}
+    varies = ["training.lr", "model.init", "model.init_params", "training.schedule_params"]
+    if not t.get("batch_size"):  # full batch: the seed only draws the initial weights
+        varies.append("training.seed")
+    return {"stack_kind": "generic:run_stack", "stack_varies": tuple(varies)}
 
 
 SEED_PATH = "training.seed"
@@ -66,20 +82,42 @@ class Snapshots(Callback):
             self.snapshots[e] = snap
 
 
-def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
-    data = prepare(cfg)
+def _setup(cfg: dict[str, Any], data):
     net = build_net(cfg, data.X_train.shape[1], len(data.class_names))
     t = cfg["training"]
     snaps = Snapshots(data, t["record_epochs"], t["cost_every"])
-    trainer = build_trainer(cfg, net, [snaps])
-    trainer.fit(data.X_train, data.y_train, t["epochs"], data.X_val, data.y_val)
+    return build_trainer(cfg, net, [snaps]), snaps
+
+
+def _finish(cfg: dict[str, Any], data, trainer, snaps: Snapshots, out: Path, stacked: int = 1) -> dict[str, Any]:
     train_time = float(sum(x for x in trainer.history.time_s if x is not None))
     extra = {"snapshots": {str(k): v for k, v in sorted(snaps.snapshots.items())},
-             "costs": snaps.costs}
-    metrics = finish_run(out, net, data, cfg, trainer, train_time, extra=extra)
+             "costs": snaps.costs, "stacked_with": stacked}
+    metrics = finish_run(out, trainer.net, data, cfg, trainer, train_time, extra=extra)
     res = metric_summary(metrics)
     res["snapshots"] = extra["snapshots"]
+    res["stacked_with"] = stacked
     return res
+
+
+def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
+    data = prepare(cfg)
+    trainer, snaps = _setup(cfg, data)
+    trainer.fit(data.X_train, data.y_train, cfg["training"]["epochs"], data.X_val, data.y_val)
+    return _finish(cfg, data, trainer, snaps, out)
+
+
+def run_stack(cfgs: list[dict[str, Any]], outs: list[Path]) -> list[Any]:
+    """Cells equal but for learning rate / initialisation / (full batch) seed, as one stacked model
+    (one by one when :func:`mlplab.stacked.stack_problem` objects)."""
+    from mlplab.stacked import train_stacked
+
+    data = prepare(cfgs[0])  # the stack key guarantees the same data for all
+    pairs = [_setup(cfg, data) for cfg in cfgs]
+    errors = train_stacked([tr for tr, _ in pairs], data.X_train, data.y_train, cfgs[0]["training"]["epochs"],
+                           data.X_val, data.y_val)
+    return [err if err is not None else _finish(cfg, data, tr, sn, out, stacked=len(cfgs))
+            for cfg, (tr, sn), out, err in zip(cfgs, pairs, outs, errors)]
 
 
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:

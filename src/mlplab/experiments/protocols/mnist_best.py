@@ -71,7 +71,8 @@ def cells(spec, seeds: int = 1) -> list[Cell]:
             cfg = copy.deepcopy(base)
             cfg["options"] = {"framework": fw, "recipe": r}
             out.append(Cell(name=f"{r}/{fw}", kind="mnist_best:run_cell", config=cfg, seed=cfg["training"]["seed"],
-                            tags={"recipe": r, "framework": fw}))
+                            tags={"recipe": r, "framework": fw},
+                            cost=common.estimated_cost(cfg, factor=1.0 if fw == "mlplab" else 2.0)))
     return out
 
 

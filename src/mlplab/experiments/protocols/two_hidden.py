@@ -75,13 +75,15 @@ def cells(spec, seeds: int = 1) -> list[Cell]:
             rc = dict(cfg, options={"initial_eval": spec.options["initial_eval"]})
             rc["preprocessing"] = dict(rc["preprocessing"], dtype="float64")
             out.append(Cell(name=f"{m}/as-published", kind="two_hidden:replay_cell", config=rc,
-                            seed=cfg["training"]["seed"], tags={"model": m, "protocol": "as-published"}))
+                            seed=cfg["training"]["seed"], tags={"model": m, "protocol": "as-published"},
+                            cost=common.estimated_cost(rc, factor=1.5)))  # + evaluation passes every epoch
         if native:
             nc = copy.deepcopy(cfg)
             nc["training"]["drop_last"] = False
             nc["options"] = {}
             out.append(Cell(name=f"{m}/corrected", kind="generic:run_cell", config=nc,
-                            seed=cfg["training"]["seed"], tags={"model": m, "protocol": "corrected"}))
+                            seed=cfg["training"]["seed"], tags={"model": m, "protocol": "corrected"},
+                            cost=common.estimated_cost(nc)))
     if "model2-mlplab" in models or "model2-torch" in models:
         cfg = _base(spec)
         cfg["preprocessing"]["dtype"] = "float32"
@@ -92,10 +94,12 @@ def cells(spec, seeds: int = 1) -> list[Cell]:
         cfg["options"] = {}
         if "model2-mlplab" in models:
             out.append(Cell(name="model2-mlplab", kind="generic:run_cell", config=copy.deepcopy(cfg),
-                            seed=cfg["training"]["seed"], tags={"model": "model2-mlplab", "protocol": "seeded"}))
+                            seed=cfg["training"]["seed"], tags={"model": "model2-mlplab", "protocol": "seeded"},
+                            cost=common.estimated_cost(cfg, factor=1.3)))  # RMSprop's elementwise passes
         if "model2-torch" in models and spec.options["torch"] and available():
             out.append(Cell(name="model2-torch", kind="two_hidden:torch_cell", config=copy.deepcopy(cfg),
-                            seed=cfg["training"]["seed"], tags={"model": "model2-torch", "protocol": "seeded"}))
+                            seed=cfg["training"]["seed"], tags={"model": "model2-torch", "protocol": "seeded"},
+                            cost=common.estimated_cost(cfg, factor=2.0)))  # autograd overhead, eval per epoch
     return out
 
 
