@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script. Returns the exit code."""
     _register_subcommands()
     try:
-        app(args=argv, prog_name="mlplab", standalone_mode=False)
+        rv = app(args=argv, prog_name="mlplab", standalone_mode=False)
+        if rv == 130 and isinstance(rv, int):  # typer turns a KeyboardInterrupt into Exit(130)
+            typer.echo("mlplab: interrupted", err=True)
+            return 130
     except MlplabError as exc:
         typer.echo(f"mlplab: error: {exc}", err=True)
         return exc.exit_code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -102,8 +103,12 @@ def run(
                 running[:] = ["writing report"]
             bar.update(task, current=", ".join(running[:3]))
 
-        summary = run_experiment(spec, out, seeds=seeds, jobs=jobs, threads=threads, backend=backend,
+        previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM stops like Ctrl-C
+        try:
+            summary = run_experiment(spec, out, seeds=seeds, jobs=jobs, threads=threads, backend=backend,
                                      progress=progress)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     header, rows = summary["comparison"]["header"], summary["comparison"]["rows"]
     table = Table(title=f"{spec.title}: published vs reproduced vs corrected")
     for h in header:
@@ -114,6 +119,10 @@ def run(
     cached = sum(1 for c in summary["cells"] if c["cached"])
     Console(highlight=False).print(f"{len(summary['cells'])} cells ({cached} cached) in {summary['wall_s']:.1f} s; "
                                    f"report: {out / 'report.html'}")
+
+
+def _terminate_as_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:

@@ -49,3 +49,9 @@ class TrainingInterrupted(MlplabError):
     """Training was stopped by a signal (SIGINT/SIGTERM) at a minibatch boundary."""
 
     exit_code = 130
+
+
+class SweepInterrupted(MlplabError):
+    """An experiment run was stopped by a signal; finished cells are cached, the rest rerun."""
+
+    exit_code = 130

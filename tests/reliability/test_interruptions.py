@@ -102,3 +102,78 @@ def test_sigkill_leaves_no_partial_file(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert not list(out.glob(".*.tmp"))
+
+
+SWEEP = """
+name = "sweep"
+runner = "generic"
+protocol = "corrected"
+[data]
+dataset = "digits"
+[split]
+kind = "canonical"
+[preprocessing]
+scaling = "unit"
+dtype = "float32"
+[model]
+hidden = [64]
+hidden_activation = "relu"
+[training]
+optimizer = "sgd"
+optimizer_params = { momentum = 0.9 }
+lr = 0.1
+batch_size = 8
+epochs = 40
+seed = 7
+[sweep]
+"training.lr" = [0.02, 0.05, 0.1, 0.2]
+"""
+
+
+def _cells_done(out: Path) -> int:
+    return len(list((out / "cells").glob("*/cell.json"))) if (out / "cells").exists() else 0
+
+
+@pytest.fixture(scope="module")
+def sweep_reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    spec = root / "sweep.toml"
+    spec.write_text(SWEEP)
+    ref = root / "ref"
+    subprocess.run(_cmd("experiment", "run", str(spec), "--out", str(ref), "--jobs", "2"), check=True, env=_env(),
+                   timeout=600, capture_output=True)
+    return spec, ref
+
+
+@pytest.mark.parametrize("how", ["ctrl-c to the process group", "SIGTERM to the parent"])
+def test_experiment_run_interrupted_then_resumed(tmp_path, sweep_reference, how):
+    """Finished cells stay cached, running workers are stopped at once, the rerun completes the
+    sweep with exactly the results of an uninterrupted one."""
+    spec, ref = sweep_reference
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", "2"), env=_env(),
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while _cells_done(out) < 1:  # interrupt once some cells are finished and others are running
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it was interrupted"
+        time.sleep(0.05)
+    if how.startswith("ctrl-c"):
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "run the same command again" in err and "Traceback" not in err
+    finished = _cells_done(out)
+    assert 1 <= finished < 4
+    done = subprocess.run(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", "2"), env=_env(),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert sum(c["cached"] for c in summary["cells"]) == finished
+    reference = json.loads((ref / "summary.json").read_text())
+    assert [c["result"]["test_accuracy"] for c in summary["cells"]] == \
+        [c["result"]["test_accuracy"] for c in reference["cells"]]
+    for c, r in zip(summary["cells"], reference["cells"]):
+        for a, b in zip(_params(out / c["folder"] / "model.npz"), _params(ref / r["folder"] / "model.npz")):
+            assert np.array_equal(a, b)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mlplab.errors import ConfigError, MlplabError
+from mlplab.errors import ConfigError, MlplabError, SweepInterrupted
 from mlplab.io import atomic_write_json
 
 CELL_FILE = "cell.json"
@@ -324,6 +324,23 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
     args = {i: (cells[i].kind, cells[i].config, str(cells_dir / cells[i].folder_name), cells[i].key, threads)
             for i in todo}
     jobs_list = plan_jobs(cells, todo)  # lists of cell indices, longest first
+    try:
+        _execute(cells, jobs_list, args, jobs, threads, backend, emit, finish)
+    except KeyboardInterrupt:
+        raise SweepInterrupted(
+            f"interrupted: {len(results)} of {len(cells)} cells are finished and cached in {cells_dir}; run the "
+            "same command again to resume (unfinished cells start again from scratch)") from None
+    return [results[i] for i in range(len(cells))]
+
+
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them (no half-finished cell is cached)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _execute(cells, jobs_list, args, jobs, threads, backend, emit, finish) -> None:
     if backend in ("ray", "dask"):
         from mlplab.experiments.cluster import run_on_cluster
 
@@ -343,7 +360,8 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=ctx,
+                                 initializer=_ignore_sigint) as pool:
             pending = {}
             for idx in jobs_list:
                 pending[pool.submit(_run_job, _job(cells, idx, args, threads))] = idx
@@ -359,8 +377,10 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
             except BaseException:
                 for fut in pending:
                     fut.cancel()
+                # stop the running workers now instead of waiting for their cells to finish
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
                 raise
-    return [results[i] for i in range(len(cells))]
 
 
 def plan_jobs(cells: list[Cell], todo: list[int]) -> list[list[int]]:
