@@ -3,7 +3,12 @@
 Same hyperparameters for both (defaults: one hidden layer of 256 ReLU units, softmax output,
 Adam lr 1e-3, batch 200, alpha 1e-4, Glorot-uniform init, a fixed number of epochs: no early
 stopping, ``tol=0`` and ``n_iter_no_change`` larger than the epochs, so scikit-learn runs them
-all), the same float32 data, in the same process with the same BLAS thread limit.
+all), the same data, in the same process with the same BLAS thread limit.
+
+``--input-dtype float32`` (default) hands both the same float32 arrays, so both compute in
+float32: the comparison of the implementations alone. ``--input-dtype float64`` hands both
+what ``X / 255.0`` gives a user: scikit-learn then computes in float64, mlplab in its default
+float32 (``dtype="float32"``): the comparison of what each does with the same user code.
 
 * digits: scikit-learn's 8x8 digits, stratified 70/30 split (seed 0), pixels / 16.
 * MNIST: the canonical 60,000 / 10,000 split, pixels / 255, from ``mlplab.data.load_dataset``
@@ -26,23 +31,23 @@ import warnings
 import numpy as np
 
 
-def load_digits_split():
+def load_digits_split(dtype=np.float32):
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32)
+    X = (X / 16.0).astype(dtype)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     return Xtr, ytr, Xte, yte
 
 
-def load_mnist(data_dir: str | None):
+def load_mnist(data_dir: str | None, dtype=np.float32):
     from mlplab.data import load_dataset
 
     ds = load_dataset("mnist", data_dir=data_dir, download=False)
-    scale = np.float32(1.0 / ds.pixel_max)
-    return (ds.X_train.astype(np.float32) * scale, ds.y_train.astype(np.int64),
-            ds.X_test.astype(np.float32) * scale, ds.y_test.astype(np.int64))
+    scale = dtype(1.0 / ds.pixel_max)
+    return (ds.X_train.astype(dtype) * scale, ds.y_train.astype(np.int64),
+            ds.X_test.astype(dtype) * scale, ds.y_test.astype(np.int64))
 
 
 def hyperparameters(args, epochs: int) -> dict:
@@ -88,15 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("MLPLAB_DATA_DIR"))
     ap.add_argument("--no-mnist", action="store_true")
     ap.add_argument("--repeats", type=int, default=1, help="fits per implementation (median reported)")
+    ap.add_argument("--input-dtype", choices=("float32", "float64"), default="float32",
+                    help="dtype of the arrays both estimators are given (see the module docstring)")
     ap.add_argument("--json", action="store_true", help="print a final JSON line")
     args = ap.parse_args(argv)
+    in_dtype = np.dtype(args.input_dtype).type
 
     from threadpoolctl import threadpool_limits
 
-    datasets: list[tuple[str, int, object]] = [("digits", args.digits_epochs, load_digits_split())]
+    datasets: list[tuple[str, int, object]] = [("digits", args.digits_epochs, load_digits_split(in_dtype))]
     if not args.no_mnist:
         try:
-            datasets.append(("mnist", args.epochs, load_mnist(args.data_dir)))
+            datasets.append(("mnist", args.epochs, load_mnist(args.data_dir, in_dtype)))
         except Exception as exc:  # noqa: BLE001 - any failure to find the data means "skip"
             print(f"MNIST skipped: {exc} (set MLPLAB_DATA_DIR or --data-dir)", file=sys.stderr)
 
@@ -117,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = res
 
     print(f"hidden {tuple(args.hidden)} relu, adam lr {args.lr:g}, batch {args.batch_size}, alpha {args.alpha:g}, "
-          f"float32, BLAS threads {args.threads}, median of {args.repeats} fit(s)")
+          f"{args.input_dtype} input (mlplab computes in float32), BLAS threads {args.threads}, "
+          f"median of {args.repeats} fit(s)")
     head = f"{'dataset':8} {'impl':8} {'epochs':>6} {'fit s':>8} {'s/epoch':>8} {'test acc':>9} {'loss':>8}"
     print(head)
     print("-" * len(head))
@@ -129,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:8} speed ratio sklearn/mlplab: {res['speedup']:.2f}x  "
               f"(accuracy difference {res['mlplab']['test_accuracy'] - res['sklearn']['test_accuracy']:+.4f})")
     if args.json:
-        print(json.dumps({"threads": args.threads, "hidden": args.hidden, "results": results}))
+        print(json.dumps({"threads": args.threads, "hidden": args.hidden, "input_dtype": args.input_dtype,
+                          "results": results}))
     return 0
 
 
