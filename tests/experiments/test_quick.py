@@ -1,7 +1,10 @@
-"""``--quick`` of every built-in experiment on real MNIST (each well under 3 minutes on 2 cores)."""
+"""``--quick`` of every built-in experiment on real MNIST.
+
+No timing is asserted here (a loaded machine would fail it): the wall times of the quick runs
+are measured by ``benchmarks/bench_experiments.py``.
+"""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -9,15 +12,10 @@ import pytest
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import load_spec
 
-LIMIT_S = 180
-
 
 def _run(name, out, data_dir, jobs=2):
     spec = load_spec(name, quick=True, overrides={"data": {"data_dir": str(data_dir)}})
-    t0 = time.perf_counter()
     summary = run_experiment(spec, out, jobs=jobs)
-    wall = time.perf_counter() - t0
-    assert wall < LIMIT_S, f"--quick {name} took {wall:.0f} s"
     md = (out / "report.md").read_text()
     assert md.splitlines()[2].startswith("## Published vs reproduced vs corrected")
     assert (out / "report.html").exists() and (out / "summary.json").exists()
@@ -60,11 +58,9 @@ def test_relu_softmax_quick_and_cli(mnist_data_dir, tmp_path):
     app = typer.Typer()
     register(app)
     out = tmp_path / "e3"
-    t0 = time.perf_counter()
     res = CliRunner().invoke(app, ["experiment", "run", "relu-softmax-full-batch", "--quick", "--jobs", "2",
                                    "--out", str(out), "--data-dir", str(mnist_data_dir)])
     assert res.exit_code == 0, res.output
-    assert time.perf_counter() - t0 < LIMIT_S
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["cells"]) == 4
     for c in summary["cells"]:
