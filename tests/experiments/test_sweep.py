@@ -106,6 +106,24 @@ def test_dask_local_cluster_matches_serial(tiny_spec, tmp_path):
         assert cs["result"]["test_accuracy"] == cd["result"]["test_accuracy"]
 
 
+def test_ray_local_cluster_matches_serial(tiny_spec, tmp_path, monkeypatch):
+    import pytest
+
+    pytest.importorskip("ray", reason="ray (optional extra) is not installed")
+    import ray
+
+    monkeypatch.delenv("MLPLAB_RAY_ADDRESS", raising=False)
+    s = run_experiment(load_spec(tiny_spec), tmp_path / "serial")
+    try:
+        r = run_experiment(load_spec(tiny_spec), tmp_path / "ray", jobs=2, backend="ray")
+    finally:
+        ray.shutdown()
+    assert [c["result"]["test_accuracy"] for c in s["cells"]] == [c["result"]["test_accuracy"] for c in r["cells"]]
+    for cs, cr in zip(s["cells"], r["cells"]):
+        for a, b in zip(_params(tmp_path / "serial" / cs["folder"]), _params(tmp_path / "ray" / cr["folder"])):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_cells_differing_in_lr_train_as_one_stack_equal_to_alone(tiny_spec, tmp_path):
     from threadpoolctl import threadpool_limits
 
