@@ -37,7 +37,9 @@ GROUPS = {
                     "tests/data/test_splits.py",
                     "tests/experiments/test_sweep.py::test_serial_and_parallel_bit_identical",
                     "tests/experiments/test_sweep.py::test_cache_and_resume",
-                    "tests/experiments/test_protocols.py::test_shuffle_stream_replays_global_rng"],
+                    "tests/experiments/test_protocols.py::test_shuffle_stream_replays_global_rng",
+                    "tests/core/test_stacked.py",
+                    "tests/experiments/test_sweep.py::test_cells_differing_in_lr_train_as_one_stack_equal_to_alone"],
 }
 
 
