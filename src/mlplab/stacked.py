@@ -85,7 +85,7 @@ class StackedTrainer:
         problem = stack_problem(trainers)
         if problem:
             raise ConfigError(f"these models cannot be trained as one stack: {problem}")
-        self.trainers = list(trainers)
+        self.trainers = trainers = list(trainers)
         self.nets = [tr.net for tr in self.trainers]
         ref = self.nets[0]
         self.K = len(self.nets)
@@ -107,6 +107,7 @@ class StackedTrainer:
                 view_b = self.wide.b[self.blocks[k]]
             layer.W, layer.b = view_W, view_b
             layer.params = (layer.W, layer.b)
+            trainers[k].optimizer.params = net.parameters()
         self.frozen = [False] * self.K
         self.errors: list[DivergenceError | None] = [None] * self.K
         self.last_good: list[list[np.ndarray]] = [net.get_weights() for net in self.nets]
@@ -125,13 +126,26 @@ class StackedTrainer:
         for tr in self.trainers:
             for cb in tr.callbacks:
                 cb.on_train_begin(tr)
-        while self.epochs_done < int(epochs) and not all(self.frozen):
-            self._epoch(X, y, bs, X_val, y_val)
-            self.epochs_done += 1
+        try:
+            while self.epochs_done < int(epochs) and not all(self.frozen):
+                self._epoch(X, y, bs, X_val, y_val)
+                self.epochs_done += 1
+        finally:
+            self._unstack()
         for k, tr in enumerate(self.trainers):
             for cb in tr.callbacks:
                 cb.on_train_end(tr)
         return list(self.errors)
+
+    def _unstack(self) -> None:
+        """Give every network its own contiguous first layer again (and its optimizer the
+        arrays), so each trains, predicts and saves on its own as if it had never been stacked."""
+        for tr, net in zip(self.trainers, self.nets):
+            layer = net.dense_layers[0]
+            layer.W = np.ascontiguousarray(layer.W).copy()
+            layer.b = layer.b.copy()
+            layer.params = (layer.W, layer.b)
+            tr.optimizer.params = net.parameters()
 
     def _epoch(self, X, y, bs, X_val, y_val) -> None:
         K, trainers, nets = self.K, self.trainers, self.nets

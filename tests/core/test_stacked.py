@@ -83,6 +83,11 @@ def test_stacked_equals_one_by_one(name):
     for a, b in zip(stacked, alone):  # the network object works as usual after training
         np.testing.assert_array_equal(a.net.predict_proba(X), b.net.predict_proba(X))
         assert a.history.val_accuracy == b.history.val_accuracy
+    with threadpool_limits(limits=1):  # ... and each trainer goes on training alone exactly
+        for a, b in zip(stacked, alone):
+            a.fit(X, y, 9)
+            b.fit(X, y, 9)
+    _assert_same(stacked, alone, exact=True)
 
 
 def test_stacked_float64_and_more_epochs_close():
