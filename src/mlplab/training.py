@@ -211,9 +211,6 @@ class Trainer:
         self.interrupt_requested = False
         self._resume: dict[str, Any] | None = None  # position inside an interrupted epoch
         self._first_loss: float | None = None
-        #: gather minibatch b + 1 in a helper thread while b trains (same values, same bits)
-        self.prefetch = True
-        self._pool = None
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, epochs: int, X_val: np.ndarray | None = None,
@@ -296,23 +293,17 @@ class Trainer:
         m = n if order is None else len(order)
         starts = list(range(0, m - bs + 1 if self.drop_last else m, bs))
         running = self.train_metrics == "running"
-        gather = None if order is None else _Gather(net, X, y, order, starts, bs, self._gather_thread())
-        try:
-            return self._batches(net, opt, X, y, order, starts, start_batch, gather, running, epoch,
-                                 loss_sum, correct, seen, t0)
-        finally:
-            if gather is not None:
-                gather.close()
-
-    def _batches(self, net, opt, X, y, order, starts, start_batch, gather, running, epoch,
-                 loss_sum, correct, seen, t0) -> tuple[float, float | None, float]:
-        if gather is not None:
-            gather.start(start_batch)
         for b in range(start_batch, len(starts)):
-            if gather is None:
+            s = starts[b]
+            if order is None:
                 Xb, yb = X, y
             else:
-                Xb, yb = gather.take(b)  # and starts gathering minibatch b + 1 on the other core
+                idx = order[s:s + bs]
+                k = len(idx)
+                Xb = net.layers[0]._buffer("xb", (k, X.shape[1]), net.dtype)
+                yb = net.layers[0]._buffer("yb", (k,), np.int64)
+                np.take(X, idx, axis=0, out=Xb, mode="clip")  # "raise" would buffer the copy
+                np.take(y, idx, out=yb, mode="clip")
             k = Xb.shape[0]
             out = net.forward(Xb, training=True)
             grad = net.layers[-1]._buffer("dout", out.shape, net.dtype)
@@ -341,28 +332,6 @@ class Trainer:
         if not running or seen == 0:
             return float("nan"), None, secs
         return loss_sum / seen, correct / seen, secs
-
-    def _gather_thread(self):
-        """One helper thread per trainer that gathers the next minibatch while this one trains
-        (``np.take`` releases the GIL); ``None`` when ``prefetch`` is off."""
-        if not self.prefetch:
-            return None
-        if self._pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlplab-gather")
-        return self._pool
-
-    def close(self) -> None:
-        """Stop the gather thread (also done when the trainer is garbage-collected)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
-
-    def __del__(self) -> None:
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False)
 
     def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
         if self.batch_order is not None:
@@ -436,52 +405,6 @@ class Trainer:
             order = None if r.get("full_batch") else np.asarray(arrays["resume/order"], dtype=np.int64)
             self._resume = {"order": order, "batch": int(r["batch"]), "loss_sum": float(r["loss_sum"]),
                             "correct": int(r["correct"]), "seen": int(r["seen"]), "elapsed": float(r["elapsed"])}
-
-
-class _Gather:
-    """Double-buffered minibatch gathers: rows ``order[starts[b]:starts[b] + bs]`` of ``X``, ``y``.
-
-    Two buffer slots per batch shape, allocated once (in the calling thread); while minibatch
-    ``b`` trains from slot ``b % 2``, the helper thread fills slot ``(b + 1) % 2``. The
-    training step of ``b`` is over before ``b + 2`` reuses its slot, because that gather is
-    only submitted when ``b + 1`` is taken.
-    """
-
-    def __init__(self, net: MLP, X, y, order, starts, bs, pool):
-        self.X, self.y, self.order, self.starts, self.bs, self.pool = X, y, order, starts, bs, pool
-        self.layer = net.layers[0]
-        self.dtype = net.dtype
-        self.pending = None
-
-    def _slot(self, b: int):
-        k = len(self.order[self.starts[b]:self.starts[b] + self.bs])
-        slot = b % 2
-        return (self.layer._buffer(f"xb{slot}", (k, self.X.shape[1]), self.dtype),
-                self.layer._buffer(f"yb{slot}", (k,), np.int64))
-
-    def _fill(self, b: int, xb: np.ndarray, yb: np.ndarray):
-        idx = self.order[self.starts[b]:self.starts[b] + self.bs]
-        np.take(self.X, idx, axis=0, out=xb, mode="clip")  # indices are validated: "raise" would buffer
-        np.take(self.y, idx, out=yb, mode="clip")
-        return xb, yb
-
-    def start(self, b: int) -> None:
-        if b < len(self.starts):
-            bufs = self._slot(b)
-            self.pending = (b, self.pool.submit(self._fill, b, *bufs) if self.pool else self._fill(b, *bufs))
-
-    def take(self, b: int):
-        got, fut = self.pending
-        assert got == b
-        out = fut.result() if self.pool else fut
-        self.pending = None
-        self.start(b + 1)
-        return out
-
-    def close(self) -> None:
-        if self.pending is not None and self.pool is not None:
-            self.pending[1].result()  # never leave a thread writing into a buffer
-        self.pending = None
 
 
 def fit(net: MLP, X: np.ndarray, y: np.ndarray, epochs: int, **kwargs: Any) -> History:
