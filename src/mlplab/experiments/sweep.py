@@ -198,9 +198,16 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
     return {"result": result, "wall_s": wall}
 
 
+#: BLAS / PyTorch threads of the cell running in this process (read by the PyTorch cells,
+#: which import torch only once they start)
+CELL_THREADS: int | None = None
+
+
 def _pin_torch(threads: int) -> None:
     import sys
 
+    global CELL_THREADS
+    CELL_THREADS = int(threads)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(int(threads))

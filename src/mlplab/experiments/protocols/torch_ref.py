@@ -29,6 +29,10 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
     import torch
     from torch import nn
 
+    from mlplab.experiments import sweep
+
+    if sweep.CELL_THREADS is not None:  # torch was not imported when the cell pinned its threads
+        torch.set_num_threads(sweep.CELL_THREADS)
     torch.manual_seed(seed)
     acts = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
     layers: list[nn.Module] = []
