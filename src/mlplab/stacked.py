@@ -64,8 +64,8 @@ def stack_problem(trainers: Sequence[Trainer]) -> str | None:
             return "custom batch orders do not stack"
         if tr.train_metrics != first.train_metrics:
             return "train_metrics differ"
-        if tr.epochs_done or first.epochs_done:
-            return "only fresh trainers stack"
+        if tr.epochs_done != first.epochs_done or tr._resume is not None:
+            return "the models are at different points of training"
     if first.batch_size is not None:  # minibatches: every model must see the same order
         states = {str(tr.rng.bit_generator.state) for tr in trainers}
         if len(states) > 1 or len({tr.shuffle for tr in trainers}) > 1:
@@ -85,7 +85,7 @@ class StackedTrainer:
         problem = stack_problem(trainers)
         if problem:
             raise ConfigError(f"these models cannot be trained as one stack: {problem}")
-        self.trainers = trainers = list(trainers)
+        self.trainers = list(trainers)
         self.nets = [tr.net for tr in self.trainers]
         ref = self.nets[0]
         self.K = len(self.nets)
@@ -95,23 +95,28 @@ class StackedTrainer:
         self.wide = Dense(d0.fan_in, self.K * self.h1, self.dtype)
         self.wide_act = ActivationLayer(ref.layers[1].activation, self.dtype) if len(ref.sizes) > 2 else None
         self.blocks = [slice(k * self.h1, (k + 1) * self.h1) for k in range(self.K)]
-        for k, net in enumerate(self.nets):  # the nets' first layers become views of the wide one
-            layer = net.dense_layers[0]
-            self.wide.W[:, self.blocks[k]] = layer.W
-            view_W = self.wide.W[:, self.blocks[k]]
-            if layer.shared_bias:
-                self.wide.b[self.blocks[k]] = layer.b[0]
-                view_b = layer.b
-            else:
-                self.wide.b[self.blocks[k]] = layer.b
-                view_b = self.wide.b[self.blocks[k]]
-            layer.W, layer.b = view_W, view_b
-            layer.params = (layer.W, layer.b)
-            trainers[k].optimizer.params = net.parameters()
         self.frozen = [False] * self.K
         self.errors: list[DivergenceError | None] = [None] * self.K
-        self.last_good: list[list[np.ndarray]] = [net.get_weights() for net in self.nets]
-        self.epochs_done = 0
+        self.last_good: list[list[np.ndarray]] = []
+        self.epochs_done = self.trainers[0].epochs_done  # fit() counts epochs in total, as Trainer.fit
+
+    def _stack(self) -> None:
+        """Copy every network's first layer into its block and make the layer a view of it,
+        so the networks see their weights change while the stack trains."""
+        for k, (tr, net) in enumerate(zip(self.trainers, self.nets)):
+            layer = net.dense_layers[0]
+            blk = self.blocks[k]
+            self.wide.W[:, blk] = layer.W
+            if layer.shared_bias:
+                self.wide.b[blk] = layer.b[0]
+                view_b = layer.b
+            else:
+                self.wide.b[blk] = layer.b
+                view_b = self.wide.b[blk]
+            layer.W, layer.b = self.wide.W[:, blk], view_b
+            layer.params = (layer.W, layer.b)
+            tr.optimizer.params = net.parameters()
+        self.last_good = [net.get_weights() for net in self.nets]
 
     # ------------------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, epochs: int, X_val: np.ndarray | None = None,
@@ -123,6 +128,7 @@ class StackedTrainer:
             X_val, y_val = lead.validate(X_val, y_val, epochs, what="validation")
         n = X.shape[0]
         bs = lead.batch_size or n
+        self._stack()
         for tr in self.trainers:
             for cb in tr.callbacks:
                 cb.on_train_begin(tr)

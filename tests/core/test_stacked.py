@@ -88,6 +88,13 @@ def test_stacked_equals_one_by_one(name):
             a.fit(X, y, 9)
             b.fit(X, y, 9)
     _assert_same(stacked, alone, exact=True)
+    with threadpool_limits(limits=1):  # a stack can be fitted further, too
+        again = StackedTrainer(stacked)
+        again.fit(X, y, 11)  # epochs in total, as Trainer.fit counts them
+        again.fit(X, y, 13)
+        for b in alone:
+            b.fit(X, y, 13)
+    _assert_same(stacked, alone, exact=True)
 
 
 def test_stacked_float64_and_more_epochs_close():
