@@ -404,10 +404,12 @@ def _summary_blocks(data: RunData) -> list[tuple]:
         if train:
             row.append(_fmt(train.get(key)))
         rows.append(row)
-    if data.predictions is not None:
+    ch = m.get("chunked_auc")  # written by evaluate_into; older run folders: computed here
+    if not isinstance(ch, dict) and data.predictions is not None:
         from mlplab.metrics import chunked_ovr_auc
 
         ch = chunked_ovr_auc(data.predictions["y_true"], data.predictions["proba"], chunk=100)
+    if isinstance(ch, dict):
         label = (f"Report-1 chunked AUC: mean of per-chunk macro OvR over {ch['n_used']} chunks of 100 rows "
                  f"({ch['n_skipped']} skipped; not a global AUC)")
         rows.insert(7, [label, _fmt(ch["value"])] + (["not computed"] if train else []))

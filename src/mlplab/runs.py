@@ -225,16 +225,21 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 
 def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], trainer: Trainer | None,
-                  train_time: float | None) -> dict[str, Any]:
+                  train_time: float | None, chunked_auc: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure the network on the test data; write metrics.json, history.csv, predictions.npz,
-    environment.json. Metrics and inference timing are measured separately."""
-    from mlplab.metrics import classification_metrics
+    environment.json. Metrics and inference timing are measured separately.
+
+    ``chunked_auc``: report 1's chunk-averaged AUC when the caller computed it on other scores
+    (the raw sigmoid outputs); by default it is computed on the predicted probabilities."""
+    from mlplab.metrics import chunked_ovr_auc, classification_metrics
     from mlplab.timing import measure_inference
 
     proba = net.predict_proba(data.X_test)
     test = classification_metrics(data.y_test, proba, classes=data.class_names)
     train_proba = net.predict_proba(data.X_train)
     train = classification_metrics(data.y_train, train_proba, classes=data.class_names)
+    if chunked_auc is None:
+        chunked_auc = chunked_ovr_auc(data.y_test, proba, chunk=100)
     inference = measure_inference(net.predict_proba, data.X_test)
     metrics: dict[str, Any] = {
         "dataset": data.dataset_name,
@@ -244,6 +249,7 @@ def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], 
         "n_parameters": net.n_parameters,
         "test": test,
         "train": train,
+        "chunked_auc": chunked_auc,
         "inference": inference,
         "training_time_s": train_time,
         "epochs_run": trainer.epochs_done if trainer is not None else None,

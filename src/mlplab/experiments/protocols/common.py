@@ -153,7 +153,8 @@ def finish_run(out: Path, net, data: PreparedData, cfg: dict[str, Any], trainer,
     from mlplab.serialization import save_model
 
     atomic_write_text(out / "config.toml", to_toml(_tomlable(cfg)))
-    metrics = evaluate_into(out, net, data, cfg, trainer, train_time)
+    chunked = (extra or {}).get("chunked_auc")
+    metrics = evaluate_into(out, net, data, cfg, trainer, train_time, chunked_auc=chunked)
     if extra:
         metrics.update(extra)
         atomic_write_json(out / "metrics.json", metrics)
