@@ -285,10 +285,12 @@ def classification_metrics(y_true: Any, proba: Any, classes: Sequence[Any] | Non
 def chunked_ovr_auc(y_true: Any, proba: Any, chunk: int = 100) -> dict[str, Any]:
     """Report 1's "macro AUC": the mean over consecutive unshuffled chunks of per-chunk macro OvR AUC.
 
-    Each chunk of ``chunk`` rows (the last one may be shorter) is scored with
+    Each chunk of ``chunk`` rows (the last one may be shorter) is scored as the report did with
     ``roc_auc_score(onehot, proba, average="macro")``: because the target is one-hot
     (multilabel-indicator) scikit-learn returns the mean of the per-class one-vs-rest AUCs,
-    whatever ``multi_class`` says. The report's loop only worked when every chunk held every
+    whatever ``multi_class`` says. Those per-class AUCs are computed here for all chunks at once
+    by the rank-sum formula (the same areas; the tests compare with the scikit-learn loop), which
+    takes milliseconds where 2,100 ``roc_auc_score`` calls took seconds. The report's loop only worked when every chunk held every
     class; chunks lacking one (or made of a single class) are skipped here and counted.
 
     Returns
@@ -306,16 +308,20 @@ def chunked_ovr_auc(y_true: Any, proba: Any, chunk: int = 100) -> dict[str, Any]
     k = p.shape[1]
     if y.min() < 0 or y.max() >= k:
         raise MetricsInputError(f"y_true holds labels outside 0..{k - 1} (proba has {k} columns)")
-    onehot = np.eye(k, dtype=np.int64)[y]
-    scores: list[float] = []
-    n_chunks = 0
-    for start in range(0, y.shape[0], int(chunk)):
-        n_chunks += 1
-        oh = onehot[start : start + chunk]
-        col_pos = oh.sum(axis=0)
-        if np.any(col_pos == 0) or np.any(col_pos == oh.shape[0]):
-            continue  # some class column is constant in this chunk: its AUC is undefined
-        scores.append(float(skm.roc_auc_score(oh, p[start : start + chunk], average="macro")))
+    n, c = y.shape[0], int(chunk)
+    scores: list[float | None] = []
+    n_full = n // c
+    # The full chunks at once, then the shorter last one; per chunk the macro mean of the
+    # per-class AUCs (scikit-learn's roc_auc_score on the one-hot target gives the same values).
+    parts = []
+    if n_full:
+        parts.append((y[: n_full * c].reshape(n_full, c), p[: n_full * c].reshape(n_full, c, k)))
+    if n_full * c < n:
+        parts.append((y[n_full * c :][None, :], p[n_full * c :][None, :, :]))
+    for yc, pc in parts:
+        scores.extend(_chunk_macro_auc(yc, pc, k))
+    n_chunks = len(scores)
+    scores = [v for v in scores if v is not None]
     return {
         "value": float(np.mean(scores)) if scores else None,
         "n_chunks": n_chunks,
@@ -323,6 +329,22 @@ def chunked_ovr_auc(y_true: Any, proba: Any, chunk: int = 100) -> dict[str, Any]
         "n_skipped": n_chunks - len(scores),
         "chunk": int(chunk),
     }
+
+
+def _chunk_macro_auc(y: np.ndarray, p: np.ndarray, k: int) -> list[float | None]:
+    """Per chunk (rows of ``y`` (m, c), ``p`` (m, c, k)): the mean over classes of the one-vs-rest
+    AUC, by the rank-sum (Mann-Whitney) formula with average ranks for tied scores, which is the
+    area under scikit-learn's ROC curve; ``None`` where some class is absent or fills the chunk."""
+    from scipy.stats import rankdata
+
+    pos = y[:, None, :] == np.arange(k)[None, :, None]  # (m, k, c)
+    ranks = rankdata(np.swapaxes(p, 1, 2), axis=-1)  # (m, k, c)
+    n_pos = pos.sum(axis=-1).astype(np.float64)
+    n_neg = y.shape[1] - n_pos
+    ok = np.all((n_pos > 0) & (n_neg > 0), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = (np.sum(ranks * pos, axis=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return [float(np.mean(auc[i])) if ok[i] else None for i in range(y.shape[0])]
 
 
 def binary_metrics(y_true01: Any, score: Any, threshold: float = 0.5) -> dict[str, Any]:

@@ -310,3 +310,26 @@ def test_binary_single_class_and_errors():
         binary_metrics(np.array([0, 2]), np.array([0.1, 0.2]))
     with pytest.raises(MetricsInputError):
         binary_metrics(np.array([0, 1]), np.array([0.1]))
+
+
+@pytest.mark.parametrize("decimals", [1, 2])
+def test_chunked_auc_with_tied_scores_equals_report_loop(decimals):
+    # rounded scores tie often: the rank formula's average ranks must give scikit-learn's areas
+    y, p = _chunked_case(8, 5)
+    p = np.round(p, decimals)
+    got = chunked_ovr_auc(y, p)
+    want, skipped = _report1_loop(y, p)
+    assert got["n_skipped"] == skipped
+    assert got["value"] == pytest.approx(want, abs=1e-15)
+
+
+def test_chunked_auc_binary_and_odd_chunk():
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, 230)
+    p1 = rng.random(230)
+    p = np.column_stack([1 - p1, p1])
+    for chunk in (7, 50, 230):
+        got = chunked_ovr_auc(y, p, chunk=chunk)
+        want, skipped = _report1_loop(y, p, chunk=chunk)
+        assert got["n_skipped"] == skipped
+        assert got["value"] == pytest.approx(want, abs=1e-15)
