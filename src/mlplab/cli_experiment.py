@@ -52,6 +52,9 @@ def run(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding mnist/ (default $MLPLAB_DATA_DIR).")] = None,
     protocol: Annotated[Optional[str], typer.Option("--protocol", help="as-published, corrected or both (overrides the spec).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="process (default), ray or dask (optional extras).")] = "process",
+    checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints of a "
+                                                    "running cell; an interrupted cell continues from its last "
+                                                    "one when the command is run again.")] = 60.0,
 ) -> None:
     """Run an experiment: every cell a run folder, then summary.json and report.md/html."""
     from rich.console import Console
@@ -70,6 +73,10 @@ def run(
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     if backend not in ("process", "ray", "dask"):
         raise ConfigError(f"--backend {backend!r}: must be process, ray or dask")
+    if not checkpoint_every > 0 or checkpoint_every == float("inf"):
+        raise ConfigError(f"--checkpoint-every must be a positive number of seconds, got {checkpoint_every}")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
     overrides: dict = {}
     if data_dir is not None:
         overrides["data"] = {"data_dir": str(data_dir)}
@@ -82,6 +89,12 @@ def run(
         if protocol not in PROTOCOLS:
             raise ConfigError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
         spec.protocol = protocol
+    import os
+
+    from mlplab.experiments.checkpoint import ENV_VAR
+
+    if ENV_VAR not in os.environ or checkpoint_every != 60.0:  # the workers inherit it
+        os.environ[ENV_VAR] = repr(float(checkpoint_every))
     console = Console(highlight=False, stderr=True)
     total = len(plan(spec, seeds))
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -53,8 +53,12 @@ class ModelFile:
 
 def save_model(path: str | Path, net: MLP, *, preprocessing: dict | None = None,
                classes: list | None = None, training: dict | None = None, metrics: dict | None = None,
-               trainer=None, extra_arrays: dict[str, np.ndarray] | None = None) -> Path:
-    """Write ``net`` (and optionally a :class:`~mlplab.training.Trainer`'s state) atomically."""
+               trainer=None, extra_arrays: dict[str, np.ndarray] | None = None,
+               extra_meta: dict[str, Any] | None = None) -> Path:
+    """Write ``net`` (and optionally a :class:`~mlplab.training.Trainer`'s state) atomically.
+
+    ``extra_meta``: JSON-able data of the caller's own (read back as ``ModelFile.meta["extra"]``),
+    e.g. the state of an experiment cell's callbacks in its checkpoint."""
     from mlplab.environment import environment_info
 
     for i, p in enumerate(net.parameters()):
@@ -79,6 +83,7 @@ def save_model(path: str | Path, net: MLP, *, preprocessing: dict | None = None,
         "metrics": metrics or {},
         "trainer": trainer_meta,
         "versions": env["versions"],
+        "extra": extra_meta or {},
         "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in arrays.items()},
     }
     try:

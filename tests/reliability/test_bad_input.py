@@ -49,6 +49,25 @@ def _truncated_model(path: Path):
 
 TRAIN = ["train", "--dataset", "digits", "--epochs", "1", "--quiet", "--out", "{d}/out"]
 
+
+def EXP_RUN(name, *extra, out="{d}/exp"):  # noqa: N802 (reads like the other argv templates)
+    return ["experiment", "run", name, "--quick", "--out", out, *extra]
+
+
+SPEC_OK = b"""name = "s"
+runner = "generic"
+protocol = "corrected"
+[data]
+dataset = "digits"
+[split]
+kind = "canonical"
+[model]
+hidden = [8]
+[training]
+lr = 0.1
+epochs = 2
+"""
+
 CASES = [
     ("train-negative-lr", TRAIN + ["--lr", "-1"], {}, "training.lr"),
     ("train-zero-epochs", TRAIN + ["--epochs", "0"], {}, "training.epochs"),
@@ -106,6 +125,32 @@ CASES = [
     ("report-missing", ["report", "{d}/nope"], {}, "nope"),
     ("report-no-metrics", ["report", "{d}/run"], {"run": _directory}, "metrics.json"),
     ("compare-missing", ["compare", "{d}/a", "{d}/b", "--out", "{d}/cmp"], {}, "a"),
+    ("experiment-show-unknown", ["experiment", "show", "no-such-experiment"], {}, "no-such-experiment"),
+    ("experiment-run-unknown", EXP_RUN("no-such-experiment"), {}, "no-such-experiment"),
+    ("experiment-run-missing-spec", EXP_RUN("{d}/nope.toml"), {}, "nope.toml"),
+    ("experiment-run-empty-spec", EXP_RUN("{d}/s.toml"), {"s.toml": b""}, "s.toml"),
+    ("experiment-run-bad-toml", EXP_RUN("{d}/s.toml"), {"s.toml": b"name = [unclosed"}, "s.toml"),
+    ("experiment-run-not-utf8", EXP_RUN("{d}/s.toml"), {"s.toml": b"name = \"\xff\xfe\""}, "s.toml"),
+    ("experiment-run-spec-dir", EXP_RUN("{d}/s.toml"), {"s.toml": _directory}, "s.toml"),
+    ("experiment-run-unknown-key", EXP_RUN("{d}/s.toml"), {"s.toml": SPEC_OK.replace(b"lr = 0.1", b"learning_rate = 1")},
+     "learning_rate"),
+    ("experiment-run-negative-lr", EXP_RUN("{d}/s.toml"), {"s.toml": SPEC_OK.replace(b"lr = 0.1", b"lr = -1")},
+     "training.lr"),
+    ("experiment-run-zero-epochs", EXP_RUN("{d}/s.toml"), {"s.toml": SPEC_OK.replace(b"epochs = 2", b"epochs = 0")},
+     "training.epochs"),
+    ("experiment-run-hidden-0", EXP_RUN("{d}/s.toml"), {"s.toml": SPEC_OK.replace(b"hidden = [8]", b"hidden = [0]")},
+     "model.hidden"),
+    ("experiment-run-lr-text", EXP_RUN("{d}/s.toml"), {"s.toml": SPEC_OK.replace(b"lr = 0.1", b'lr = "fast"')},
+     "training.lr"),
+    ("experiment-run-bad-runner", EXP_RUN("{d}/s.toml"), {"s.toml": SPEC_OK.replace(b'"generic"', b'"nope"')},
+     "runner"),
+    ("experiment-run-jobs-0", EXP_RUN("two-hidden-layers", "--jobs", "0"), {}, "--jobs"),
+    ("experiment-run-threads-0", EXP_RUN("two-hidden-layers", "--threads", "0"), {}, "--threads"),
+    ("experiment-run-seeds-0", EXP_RUN("two-hidden-layers", "--seeds", "0"), {}, "--seeds"),
+    ("experiment-run-bad-backend", EXP_RUN("two-hidden-layers", "--backend", "slurm"), {}, "--backend"),
+    ("experiment-run-bad-protocol", EXP_RUN("two-hidden-layers", "--protocol", "mine"), {}, "mine"),
+    ("experiment-run-checkpoint-0", EXP_RUN("two-hidden-layers", "--checkpoint-every", "0"), {}, "--checkpoint-every"),
+    ("experiment-run-out-is-file", EXP_RUN("two-hidden-layers", out="{d}/f"), {"f": b"x"}, "f"),
 ]
 
 

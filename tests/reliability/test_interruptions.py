@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mlplab.serialization import load_model
+from mlplab.training import History
 
 TRAIN = ["train", "--dataset", "digits", "--hidden", "256", "--hidden-activation", "relu", "--init", "he",
          "--optimizer", "adam", "--lr", "0.001", "--batch-size", "8", "--epochs", "120", "--seed", "5",
@@ -177,3 +178,86 @@ def test_experiment_run_interrupted_then_resumed(tmp_path, sweep_reference, how)
     for c, r in zip(summary["cells"], reference["cells"]):
         for a, b in zip(_params(out / c["folder"] / "model.npz"), _params(ref / r["folder"] / "model.npz")):
             assert np.array_equal(a, b)
+
+
+STACKED = """
+name = "stacked"
+runner = "generic"
+protocol = "corrected"
+[data]
+dataset = "digits"
+[split]
+kind = "canonical"
+[preprocessing]
+scaling = "unit"
+dtype = "float32"
+[model]
+hidden = [256]
+hidden_activation = "relu"
+[training]
+optimizer = "sgd"
+lr = 0.1
+batch_size = 0
+epochs = 2000
+record_epochs = [100, 1000, 2000]
+cost_every = 50
+seed = 7
+[sweep]
+"training.lr" = [0.05, 0.2]
+"""
+
+
+@pytest.fixture(scope="module")
+def stacked_reference(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stacked")
+    spec = root / "stacked.toml"
+    spec.write_text(STACKED)
+    ref = root / "ref"
+    subprocess.run(_cmd("experiment", "run", str(spec), "--out", str(ref), "--jobs", "2"), check=True, env=_env(),
+                   timeout=600, capture_output=True)
+    return spec, ref
+
+
+def test_interrupted_cell_continues_from_its_checkpoint(tmp_path, stacked_reference):
+    """A long stacked cell checkpoints while it trains; after SIGTERM the rerun continues both
+    models from the checkpoint (their first epochs' times are the first attempt's) and ends
+    with the weights and snapshots of an uninterrupted run, bit for bit."""
+    spec, ref = stacked_reference
+    out = tmp_path / "out"
+    env = dict(_env(), MLPLAB_CELL_CHECKPOINT_S="0.5")
+    proc = subprocess.Popen(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", "2"), env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 300
+    while len(list(out.glob("cells/*/checkpoint.npz"))) < 2:
+        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it checkpointed"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert _cells_done(out) == 0
+    saved = {}
+    for ck in out.glob("cells/*/checkpoint.npz"):
+        state = load_model(ck).trainer_state
+        assert 1 <= state["epochs_done"] < 2000
+        saved[ck.parent.name] = state
+    assert len(saved) == 2
+    epochs = {s["epochs_done"] for s in saved.values()}
+    assert len(epochs) == 1  # the stack checkpoints all its models at the same epoch
+    done = subprocess.run(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", "2"), env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    reference = json.loads((ref / "summary.json").read_text())
+    for c, r in zip(summary["cells"], reference["cells"]):
+        assert c["result"]["stacked_with"] == 2
+        assert c["result"]["snapshots"] == r["result"]["snapshots"]
+        for a, b in zip(_params(out / c["folder"] / "model.npz"), _params(ref / r["folder"] / "model.npz")):
+            assert np.array_equal(a, b)
+        folder = out / c["folder"]
+        assert not (folder / "checkpoint.npz").exists()
+        # the first epochs (their wall times included) are the first attempt's, from the checkpoint
+        before = History.from_dict(saved[folder.name]["history"]).to_csv().splitlines()
+        after = (folder / "history.csv").read_text().splitlines()
+        assert len(before) == saved[folder.name]["epochs_done"] + 1 and len(after) == 2001
+        assert after[: len(before)] == before

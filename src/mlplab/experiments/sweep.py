@@ -5,7 +5,9 @@ A *cell* is one unit of work: a function (``kind``, ``"module:function"`` under
 identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 
 * a finished cell (its folder holds ``cell.json`` with the same key) is never retrained;
-* an interrupted sweep resumes: unfinished cells are redone from scratch, finished ones load;
+* an interrupted sweep resumes: finished cells load, and an unfinished cell continues from the
+  checkpoint it writes every minute or so (:mod:`mlplab.experiments.checkpoint`; cells trained
+  by PyTorch or scikit-learn start again);
 * every cell runs with BLAS pinned to one thread (threadpoolctl, inside the worker), and
   PyTorch to one thread, whether serial or in a :class:`~concurrent.futures.ProcessPoolExecutor`,
   so serial and parallel runs give bit-identical results;
@@ -178,15 +180,14 @@ def resolve_kind(kind: str) -> Callable[[dict[str, Any], Path], dict[str, Any]]:
 def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threads: int = 1) -> dict[str, Any]:
     """Run one cell in this process with BLAS (and torch) pinned to ``threads`` threads.
 
-    The cell's folder is emptied first (a previous attempt may have been interrupted);
-    ``cell.json`` is written last, atomically, which is what marks the cell finished.
+    The cell's folder is emptied first (a previous attempt may have been interrupted), all but
+    the checkpoint that attempt left, from which the cell continues; ``cell.json`` is written
+    last, atomically, which is what marks the cell finished.
     """
     from threadpoolctl import threadpool_limits
 
     out = Path(folder)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    _fresh_folder(out)
     fn = resolve_kind(kind)
     t0 = time.perf_counter()
     with threadpool_limits(limits=int(threads)):
@@ -196,6 +197,24 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
     atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
                                         "wall_s": wall})
     return {"result": result, "wall_s": wall}
+
+
+def _fresh_folder(out: Path) -> None:
+    """Empty the cell's folder (an earlier attempt may have been interrupted) but keep its
+    checkpoint, from which the cell continues (:mod:`mlplab.experiments.checkpoint`)."""
+    from mlplab.experiments.checkpoint import CHECKPOINT
+
+    if out.is_dir():
+        for child in out.iterdir():
+            if child.name == CHECKPOINT:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    elif out.exists():
+        out.unlink()
+    out.mkdir(parents=True, exist_ok=True)
 
 
 #: BLAS / PyTorch threads of the cell running in this process (read by the PyTorch cells,
@@ -226,9 +245,7 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
     outs = []
     for _, _, folder, _ in items:
         out = Path(folder)
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
+        _fresh_folder(out)
         outs.append(out)
     fn = resolve_kind(stack_kind)
     t0 = time.perf_counter()

@@ -14,6 +14,7 @@ import numpy as np
 from mlplab.experiments.protocols.common import (
     ReportParts, build_net, build_trainer, estimated_cost, finish_run, metric_summary, prepare,
 )
+from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float
 from mlplab.experiments.sweep import Cell, grid, label, set_path
 from mlplab.training import Callback
 
@@ -81,6 +82,14 @@ class Snapshots(Callback):
                 snap.update(self.score(net, ptr, pte))
             self.snapshots[e] = snap
 
+    def cell_state(self):
+        return {"snapshots": {str(k): v for k, v in self.snapshots.items()},
+                "costs": [[e, json_float(c)] for e, c in self.costs]}
+
+    def load_cell_state(self, state):
+        self.snapshots = {int(k): v for k, v in state["snapshots"].items()}
+        self.costs = [(int(e), float_back(c)) for e, c in state["costs"]]
+
 
 def _setup(cfg: dict[str, Any], data):
     net = build_net(cfg, data.X_train.shape[1], len(data.class_names))
@@ -103,8 +112,11 @@ def _finish(cfg: dict[str, Any], data, trainer, snaps: Snapshots, out: Path, sta
 def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     data = prepare(cfg)
     trainer, snaps = _setup(cfg, data)
+    ck = attach(out, trainer, {"snapshots": snaps})
     trainer.fit(data.X_train, data.y_train, cfg["training"]["epochs"], data.X_val, data.y_val)
-    return _finish(cfg, data, trainer, snaps, out)
+    res = _finish(cfg, data, trainer, snaps, out)
+    ck.clear()
+    return res
 
 
 def run_stack(cfgs: list[dict[str, Any]], outs: list[Path]) -> list[Any]:
@@ -114,10 +126,15 @@ def run_stack(cfgs: list[dict[str, Any]], outs: list[Path]) -> list[Any]:
 
     data = prepare(cfgs[0])  # the stack key guarantees the same data for all
     pairs = [_setup(cfg, data) for cfg in cfgs]
+    clock = CheckpointClock()  # the whole stack checkpoints at the same epoch
+    cks = [attach(out, tr, {"snapshots": sn}, clock) for (tr, sn), out in zip(pairs, outs)]
     errors = train_stacked([tr for tr, _ in pairs], data.X_train, data.y_train, cfgs[0]["training"]["epochs"],
                            data.X_val, data.y_val)
-    return [err if err is not None else _finish(cfg, data, tr, sn, out, stacked=len(cfgs))
-            for cfg, (tr, sn), out, err in zip(cfgs, pairs, outs, errors)]
+    results = [err if err is not None else _finish(cfg, data, tr, sn, out, stacked=len(cfgs))
+               for cfg, (tr, sn), out, err in zip(cfgs, pairs, outs, errors)]
+    for ck in cks:
+        ck.clear()
+    return results
 
 
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplab.experiments.checkpoint import attach
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
 from mlplab.experiments.spec import choice, list_of, table
@@ -90,6 +91,13 @@ class TestCurve(Callback):
         logs["test_accuracy"] = acc
         self.points.append((self.elapsed, acc))
 
+    def cell_state(self):
+        return {"points": [list(p) for p in self.points], "elapsed": self.elapsed}
+
+    def load_cell_state(self, state):
+        self.points = [(float(s), float(a)) for s, a in state["points"]]
+        self.elapsed = float(state["elapsed"])
+
 
 def _sklearn(cfg, data):
     import warnings
@@ -138,6 +146,7 @@ def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     if fw == "mlplab":
         curve = TestCurve(data)
         trainer = common.build_trainer(cfg, net, [curve])
+        ck = attach(out, trainer, {"curve": curve})
         trainer.fit(data.X_train, data.y_train, t["epochs"], data.X_val, data.y_val)
         train_time, points, note = float(sum(trainer.history.time_s)), curve.points, "mlplab"
     elif fw == "torch":
@@ -168,6 +177,8 @@ def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     res = metric_summary(metrics)
     res["time_curve"] = points
     res["trained_with"] = note
+    if trainer is not None:
+        ck.clear()
     return res
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
 from mlplab.experiments.spec import list_of, pos_float
@@ -96,6 +97,14 @@ class Budgets(Callback):
                 "test_predicted_zero_fraction": float(np.mean(pte == 0)),
             }
 
+    def cell_state(self):
+        return {"snapshots": {str(k): v for k, v in self.snapshots.items()},
+                "costs": [[i, json_float(c), json_float(m)] for i, c, m in self.costs]}
+
+    def load_cell_state(self, state):
+        self.snapshots = {int(k): v for k, v in state["snapshots"].items()}
+        self.costs = [(int(i), float_back(c), float_back(m)) for i, c, m in state["costs"]]
+
 
 def _setup(cfg: dict[str, Any], data):
     net = common.build_net(cfg, data.X_train.shape[1], len(data.class_names))
@@ -124,8 +133,11 @@ def _finish(cfg: dict[str, Any], data, trainer, cb: Budgets, out: Path, stacked:
 def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     data = common.prepare(cfg)
     trainer, cb = _setup(cfg, data)
+    ck = attach(out, trainer, {"budgets": cb})
     trainer.fit(data.X_train, data.y_train, cfg["training"]["epochs"])
-    return _finish(cfg, data, trainer, cb, out)
+    res = _finish(cfg, data, trainer, cb, out)
+    ck.clear()
+    return res
 
 
 def run_stack(cfgs: list[dict[str, Any]], outs: list[Path]) -> list[Any]:
@@ -134,9 +146,14 @@ def run_stack(cfgs: list[dict[str, Any]], outs: list[Path]) -> list[Any]:
 
     data = common.prepare(cfgs[0])  # the stack key guarantees the same data for all
     pairs = [_setup(cfg, data) for cfg in cfgs]
+    clock = CheckpointClock()  # the whole stack checkpoints at the same epoch
+    cks = [attach(out, tr, {"budgets": cb}, clock) for (tr, cb), out in zip(pairs, outs)]
     errors = train_stacked([tr for tr, _ in pairs], data.X_train, data.y_train, cfgs[0]["training"]["epochs"])
-    return [err if err is not None else _finish(cfg, data, tr, cb, out, stacked=len(cfgs))
-            for cfg, (tr, cb), out, err in zip(cfgs, pairs, outs, errors)]
+    results = [err if err is not None else _finish(cfg, data, tr, cb, out, stacked=len(cfgs))
+               for cfg, (tr, cb), out, err in zip(cfgs, pairs, outs, errors)]
+    for ck in cks:
+        ck.clear()
+    return results
 
 
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:

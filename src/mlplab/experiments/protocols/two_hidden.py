@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from mlplab.experiments.checkpoint import attach
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num
 from mlplab.experiments.spec import boolean, choice, list_of, pos_int
@@ -166,6 +167,16 @@ class ShuffleStream:
     def batch_order(self, epoch: int, n: int) -> np.ndarray:
         return self.shuffled(n)
 
+    def cell_state(self):
+        name, keys, pos, has_gauss, cached = self.rs.get_state()
+        return {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached),
+                "draws": self.draws}
+
+    def load_cell_state(self, state):
+        self.rs.set_state(("MT19937", np.asarray(state["keys"], dtype=np.uint32), int(state["pos"]),
+                           int(state["has_gauss"]), float(state["cached_gaussian"])))
+        self.draws = int(state["draws"])
+
 
 def textbook_eval(net, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """``compute_mse_and_acc``: mean over minibatches of 100 of mean((a - onehot)^2), and accuracy,
@@ -212,6 +223,7 @@ def replay_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     trainer = common.build_trainer(cfg, net, [cb], batch_order=stream.batch_order, train_metrics="none",
                                    divergence_factor=None)
     trainer.drop_last = True
+    ck = attach(out, trainer, {"stream": stream})  # the per-epoch values are in the trainer's history
     trainer.fit(data.X_train, data.y_train, t["epochs"])
     train_time = float(sum(trainer.history.time_s))
     scores = net.predict_scores(data.X_test)  # raw sigmoid outputs, as the report's AUC used
@@ -226,6 +238,7 @@ def replay_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     res.update(chunked_auc=chunk["value"], initial_mse=init_mse, initial_accuracy=init_acc,
                curve=extra["curve"], classification_report=metrics["test"]["classification_report"],
                confusion_matrix=metrics["test"]["confusion_matrix"])
+    ck.clear()
     return res
 
 

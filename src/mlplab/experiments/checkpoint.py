@@ -1,0 +1,133 @@
+"""Checkpoints inside experiment cells, so an interrupted sweep resumes a long cell where it was.
+
+A cell that trains with a :class:`~mlplab.training.Trainer` attaches a :class:`CellCheckpoint`:
+at the end of an epoch, once ``every_s`` seconds have passed since the last one, it writes
+``checkpoint.npz`` in the cell's folder atomically (weights, optimizer state, shuffling RNG,
+history, and the state of the cell's own callbacks: snapshots, cost curves, replayed random
+streams). When the sweep runs again, :func:`mlplab.experiments.sweep.execute_cell` keeps that
+file (and nothing else) and the cell continues from it, finishing with the bits an
+uninterrupted run gives (same machine, same ``--threads``). An interrupted cell loses at most
+``every_s`` seconds plus one epoch. Cells trained by PyTorch or scikit-learn restart.
+
+The cells of a stacked job share one :class:`CheckpointClock`, so all of them checkpoint at the
+same epoch and resume together as one stack.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlplab.errors import MlplabError
+from mlplab.training import Callback
+
+CHECKPOINT = "checkpoint.npz"
+#: seconds between checkpoints of a running cell (``--checkpoint-every`` sets the variable)
+ENV_VAR = "MLPLAB_CELL_CHECKPOINT_S"
+DEFAULT_EVERY_S = 60.0
+
+
+def every_seconds() -> float:
+    raw = os.environ.get(ENV_VAR)
+    if raw is None:
+        return DEFAULT_EVERY_S
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return DEFAULT_EVERY_S
+
+
+class Stateful(Protocol):
+    def cell_state(self) -> Any: ...
+
+    def load_cell_state(self, state: Any) -> None: ...
+
+
+class CheckpointClock:
+    """Decides once per epoch number whether it is time to checkpoint; every trainer of a job
+    asking about the same epoch gets the same answer."""
+
+    def __init__(self, every_s: float | None = None):
+        self.every_s = every_seconds() if every_s is None else float(every_s)
+        self._last = time.monotonic()
+        self._epoch: int | None = None
+        self._due = False
+
+    def due(self, epoch: int) -> bool:
+        if epoch != self._epoch:
+            self._epoch = epoch
+            self._due = time.monotonic() - self._last >= self.every_s
+            if self._due:
+                self._last = time.monotonic()
+        return self._due
+
+
+class CellCheckpoint(Callback):
+    """Periodic checkpoint of one trainer (and the callbacks in ``states``) in ``folder``."""
+
+    def __init__(self, folder: Path, trainer, states: dict[str, Stateful] | None = None,
+                 clock: CheckpointClock | None = None):
+        self.path = Path(folder) / CHECKPOINT
+        self.trainer = trainer
+        self.states = dict(states or {})
+        self.clock = clock or CheckpointClock()
+        self.resumed_epoch: int | None = None
+        trainer.callbacks.append(self)
+
+    def restore(self) -> bool:
+        """Load the checkpoint if there is a usable one; ``False`` (and the file removed) if
+        there is none or it cannot be used (another mlplab version, another architecture)."""
+        from mlplab.serialization import load_model, restore_trainer
+
+        if not self.path.exists():
+            return False
+        try:
+            saved = load_model(self.path)
+            extra = saved.meta.get("extra") or {}
+            if saved.net.config() != self.trainer.net.config() or set(extra.get("states", {})) != set(self.states):
+                raise MlplabError("the checkpoint belongs to another configuration")
+            self.trainer.net.set_weights(saved.net.parameters())
+            restore_trainer(saved, self.trainer)
+            for name, obj in self.states.items():
+                obj.load_cell_state(extra["states"][name])
+        except (MlplabError, KeyError, TypeError, ValueError):
+            self.path.unlink(missing_ok=True)
+            return False
+        self.resumed_epoch = self.trainer.epochs_done
+        return True
+
+    def write(self) -> None:
+        from mlplab.serialization import save_model
+
+        save_model(self.path, self.trainer.net, trainer=self.trainer,
+                   extra_meta={"states": {name: obj.cell_state() for name, obj in self.states.items()}})
+
+    def on_epoch_recorded(self, trainer, logs):
+        if self.clock.due(int(logs["epoch"])):
+            self.write()
+
+    def clear(self) -> None:
+        """The cell finished: its checkpoint is no longer needed."""
+        self.path.unlink(missing_ok=True)
+
+
+def attach(folder: Path, trainer, states: dict[str, Stateful] | None = None,
+           clock: CheckpointClock | None = None) -> CellCheckpoint:
+    """A :class:`CellCheckpoint` on ``trainer``, restored from ``folder`` when a usable
+    checkpoint is there (call before training starts)."""
+    ck = CellCheckpoint(folder, trainer, states, clock)
+    ck.restore()
+    return ck
+
+
+def json_float(x: float) -> float | None:
+    """NaN and infinities as ``None`` (checkpoint metadata is strict JSON)."""
+    import math
+
+    return float(x) if math.isfinite(x) else None
+
+
+def float_back(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
