@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mlplab.errors import ConfigError, DivergenceError
+from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
 from mlplab.layers import ActivationLayer, Dense
 from mlplab.network import MLP
 from mlplab.optimizers import SGD
@@ -136,6 +136,8 @@ class StackedTrainer:
             while self.epochs_done < int(epochs) and not all(self.frozen):
                 self._epoch(X, y, bs, X_val, y_val)
                 self.epochs_done += 1
+                if any(tr.interrupt_requested for tr in self.trainers) and self.epochs_done < int(epochs):
+                    raise TrainingInterrupted(f"stacked training interrupted after epoch {self.epochs_done}")
         finally:
             self._unstack()
         for k, tr in enumerate(self.trainers):

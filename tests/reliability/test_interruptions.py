@@ -218,19 +218,29 @@ def stacked_reference(tmp_path_factory):
     return spec, ref
 
 
-def test_interrupted_cell_continues_from_its_checkpoint(tmp_path, stacked_reference):
-    """A long stacked cell checkpoints while it trains; after SIGTERM the rerun continues both
-    models from the checkpoint (their first epochs' times are the first attempt's) and ends
-    with the weights and snapshots of an uninterrupted run, bit for bit."""
+@pytest.mark.parametrize("periodic,jobs", [(False, "2"), (True, "2"), (False, "1")],
+                         ids=["checkpoint-on-signal", "periodic-checkpoints", "serial-checkpoint-on-signal"])
+def test_interrupted_cell_continues_from_its_checkpoint(tmp_path, stacked_reference, periodic, jobs):
+    """SIGTERM while a long stacked cell trains: it stops after the current epoch and
+    checkpoints there (or, with frequent periodic checkpoints, they are there already); the
+    rerun continues both models from the checkpoint (their first epochs' times are the first
+    attempt's) and ends with the weights and snapshots of an uninterrupted run, bit for bit."""
     spec, ref = stacked_reference
     out = tmp_path / "out"
-    env = dict(_env(), MLPLAB_CELL_CHECKPOINT_S="0.5")
-    proc = subprocess.Popen(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", "2"), env=env,
+    env = dict(_env(), MLPLAB_CELL_CHECKPOINT_S="0.5" if periodic else "3600")
+    proc = subprocess.Popen(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", jobs), env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 300
-    while len(list(out.glob("cells/*/checkpoint.npz"))) < 2:
-        assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it checkpointed"
-        time.sleep(0.05)
+    if periodic:
+        while len(list(out.glob("cells/*/checkpoint.npz"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it checkpointed"
+            time.sleep(0.05)
+    else:
+        while len(list(out.glob("cells/*/"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it started"
+            time.sleep(0.05)
+        time.sleep(4.0)  # data loaded, training under way
+        assert not list(out.glob("cells/*/checkpoint.npz"))
     time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

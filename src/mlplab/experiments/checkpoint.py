@@ -11,6 +11,13 @@ uninterrupted run gives (same machine, same ``--threads``). An interrupted cell 
 
 The cells of a stacked job share one :class:`CheckpointClock`, so all of them checkpoint at the
 same epoch and resume together as one stack.
+
+Ctrl-C or SIGTERM does better than the last periodic checkpoint: :func:`request_stop` (called
+from the signal handler of the process running the cell) asks every trainer that is training
+to stop at the end of its current minibatch (a stack: at the end of its epoch); the cell then
+writes its checkpoint at exactly that point (:func:`write_active`) and the process leaves. A
+cell that is not training at that moment (loading data, writing its run folder, or trained by
+PyTorch or scikit-learn) stops at once and continues from its last checkpoint, if any.
 """
 
 from __future__ import annotations
@@ -64,6 +71,25 @@ class CheckpointClock:
         return self._due
 
 
+#: the checkpoints whose trainers are inside ``fit`` in this process
+_ACTIVE: list[CellCheckpoint] = []
+
+
+def request_stop() -> bool:
+    """Ask every training trainer of this process to stop after its current minibatch;
+    ``False`` if none is training (the caller then stops the process at once)."""
+    for ck in _ACTIVE:
+        ck.trainer.interrupt_requested = True
+    return bool(_ACTIVE)
+
+
+def write_active() -> None:
+    """After the interrupted trainers stopped: write their checkpoints (exact position)."""
+    for ck in list(_ACTIVE):
+        ck.write()
+        _ACTIVE.remove(ck)
+
+
 class CellCheckpoint(Callback):
     """Periodic checkpoint of one trainer (and the callbacks in ``states``) in ``folder``."""
 
@@ -104,12 +130,22 @@ class CellCheckpoint(Callback):
         save_model(self.path, self.trainer.net, trainer=self.trainer,
                    extra_meta={"states": {name: obj.cell_state() for name, obj in self.states.items()}})
 
+    def on_train_begin(self, trainer):
+        if self not in _ACTIVE:
+            _ACTIVE.append(self)
+
+    def on_train_end(self, trainer):
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
     def on_epoch_recorded(self, trainer, logs):
         if self.clock.due(int(logs["epoch"])):
             self.write()
 
     def clear(self) -> None:
         """The cell finished: its checkpoint is no longer needed."""
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
         self.path.unlink(missing_ok=True)
 
 

@@ -20,12 +20,14 @@ identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import importlib
 import itertools
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mlplab.errors import ConfigError, MlplabError, SweepInterrupted
+from mlplab.errors import ConfigError, MlplabError, SweepInterrupted, TrainingInterrupted
 from mlplab.io import atomic_write_json
 
 CELL_FILE = "cell.json"
@@ -190,7 +192,7 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
     _fresh_folder(out)
     fn = resolve_kind(kind)
     t0 = time.perf_counter()
-    with threadpool_limits(limits=int(threads)):
+    with threadpool_limits(limits=int(threads)), _stopping_cleanly():
         _pin_torch(threads)
         result = fn(copy.deepcopy(config), out)
     wall = time.perf_counter() - t0
@@ -215,6 +217,37 @@ def _fresh_folder(out: Path) -> None:
     elif out.exists():
         out.unlink()
     out.mkdir(parents=True, exist_ok=True)
+
+
+#: set in pool worker processes: an interrupted cell ends the process once it has checkpointed
+IN_POOL_WORKER = False
+
+
+@contextlib.contextmanager
+def _stopping_cleanly():
+    """A cell whose trainers were asked to stop (Ctrl-C / SIGTERM) writes their checkpoints
+    where they stopped, then the worker process ends (in the main process: KeyboardInterrupt)."""
+    from mlplab.experiments import checkpoint
+
+    try:
+        yield
+    except TrainingInterrupted:
+        checkpoint.write_active()
+        if IN_POOL_WORKER:
+            os._exit(130)
+        raise KeyboardInterrupt from None
+
+
+def _stop_signal(signum, frame) -> None:
+    """Ctrl-C / SIGTERM while a cell runs: training cells stop after the current minibatch and
+    checkpoint; anything else stops at once."""
+    from mlplab.experiments import checkpoint
+
+    if checkpoint.request_stop():
+        return
+    if IN_POOL_WORKER:
+        os._exit(130)
+    raise KeyboardInterrupt
 
 
 #: BLAS / PyTorch threads of the cell running in this process (read by the PyTorch cells,
@@ -249,7 +282,7 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
         outs.append(out)
     fn = resolve_kind(stack_kind)
     t0 = time.perf_counter()
-    with threadpool_limits(limits=int(threads)):
+    with threadpool_limits(limits=int(threads)), _stopping_cleanly():
         _pin_torch(threads)
         results = fn([copy.deepcopy(cfg) for _, cfg, _, _ in items], outs)
     wall = time.perf_counter() - t0
@@ -353,15 +386,20 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
     except KeyboardInterrupt:
         raise SweepInterrupted(
             f"interrupted: {len(results)} of {len(cells)} cells are finished and cached in {cells_dir}; run the "
-            "same command again to resume (unfinished cells start again from scratch)") from None
+            "same command again to resume (unfinished cells continue from their last checkpoint)") from None
     return [results[i] for i in range(len(cells))]
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the parent, which stops them (no half-finished cell is cached)."""
+def _pool_worker_init() -> None:
+    """Pool workers leave Ctrl-C to the parent, which stops them with SIGTERM: a training cell
+    then checkpoints after its current minibatch, anything else stops at once (no
+    half-finished cell is ever cached)."""
     import signal
 
+    global IN_POOL_WORKER
+    IN_POOL_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_signal)
 
 
 def _execute(cells, jobs_list, args, jobs, threads, backend, emit, finish) -> None:
@@ -375,17 +413,24 @@ def _execute(cells, jobs_list, args, jobs, threads, backend, emit, finish) -> No
             for i, payload in zip(jobs_list[j], payloads):
                 finish(i, payload)
     elif jobs <= 1 or len(jobs_list) <= 1:
-        for idx in jobs_list:
-            for i in idx:
-                emit({"event": "cell_start", "name": cells[i].name, "index": i})
-            for i, payload in zip(idx, _run_job(_job(cells, idx, args, threads))):
-                finish(i, payload)
+        import signal
+
+        previous = {sig: signal.signal(sig, _stop_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for idx in jobs_list:
+                for i in idx:
+                    emit({"event": "cell_start", "name": cells[i].name, "index": i})
+                for i, payload in zip(idx, _run_job(_job(cells, idx, args, threads))):
+                    finish(i, payload)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     else:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)), mp_context=ctx,
-                                 initializer=_ignore_sigint) as pool:
+                                 initializer=_pool_worker_init) as pool:
             pending = {}
             for idx in jobs_list:
                 pending[pool.submit(_run_job, _job(cells, idx, args, threads))] = idx
