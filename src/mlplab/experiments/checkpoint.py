@@ -83,6 +83,10 @@ def request_stop() -> bool:
     return bool(_ACTIVE)
 
 
+def forget_active() -> None:
+    _ACTIVE.clear()
+
+
 def write_active() -> None:
     """After the interrupted trainers stopped: write their checkpoints (exact position)."""
     for ck in list(_ACTIVE):

@@ -229,6 +229,7 @@ def _stopping_cleanly():
     where they stopped, then the worker process ends (in the main process: KeyboardInterrupt)."""
     from mlplab.experiments import checkpoint
 
+    checkpoint.forget_active()
     try:
         yield
     except TrainingInterrupted:
@@ -236,6 +237,8 @@ def _stopping_cleanly():
         if IN_POOL_WORKER:
             os._exit(130)
         raise KeyboardInterrupt from None
+    finally:
+        checkpoint.forget_active()  # a cell that failed inside fit must not look like it is training
 
 
 def _stop_signal(signum, frame) -> None:
