@@ -91,8 +91,44 @@ def _check_image_shape(image_shape: Sequence[int], d: int, what: str) -> tuple[i
 
 
 def _image_grid(fig: Figure, images: np.ndarray, titles: Sequence[str], cmap: str, symmetric: bool) -> None:
+    """The images in a near-square grid, each scaled on its own (``symmetric``: around 0), with an
+    optional title above each. Grayscale images are tiled into one mosaic drawn by one
+    ``imshow`` (dozens of axes are what made these figures slow); colour images get one axes each."""
     n = images.shape[0]
     rows, cols = _grid(n)
+    if images.ndim != 3:
+        _image_axes(fig, images, titles, cmap, symmetric, rows, cols)
+        return
+    h, w = images.shape[1:]
+    gap = max(1, round(0.12 * min(h, w)))
+    top = round(0.45 * h) if titles else 0  # room for a title above each tile
+    cell_h, cell_w = top + h + gap, w + gap
+    mosaic = np.full((rows * cell_h + gap, cols * cell_w + gap), np.nan)
+    for i in range(n):
+        img = images[i].astype(np.float64)
+        if symmetric:
+            lim = float(np.max(np.abs(img))) or 1.0
+            img = img / lim  # in [-1, 1]
+        else:
+            lo, hi = float(np.min(img)), float(np.max(img))
+            img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+        r, c = divmod(i, cols)
+        y0, x0 = gap + r * cell_h + top, gap + c * cell_w
+        mosaic[y0:y0 + h, x0:x0 + w] = img
+    ax = fig.subplots()
+    ax.set_axis_off()
+    cm = matplotlib.colormaps[cmap].copy()
+    cm.set_bad("white")
+    ax.imshow(np.ma.masked_invalid(mosaic), cmap=cm, vmin=-1.0 if symmetric else 0.0, vmax=1.0,
+              interpolation="nearest")
+    for i, title in enumerate(titles[:n] if titles else []):
+        r, c = divmod(i, cols)
+        ax.text(gap + c * cell_w + w / 2, gap + r * cell_h + top - 1, title, ha="center", va="bottom", fontsize=7)
+
+
+def _image_axes(fig: Figure, images: np.ndarray, titles: Sequence[str], cmap: str, symmetric: bool,
+                rows: int, cols: int) -> None:
+    n = images.shape[0]
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for i, ax in enumerate(axes):
         ax.set_xticks([])
