@@ -117,8 +117,7 @@ def _image_grid(fig: Figure, images: np.ndarray, titles: Sequence[str], cmap: st
         mosaic[y0:y0 + h, x0:x0 + w] = img
     ax = fig.subplots()
     ax.set_axis_off()
-    cm = matplotlib.colormaps[cmap].copy()
-    cm.set_bad("white")
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="white")
     ax.imshow(np.ma.masked_invalid(mosaic), cmap=cm, vmin=-1.0 if symmetric else 0.0, vmax=1.0,
               interpolation="nearest")
     for i, title in enumerate(titles[:n] if titles else []):
