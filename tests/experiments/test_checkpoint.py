@@ -140,3 +140,30 @@ def test_nan_costs_survive_the_json_checkpoint():
     back.load_cell_state(json.loads(json.dumps(cb.cell_state(), allow_nan=False)))
     assert back.snapshots == cb.snapshots
     assert back.costs[1] == (1, 2.0, 1.9) and np.isnan(back.costs[0][2])
+
+
+def test_half_usable_checkpoint_leaves_nothing_half_restored(tmp_path):
+    # weights and trainer state load, the callback state does not: everything goes back
+    class Broken:
+        def __init__(self, n):
+            self.n = n
+
+        def cell_state(self):
+            return {"n": self.n}
+
+        def load_cell_state(self, state):
+            if state["n"] == 1:  # the checkpoint's
+                raise KeyError("n")
+            self.n = state["n"]
+
+    other = MLP([4, 3, 2], "relu", "softmax", "cross_entropy", seed=0)
+    tr_other = Trainer(other, {"name": "sgd"}, lr=0.1, batch_size=2, seed=0)
+    tr_other.fit(np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1]), 3)
+    CellCheckpoint(tmp_path, tr_other, {"b": Broken(1)}).write()
+    net = MLP([4, 3, 2], "relu", "softmax", "cross_entropy", seed=0)
+    tr = Trainer(net, {"name": "sgd"}, lr=0.1, batch_size=2, seed=0)
+    w0 = [w.copy() for w in net.get_weights()]
+    assert CellCheckpoint(tmp_path, tr, {"b": Broken(0)}).restore() is False
+    assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), w0))
+    assert tr.epochs_done == 0 and len(tr.history.epoch) == 0
+    assert not (tmp_path / CHECKPOINT).exists()

@@ -113,16 +113,23 @@ class CellCheckpoint(Callback):
 
         if not self.path.exists():
             return False
+        net, trainer = self.trainer.net, self.trainer
+        before = (net.get_weights(), trainer.state_dict(), {k: o.cell_state() for k, o in self.states.items()})
         try:
             saved = load_model(self.path)
             extra = saved.meta.get("extra") or {}
-            if saved.net.config() != self.trainer.net.config() or set(extra.get("states", {})) != set(self.states):
+            if saved.net.config() != net.config() or set(extra.get("states", {})) != set(self.states):
                 raise MlplabError("the checkpoint belongs to another configuration")
-            self.trainer.net.set_weights(saved.net.parameters())
-            restore_trainer(saved, self.trainer)
+            net.set_weights(saved.net.parameters())
+            restore_trainer(saved, trainer)
             for name, obj in self.states.items():
                 obj.load_cell_state(extra["states"][name])
-        except (MlplabError, KeyError, TypeError, ValueError):
+        except (MlplabError, KeyError, TypeError, ValueError, IndexError):
+            # unusable: start from the beginning, exactly as if there had been no checkpoint
+            net.set_weights(before[0])
+            trainer.load_state_dict(*before[1])
+            for name, obj in self.states.items():
+                obj.load_cell_state(before[2][name])
             self.path.unlink(missing_ok=True)
             return False
         self.resumed_epoch = self.trainer.epochs_done
