@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Annotated, Optional
@@ -41,8 +42,11 @@ def show(name: Annotated[str, typer.Argument(help="A built-in experiment name or
 
 @experiment_app.command("run")
 def run(
-    name: Annotated[str, typer.Argument(help="A built-in experiment name or a spec .toml file.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder (re-running resumes: finished cells are cached).")],
+    name: Annotated[Optional[str], typer.Argument(help="A built-in experiment name or a spec .toml file.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (re-running resumes: finished cells are cached).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted experiment folder DIR "
+                                                   "with its own spec and --seeds (the same as re-running the "
+                                                   "command that started it).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Reduced version (fewer epochs, subsets): minutes, not hours.")] = False,
     seeds: Annotated[int, typer.Option("--seeds", help="Repeat every cell with K seeds; report mean ± sd.")] = 1,
     jobs: Annotated[int, typer.Option("--jobs", help="Worker processes (BLAS pinned to --threads threads each).")] = 1,
@@ -65,6 +69,20 @@ def run(
     from mlplab.experiments.runner import plan, run_experiment
     from mlplab.experiments.spec import load_spec
 
+    from mlplab.experiments.runner import RUN_FILE
+
+    if resume is not None:
+        if name is not None or out is not None:
+            raise ConfigError("--resume DIR continues DIR with its own spec: give neither NAME nor --out with it")
+        if not (resume / "spec.toml").is_file():
+            raise ConfigError(f"--resume {resume}: no spec.toml there (not an experiment folder)")
+        name, out, quick = str(resume / "spec.toml"), resume, False  # the saved spec is already resolved
+        try:
+            seeds = int(json.loads((resume / RUN_FILE).read_text(encoding="utf-8"))["seeds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            seeds = 1  # folders written before run.json existed
+    elif name is None or out is None:
+        raise ConfigError("experiment run needs NAME and --out DIR (or --resume DIR)")
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if jobs < 1:

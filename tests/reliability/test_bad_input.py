@@ -151,6 +151,11 @@ CASES = [
     ("experiment-run-bad-protocol", EXP_RUN("two-hidden-layers", "--protocol", "mine"), {}, "mine"),
     ("experiment-run-checkpoint-0", EXP_RUN("two-hidden-layers", "--checkpoint-every", "0"), {}, "--checkpoint-every"),
     ("experiment-run-out-is-file", EXP_RUN("two-hidden-layers", out="{d}/f"), {"f": b"x"}, "f"),
+    ("experiment-resume-not-experiment", ["experiment", "run", "--resume", "{d}/empty"], {"empty": _directory},
+     "spec.toml"),
+    ("experiment-resume-and-name", ["experiment", "run", "two-hidden-layers", "--resume", "{d}/empty"],
+     {"empty": _directory}, "--resume"),
+    ("experiment-run-no-out", ["experiment", "run", "two-hidden-layers"], {}, "--out"),
 ]
 
 

@@ -167,8 +167,10 @@ def test_experiment_run_interrupted_then_resumed(tmp_path, sweep_reference, how)
     assert "interrupted" in err and "run the same command again" in err and "Traceback" not in err
     finished = _cells_done(out)
     assert 1 <= finished < 4
-    done = subprocess.run(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", "2"), env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    # the same command again, or --resume with the folder alone
+    again = ["experiment", "run", str(spec), "--out", str(out)] if how.startswith("ctrl-c") else \
+        ["experiment", "run", "--resume", str(out)]
+    done = subprocess.run(_cmd(*again, "--jobs", "2"), env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert sum(c["cached"] for c in summary["cells"]) == finished

@@ -3,6 +3,7 @@
 Output folder::
 
     spec.toml          the resolved spec (after --quick and command-line overrides)
+    run.json           the other settings that decide the cells (--seeds), for --resume
     cells/<name>-<hash>/   one folder per cell: a run folder (config.toml, history.csv,
                        metrics.json, model.npz, environment.json, predictions.npz, figures,
                        report.md/html) plus cell.json (the cache entry, written last)
@@ -14,6 +15,7 @@ Output folder::
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +26,8 @@ from mlplab.errors import ConfigError
 from mlplab.experiments.protocols import get_protocol
 from mlplab.experiments.protocols.common import ReportParts, _tomlable
 from mlplab.experiments.spec import Spec
+
+RUN_FILE = "run.json"
 from mlplab.experiments.sweep import aggregate, run_cells, with_seeds
 from mlplab.io import atomic_write_json, atomic_write_text
 
@@ -51,6 +55,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     cells = plan(spec, seeds)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "spec.toml", to_toml(_tomlable(spec.to_dict())))
+    atomic_write_text(out / RUN_FILE, json.dumps({"seeds": int(seeds)}) + "\n")  # what --resume needs besides the spec
     t0 = time.perf_counter()
     results = run_cells(cells, out / "cells", jobs=jobs, threads=threads, progress=progress, backend=backend)
     wall = time.perf_counter() - t0
