@@ -66,7 +66,7 @@ def run(
     from rich.table import Table
 
     from mlplab.errors import ConfigError
-    from mlplab.experiments.runner import plan, run_experiment
+    from mlplab.experiments.runner import check_batch_sizes, plan, run_experiment
     from mlplab.experiments.spec import load_spec
 
     from mlplab.experiments.runner import RUN_FILE
@@ -114,7 +114,9 @@ def run(
     if ENV_VAR not in os.environ or checkpoint_every != 60.0:  # the workers inherit it
         os.environ[ENV_VAR] = repr(float(checkpoint_every))
     console = Console(highlight=False, stderr=True)
-    total = len(plan(spec, seeds))
+    planned = plan(spec, seeds)
+    check_batch_sizes(spec, planned)  # before the progress display starts: one clean line
+    total = len(planned)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[current]}"), console=console, transient=False) as bar:
         task = bar.add_task(f"{spec.name}{' (quick)' if quick else ''}", total=total, current="")

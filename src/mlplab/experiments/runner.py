@@ -26,10 +26,36 @@ from mlplab.errors import ConfigError
 from mlplab.experiments.protocols import get_protocol
 from mlplab.experiments.protocols.common import ReportParts, _tomlable
 from mlplab.experiments.spec import Spec
-
-RUN_FILE = "run.json"
 from mlplab.experiments.sweep import aggregate, run_cells, with_seeds
 from mlplab.io import atomic_write_json, atomic_write_text
+
+RUN_FILE = "run.json"
+#: batch sizes up to this need no look at the data (every MNIST-family training set is larger)
+_SAFE_BATCH = 1000
+
+
+def check_batch_sizes(spec: Spec, cells) -> None:
+    """A batch larger than the training set is refused before any cell starts. Large batch sizes
+    (rare) are checked against the prepared data, once per distinct data configuration."""
+    from mlplab.experiments.protocols import common
+
+    sizes: dict[str, int] = {}
+    for c in cells:
+        cfg = c.config
+        t = cfg.get("training") or {}
+        bs = t.get("batch_size")
+        if not isinstance(bs, int) or isinstance(bs, bool) or bs <= _SAFE_BATCH or "data" not in cfg:
+            continue
+        limit = (cfg.get("data") or {}).get("max_train_samples")
+        if not (isinstance(limit, int) and bs > limit):
+            key = json.dumps([cfg.get("data"), cfg.get("split")], sort_keys=True, default=str)
+            if key not in sizes:
+                sizes[key] = int(common.prepare(cfg).X_train.shape[0])
+            limit = sizes[key]
+            if bs <= limit:
+                continue
+        raise ConfigError(f"{spec.origin}: training.batch_size {bs} is larger than the training set "
+                          f"({limit} samples) of cell {c.name!r}")
 
 
 def plan(spec: Spec, seeds: int = 1):
@@ -53,6 +79,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
         raise ConfigError(f"--out {out}: exists and is not a directory")
     module = get_protocol(spec.runner)
     cells = plan(spec, seeds)
+    check_batch_sizes(spec, cells)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "spec.toml", to_toml(_tomlable(spec.to_dict())))
     atomic_write_text(out / RUN_FILE, json.dumps({"seeds": int(seeds)}) + "\n")  # what --resume needs besides the spec
