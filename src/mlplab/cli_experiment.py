@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 from typing import Annotated, Optional
@@ -66,10 +67,9 @@ def run(
     from rich.table import Table
 
     from mlplab.errors import ConfigError
-    from mlplab.experiments.runner import check_batch_sizes, plan, run_experiment
+    from mlplab.experiments.checkpoint import ENV_VAR
+    from mlplab.experiments.runner import RUN_FILE, check_batch_sizes, plan, run_experiment
     from mlplab.experiments.spec import load_spec
-
-    from mlplab.experiments.runner import RUN_FILE
 
     if resume is not None:
         if name is not None or out is not None:
@@ -107,11 +107,8 @@ def run(
         if protocol not in PROTOCOLS:
             raise ConfigError(f"--protocol {protocol!r}: must be one of {', '.join(PROTOCOLS)}")
         spec.protocol = protocol
-    import os
-
-    from mlplab.experiments.checkpoint import ENV_VAR
-
-    if ENV_VAR not in os.environ or checkpoint_every != 60.0:  # the workers inherit it
+    # the workers inherit the setting; an explicit MLPLAB_CELL_CHECKPOINT_S wins over the default
+    if ENV_VAR not in os.environ or checkpoint_every != 60.0:
         os.environ[ENV_VAR] = repr(float(checkpoint_every))
     console = Console(highlight=False, stderr=True)
     planned = plan(spec, seeds)

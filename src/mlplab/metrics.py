@@ -290,8 +290,9 @@ def chunked_ovr_auc(y_true: Any, proba: Any, chunk: int = 100) -> dict[str, Any]
     (multilabel-indicator) scikit-learn returns the mean of the per-class one-vs-rest AUCs,
     whatever ``multi_class`` says. Those per-class AUCs are computed here for all chunks at once
     by the rank-sum formula (the same areas; the tests compare with the scikit-learn loop), which
-    takes milliseconds where 2,100 ``roc_auc_score`` calls took seconds. The report's loop only worked when every chunk held every
-    class; chunks lacking one (or made of a single class) are skipped here and counted.
+    takes milliseconds where 2,100 ``roc_auc_score`` calls took seconds. The report's loop only
+    worked when every chunk held every class; chunks lacking one (or made of a single class) are
+    skipped here and counted.
 
     Returns
     -------

@@ -32,6 +32,9 @@ from mlplab.io import atomic_write_json, atomic_write_text
 RUN_FILE = "run.json"
 #: batch sizes up to this need no look at the data (every MNIST-family training set is larger)
 _SAFE_BATCH = 1000
+#: training-set sizes already looked up, per data configuration (the CLI checks before its
+#: progress display, then run_experiment checks again: the data is prepared once)
+_TRAIN_SIZES: dict[str, int] = {}
 
 
 def check_batch_sizes(spec: Spec, cells) -> None:
@@ -39,7 +42,7 @@ def check_batch_sizes(spec: Spec, cells) -> None:
     (rare) are checked against the prepared data, once per distinct data configuration."""
     from mlplab.experiments.protocols import common
 
-    sizes: dict[str, int] = {}
+    sizes = _TRAIN_SIZES
     for c in cells:
         cfg = c.config
         t = cfg.get("training") or {}
