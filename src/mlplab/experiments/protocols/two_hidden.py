@@ -252,9 +252,10 @@ def torch_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     data = common.prepare(cfg)
     t = cfg["training"]
     sizes = [data.X_train.shape[1], *cfg["model"]["hidden"], len(data.class_names)]
+    # no per-epoch test pass: the report printed only the epoch losses, and the mlplab model has none
     res = train_torch(sizes, cfg["model"]["hidden_activation"], {"name": t["optimizer"], "lr": t["lr"],
                       **t["optimizer_params"]}, t["batch_size"], t["epochs"], t["seed"],
-                      data.X_train, data.y_train, data.X_test, data.y_test)
+                      data.X_train, data.y_train, None, None)
     net = common.build_net(cfg, sizes[0], sizes[-1])
     net.set_weights(res["weights"])
     torch_inference = measure_inference(res["predict"], data.X_test, batch_sizes=(None,), repeats=5)
