@@ -453,7 +453,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.net_.dtype != dt:
             raise ValueError(f"dtype changed from {self.net_.dtype.name} to {dt.name} between fits; "
                              "refit without warm_start")
-        X = _as_dense(X, dt)
+        # Minibatches are gathered (and cast) from the caller's float64 array itself: no
+        # float32 copy of the whole training set. Full batch needs the set in the network dtype.
+        minibatch = self._batch(X.shape[0]) < X.shape[0]
+        X = _as_dense(X, X.dtype if minibatch and X.dtype in (np.float32, np.float64) else dt)
 
         early = self.early_stopping and not incremental
         X_val = y_val = w_val = None
@@ -517,6 +520,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         early = X_val is not None
         base_lr = float(self.learning_rate_init)
         full = bs == n
+        if full and X.dtype != net.dtype:  # (the early-stopping split can leave one batch)
+            X = np.ascontiguousarray(X, dtype=net.dtype)
+        if X_val is not None:
+            X_val = np.ascontiguousarray(X_val, dtype=net.dtype)
         converged = False
         for _ in range(epochs):
             opt.lr = self._schedule(self.n_iter_, base_lr)
@@ -532,8 +539,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     k = len(idx)
                     Xb = net.layers[0]._buffer("est_xb", (k, d), net.dtype)
                     yb = net.layers[0]._buffer("est_yb", (k,), np.int64)
-                    np.take(X, idx, axis=0, out=Xb)
-                    np.take(y, idx, out=yb)
+                    if X.dtype == net.dtype:
+                        np.take(X, idx, axis=0, out=Xb, mode="clip")  # "raise" would buffer the copy
+                    else:  # gather in the input's dtype, then cast (faster than a casting take)
+                        raw = net.layers[0]._buffer("est_xraw", (k, d), X.dtype)
+                        np.take(X, idx, axis=0, out=raw, mode="clip")
+                        np.copyto(Xb, raw, casting="same_kind")
+                    np.take(y, idx, out=yb, mode="clip")
                     wb = None if wd is None else wd[idx]
                 loss_sum += self._step(Xb, yb, wb, alpha)
             self.n_iter_ += 1

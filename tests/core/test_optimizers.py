@@ -114,3 +114,34 @@ def test_schedules():
     with pytest.raises(ConfigError, match="valid"):
         get_schedule("warp")
     assert math.isfinite(cos(20, 1.0))
+
+
+@pytest.mark.parametrize("name,legacy", [("adam", {"m_sum": ("m", 1 - 0.9), "v_sum": ("v", 1 - 0.999)}),
+                                         ("rmsprop", {"square_sum": ("square_avg", 1 - 0.99)})])
+def test_state_written_under_the_old_slot_names_still_loads(name, legacy):
+    """Files written before the moments were kept as plain decayed sums store the averages
+    (``m``, ``v``, ``square_avg``); loading converts them and training continues the same."""
+    p, gs = _setup()
+    a = p.copy()
+    opt = get_optimizer(name, [a], lr=0.01)
+    opt.step([gs[0].copy()])
+    meta, arrays = opt.state_dict()
+    old = {}
+    for key, value in arrays.items():
+        slot, i = key.split("/")
+        new_name, factor = legacy[slot]
+        old[f"{new_name}/{i}"] = value * factor  # what the old code saved: the true averages
+    b = a.copy()
+    opt2 = get_optimizer(name, [b], lr=0.01)
+    opt2.load_state_dict(meta, old)
+    for g in gs[1:]:
+        opt.step([g.copy()])
+        opt2.step([g.copy()])
+    np.testing.assert_allclose(b, a, rtol=1e-12)
+
+
+def test_missing_optimizer_state_is_a_config_error():
+    opt = get_optimizer("adam", [np.zeros(3)], lr=0.01)
+    meta, arrays = opt.state_dict()
+    with pytest.raises(ConfigError, match="m_sum/0 is missing"):
+        get_optimizer("adam", [np.zeros(3)], lr=0.01).load_state_dict(meta, {})
