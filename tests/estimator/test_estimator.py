@@ -272,3 +272,18 @@ def test_one_vs_rest_balanced_subsets(digits_small):
     assert o.score(X, y) > 0.6
     again = OneVsRestLogisticRegression(**o.get_params()).fit(X, y)
     np.testing.assert_array_equal(again.coef_, o.coef_)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_float64_input_trains_exactly_as_its_float32_cast(digits_small, early_stopping):
+    """Minibatches are gathered from a float64 input and cast one by one (no float32 copy of
+    the whole set): the fit is bit-identical to fitting the float32 cast of the same data."""
+    X, y = digits_small
+    X64 = np.asarray(X, dtype=np.float64)
+    kw = dict(hidden_layer_sizes=(16,), max_iter=5, batch_size=32, random_state=3, early_stopping=early_stopping)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(**kw).fit(X64, y)
+        b = MLPClassifier(**kw).fit(X64.astype(np.float32), y)
+    _assert_same_weights(a, b)
+    assert a.loss_curve_ == b.loss_curve_
