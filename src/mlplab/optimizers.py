@@ -72,12 +72,13 @@ class Optimizer:
                   for i, a in enumerate(lst)}
         return {"config": self.config(), "t": self.t}, arrays
 
-    #: older slot names readable on load: ``{old: (new, factor)}`` with ``new = old * factor``
+    #: older slot names readable on load: ``{old: (new, beta)}``, the old slot held the average
+    #: ``(1 - beta) * new`` of the new plain decayed sum (``beta`` names the decay hyperparameter)
     legacy_slots: dict[str, tuple[str, str]] = {}
 
     def load_state_dict(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.t = int(meta["t"])
-        legacy = {new: (old, getattr(self, factor)) for old, (new, factor) in self.legacy_slots.items()}
+        legacy = {new: (old, 1.0 / (1.0 - getattr(self, beta))) for old, (new, beta) in self.legacy_slots.items()}
         for slot, lst in self.state.items():
             if slot in self.scratch_slots:
                 continue
@@ -165,14 +166,13 @@ class RMSprop(Optimizer):
     name = "rmsprop"
     slots = ("square_sum", "denom")
     scratch_slots = ("denom",)
-    legacy_slots = {"square_avg": ("square_sum", "_inv_one_minus_alpha")}
+    legacy_slots = {"square_avg": ("square_sum", "alpha")}
 
     def __init__(self, params, lr=0.001, alpha=0.99, eps=1e-8):
         self.alpha = float(alpha)
         if not 0 <= self.alpha < 1:
             raise ConfigError(f"rmsprop alpha must be in [0, 1), got {alpha}")
         self.eps = _positive("eps", eps)
-        self._inv_one_minus_alpha = 1.0 / (1.0 - self.alpha)
         super().__init__(params, lr)
 
     def hyperparameters(self):
@@ -209,7 +209,7 @@ class Adam(Optimizer):
     name = "adam"
     slots = ("m_sum", "v_sum", "denom")
     scratch_slots = ("denom",)
-    legacy_slots = {"m": ("m_sum", "_inv_one_minus_beta1"), "v": ("v_sum", "_inv_one_minus_beta2")}
+    legacy_slots = {"m": ("m_sum", "beta1"), "v": ("v_sum", "beta2")}
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         self.beta1, self.beta2 = float(beta1), float(beta2)
@@ -217,8 +217,6 @@ class Adam(Optimizer):
             if not 0 <= b < 1:
                 raise ConfigError(f"adam {name} must be in [0, 1), got {b}")
         self.eps = _positive("eps", eps)
-        self._inv_one_minus_beta1 = 1.0 / (1.0 - self.beta1)
-        self._inv_one_minus_beta2 = 1.0 / (1.0 - self.beta2)
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         super().__init__(params, lr)
 
