@@ -45,6 +45,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from mlplab.blas import dot
 from mlplab.errors import ConfigError, DivergenceError, ModelFileError
 from mlplab.network import MLP, STREAM_SHUFFLE, STREAM_SPLIT, rng_for
 from mlplab.optimizers import get_optimizer
@@ -610,10 +611,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         net.l2 = alpha / s
         sq = 0.0
         if alpha:
-            sq = float(sum(np.vdot(layer.W, layer.W) for layer in net.dense_layers))
+            sq = float(sum(dot(layer.W, layer.W) for layer in net.dense_layers))
         value += 0.5 * net.l2 * sq
-        net.backward(grad)  # adds l2 * W to every dW
-        opt.step(net.gradients())
+        lr = opt.prescale()
+        if lr is not None:  # plain SGD: the step fused into backpropagation
+            grad *= lr
+            net.backward_step(grad, lr)
+            opt.count_step()
+        else:
+            net.backward(grad)  # adds l2 * W to every dW
+            opt.step(net.gradients())
         return value * s
 
     # -- prediction -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlplab.activations import Activation
+from mlplab.blas import gemm
 
 
 class Layer:
@@ -60,24 +61,41 @@ class Dense(Layer):
 
     def forward(self, x, training=False):
         n = x.shape[0]
-        out = self._buffer("z", (n, self.fan_out), self.dtype) if training else None
-        out = np.matmul(x, self.W, out=out)  # (n, fan_in) @ (fan_in, fan_out)
-        out += self.b
         if training:
+            out = self._buffer("z", (n, self.fan_out), self.dtype)
             self._x = x
+        else:
+            out = np.empty((n, self.fan_out), dtype=np.result_type(x.dtype, self.dtype))
+        gemm(x, self.W, out)  # (n, fan_in) @ (fan_in, fan_out)
+        out += self.b
         return out
 
     def backward(self, dz, need_dx=True):
         x = self._x
-        np.matmul(x.T, dz, out=self.dW)  # (fan_in, n) @ (n, fan_out)
+        gemm(x.T, dz, self.dW)  # (fan_in, n) @ (n, fan_out)
+        self._bias_grad(dz)
+        return self._dx(dz) if need_dx else None
+
+    def backward_step(self, dz, need_dx=True, decay=1.0):
+        """Backpropagate ``dz`` (already multiplied by the learning rate) and apply the plain
+        SGD step at once: ``W = decay * W - x.T @ dz`` in one BLAS call (``decay = 1 - lr * l2``
+        for an L2 penalty), ``b -= sum(dz)``. Returns ``dx``, computed from the old ``W``.
+        ``dW`` is not filled."""
+        dx = self._dx(dz) if need_dx else None
+        gemm(self._x.T, dz, self.W, alpha=-1.0, beta=decay)
+        self._bias_grad(dz)
+        self.b -= self.db
+        return dx
+
+    def _bias_grad(self, dz):
         if self.shared_bias:
             self.db[0] = dz.sum(dtype=self.dtype)
         else:
             np.sum(dz, axis=0, out=self.db)
-        if not need_dx:
-            return None
+
+    def _dx(self, dz):
         dx = self._buffer("dx", (dz.shape[0], self.fan_in), self.dtype)
-        return np.matmul(dz, self.W.T, out=dx)  # (n, fan_out) @ (fan_out, fan_in)
+        return gemm(dz, self.W.T, dx)  # (n, fan_out) @ (fan_out, fan_in)
 
     def __repr__(self) -> str:
         return f"Dense({self.fan_in}, {self.fan_out})"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlplab.activations import sigmoid
+from mlplab.blas import dot
 from mlplab.errors import ConfigError
 from mlplab.registry import Registry
 
@@ -83,7 +84,7 @@ class MSE(Loss):
 
     def value(self, out, y):
         d = out - self.targets(y)
-        return float(np.vdot(d, d)) / out.shape[0]
+        return float(dot(d, d)) / out.shape[0]
 
     def textbook_value(self, out, y) -> float:
         """``mean((a - y)^2)`` over all entries: what the textbook prints as MSE."""
@@ -92,7 +93,7 @@ class MSE(Loss):
     def value_and_grad(self, out, y, grad, target_buf=None):
         t = self.targets(y, out=target_buf)
         np.subtract(out, t, out=grad)  # a - y
-        value = float(np.vdot(grad, grad)) / out.shape[0]
+        value = float(dot(grad, grad)) / out.shape[0]
         grad *= 2.0 * self._scale(out.shape[0])  # 2 (a - y) / n
         return value
 

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from mlplab.activations import ACTIVATIONS, get_activation
+from mlplab.blas import dot
 from mlplab.errors import ConfigError
 from mlplab.initializers import get_initializer
 from mlplab.layers import ActivationLayer, Dense, Dropout, Layer
@@ -164,10 +165,23 @@ class MLP:
                 np.multiply(layer.W, self.l2 * scale, out=tmp)
                 layer.dW += tmp
 
+    def backward_step(self, grad_out: np.ndarray, lr: float) -> None:
+        """Backpropagate ``lr * dL/d(output)`` (already multiplied) and apply the plain SGD step
+        ``W -= lr * (dW + l2 * W)``, ``b -= lr * db`` layer by layer, fused into the weight
+        gradient's matrix product (:meth:`Dense.backward_step`). Gradients are not kept."""
+        decay = 1.0 - self.l2 * lr
+        g = grad_out
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if isinstance(layer, Dense):
+                g = layer.backward_step(g, need_dx=i > 0, decay=decay)
+            else:
+                g = layer.backward(g, need_dx=i > 0)
+
     def penalty(self) -> float:
         if not self.l2:
             return 0.0
-        return 0.5 * self.l2 * float(sum(np.vdot(layer.W, layer.W) for layer in self.dense_layers))
+        return 0.5 * self.l2 * float(sum(dot(layer.W, layer.W) for layer in self.dense_layers))
 
     def loss_and_gradients(self, X: np.ndarray, y: np.ndarray) -> float:
         """One forward/backward pass in training mode; returns the loss (with L2 penalty)."""

@@ -42,13 +42,15 @@ class Optimizer:
         }
 
     def prescale(self) -> float | None:
-        """A factor the caller may fold into the gradients before :meth:`step_prescaled`
-        (``None``: this optimizer needs the true gradients)."""
+        """The learning rate when this optimizer's step is the plain ``p -= lr * g``: the caller
+        may then fold it into the output gradient and apply the step itself, fused into
+        backpropagation (:meth:`mlplab.network.MLP.backward_step`), and call :meth:`count_step`.
+        ``None``: this optimizer needs the true gradients and :meth:`step`."""
         return None
 
-    def step_prescaled(self, grads: Sequence[np.ndarray]) -> None:
-        """Apply an update from gradients already multiplied by :meth:`prescale`."""
-        raise NotImplementedError
+    def count_step(self) -> None:
+        """Record a step the caller applied itself (see :meth:`prescale`)."""
+        self.t += 1
 
     def step(self, grads: Sequence[np.ndarray]) -> None:
         """Apply one update with ``grads`` (same order as the parameters)."""
@@ -121,13 +123,9 @@ class SGD(Optimizer):
 
     def prescale(self) -> float | None:
         # plain SGD is linear in the gradient: multiplying the loss gradient (n x k, tiny) by lr
-        # makes backpropagation deliver lr * g, and the update is one pass ``p -= g``
+        # makes backpropagation deliver lr * g, and the step fuses into the weight gradient's
+        # matrix product
         return None if (self.momentum or self.weight_decay) else self.lr
-
-    def step_prescaled(self, grads):
-        self.t += 1
-        for p, g in zip(self.params, grads):
-            p -= g
 
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,

@@ -193,7 +193,8 @@ class StackedTrainer:
             dH = wide._buffer("dH", H.shape, self.dtype)
             for k, net in enumerate(nets):
                 blk = self.blocks[k]
-                out = H[:, blk]
+                out = wide._buffer(f"h{k}", (kb, self.h1), self.dtype)
+                np.copyto(out, H[:, blk])  # contiguous, as a lone model's hidden activation
                 rest = net.layers[2:] if self.wide_act is not None else net.layers[1:]
                 for layer in rest:
                     out = layer.forward(out, training=True)
@@ -212,15 +213,13 @@ class StackedTrainer:
                             correct[k] += int(np.count_nonzero(net.labels_from_output(out) == yb))
                         grad *= lrs[k]  # plain SGD: fold the learning rate into the output gradient
                 g = grad
-                for i in range(len(rest) - 1, -1, -1):
-                    g = rest[i].backward(g, need_dx=True)
+                for i in range(len(rest) - 1, -1, -1):  # the SGD step fused in, as a lone model's
+                    layer = rest[i]
+                    g = layer.backward_step(g) if isinstance(layer, Dense) else layer.backward(g)
                 dH[:, blk] = g
-                for layer in net.dense_layers[1:]:
-                    layer.W -= layer.dW
-                    layer.b -= layer.db
             if self.wide_act is not None:
                 dH = self.wide_act.backward(dH)
-            wide.backward(dH, need_dx=False)
+            wide.backward_step(dH, need_dx=False)
             for k, net in enumerate(nets):
                 if net.dense_layers[0].shared_bias:  # one scalar: the sum over its units and samples
                     blk = self.blocks[k]
@@ -228,10 +227,10 @@ class StackedTrainer:
                     np.copyto(tmp, dH[:, blk])  # contiguous, so the sum runs in the order a lone model's does
                     total = tmp.sum(dtype=self.dtype)
                     net.dense_layers[0].b[0] -= total
-                    wide.db[blk] = 0
                     wide.b[blk] = net.dense_layers[0].b[0]
-            wide.W -= wide.dW
-            wide.b -= wide.db
+            for k, tr in enumerate(trainers):
+                if not self.frozen[k]:
+                    tr.optimizer.count_step()
             seen += kb
         secs = (time.perf_counter() - t0) / K  # each model's share of the stack's wall time
         for k, tr in enumerate(trainers):

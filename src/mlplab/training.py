@@ -316,10 +316,10 @@ class Trainer:
                 correct += int(np.count_nonzero(net.labels_from_output(out) == yb))
             seen += k
             pre = opt.prescale()
-            if pre is not None:  # plain SGD: fold lr into the (tiny) output gradient
+            if pre is not None:  # plain SGD: fold lr into the (tiny) output gradient, fuse the step
                 grad *= pre
-                net.backward(grad, scale=pre)
-                opt.step_prescaled(net.gradients())
+                net.backward_step(grad, pre)
+                opt.count_step()
             else:
                 net.backward(grad)
                 opt.step(net.gradients())

@@ -1,0 +1,110 @@
+"""The one-BLAS matrix products (mlplab.blas) and the SGD step fused into backpropagation."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlplab.blas import dot, gemm
+from mlplab.network import MLP
+from mlplab.optimizers import SGD
+from mlplab.training import Trainer
+
+
+def _layout(a, kind):
+    if kind == "C":
+        return np.array(a, order="C")
+    if kind == "F":
+        return np.array(a, order="F")
+    wide = np.zeros((a.shape[0], 2 * a.shape[1] + 1), a.dtype)  # a strided column block
+    wide[:, 1:1 + 2 * a.shape[1]:2] = a
+    return wide[:, 1:1 + 2 * a.shape[1]:2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(0, 9), k=st.integers(0, 9), n=st.integers(0, 9),
+       la=st.sampled_from(["C", "F", "S", "T"]), lb=st.sampled_from(["C", "F", "S", "T"]),
+       lo=st.sampled_from(["C", "F"]), dtype=st.sampled_from([np.float32, np.float64]),
+       alpha=st.sampled_from([1.0, -1.0, 0.5]), beta=st.sampled_from([0.0, 1.0, 0.25]))
+def test_gemm_equals_numpy_for_every_layout(m, k, n, la, lb, lo, dtype, alpha, beta):
+    rng = np.random.default_rng(m * 100 + k * 10 + n)
+    A = rng.normal(size=(m, k)).astype(dtype)
+    B = rng.normal(size=(k, n)).astype(dtype)
+    a = np.ascontiguousarray(A.T).T if la == "T" else _layout(A, la)  # "T": a transposed view
+    b = np.ascontiguousarray(B.T).T if lb == "T" else _layout(B, lb)
+    C0 = rng.normal(size=(m, n)).astype(dtype)
+    out = _layout(C0, lo)
+    if beta == 0.0:
+        out[...] = np.nan  # never read
+    res = gemm(a, b, out, alpha=alpha, beta=beta)
+    assert res is out
+    want = alpha * (A.astype(np.float64) @ B.astype(np.float64)) + (beta * C0 if beta else 0.0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+
+
+def test_gemm_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="gemm shapes"):
+        gemm(np.ones((2, 3), np.float32), np.ones((4, 2), np.float32), np.empty((2, 2), np.float32))
+
+
+def test_gemm_other_dtypes_fall_back_to_numpy():
+    a = np.arange(6, dtype=np.int64).reshape(2, 3)
+    out = np.zeros((2, 2), np.int64)
+    gemm(a, a.T, out)
+    np.testing.assert_array_equal(out, a @ a.T)
+
+
+def test_dot_is_the_flat_inner_product():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(40, 7)).astype(np.float32)
+    assert dot(a, a) == pytest.approx(float(np.vdot(a, a)), rel=1e-6)
+    assert dot(a.T, a.T) == pytest.approx(float(np.vdot(a, a)), rel=1e-6)  # non-contiguous view
+    assert dot(np.zeros(0, np.float32), np.zeros(0, np.float32)) == 0.0
+
+
+@pytest.mark.parametrize("l2", [0.0, 0.01])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_sgd_step_equals_backward_then_update(l2, dtype):
+    """backward_step: W = (1 - lr*l2) W - lr*dW in one gemm; the same as the separate update."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(32, 12)).astype(dtype)
+    y = rng.integers(0, 4, 32)
+    lr = 0.3
+    nets = [MLP([12, 9, 7, 4], "tanh", "softmax", "cross_entropy", init="glorot", l2=l2, dtype=dtype, seed=3)
+            for _ in range(2)]
+    fused, plain = nets
+    out = fused.forward(X, training=True)
+    g = np.empty_like(out)
+    fused.loss.value_and_grad(out, y, g)
+    g *= lr
+    fused.backward_step(g, lr)
+
+    out = plain.forward(X, training=True)
+    g = np.empty_like(out)
+    plain.loss.value_and_grad(out, y, g)
+    plain.backward(g)  # true gradients, plus l2 * W
+    for p, dp in zip(plain.parameters(), plain.gradients()):
+        p -= lr * dp
+    tol = 1e-6 if dtype == "float32" else 1e-13
+    for a, b in zip(fused.parameters(), plain.parameters()):
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+def test_plain_sgd_training_is_the_sgd_formula_step_by_step():
+    """The Trainer's fused path against SGD.step on the true gradients, over a few minibatches."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, 10)).astype(np.float64)
+    y = rng.integers(0, 3, 60)
+    a = MLP([10, 8, 3], "sigmoid", "sigmoid", "mse", dtype="float64", seed=5)
+    b = MLP([10, 8, 3], "sigmoid", "sigmoid", "mse", dtype="float64", seed=5)
+    tr = Trainer(a, SGD(a.parameters(), lr=0.2), batch_size=20, shuffle=False, train_metrics="none")
+    tr.fit(X, y, epochs=2)
+    opt = SGD(b.parameters(), lr=0.2)
+    for _ in range(2):
+        for s in range(0, 60, 20):
+            b.loss_and_gradients(X[s:s + 20], y[s:s + 20])
+            opt.step(b.gradients())
+    assert tr.optimizer.t == opt.t == 6
+    for p, q in zip(a.parameters(), b.parameters()):
+        np.testing.assert_allclose(p, q, rtol=1e-12, atol=1e-14)
