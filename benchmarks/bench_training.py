@@ -241,6 +241,8 @@ def main() -> int:
         sk = best.get("sklearn", {}).get("s_per_epoch")
         r = {"mlplab_s_per_epoch": ours, "torch_s_per_epoch": torch_s, "sklearn_s_per_epoch": sk,
              "floor_s_per_epoch": floor, "mlplab_over_floor": ours / floor,
+             "floor_by_blas_s_per_epoch": {lib: min(w[f"{lib}_s_per_epoch"] for w in runs[(arch, "floor")])
+                                           for lib in ("numpy", "scipy")},
              "torch_over_mlplab": None if torch_s is None else torch_s / ours,
              "sklearn_over_mlplab": None if sk is None else sk / ours,
              "mlplab_test_accuracy": best["mlplab"]["test_accuracy"],
