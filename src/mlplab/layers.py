@@ -42,7 +42,7 @@ class Layer:
 
 
 class Dense(Layer):
-    """``z = x @ W + b`` with ``W`` of shape ``(fan_in, fan_out)``.
+    """``z = b + x @ W`` with ``W`` of shape ``(fan_in, fan_out)``.
 
     ``shared_bias=True`` keeps one scalar bias for all units (a documented quirk of report 2).
     """
@@ -66,8 +66,10 @@ class Dense(Layer):
             self._x = x
         else:
             out = np.empty((n, self.fan_out), dtype=np.result_type(x.dtype, self.dtype))
-        gemm(x, self.W, out)  # (n, fan_in) @ (fan_in, fan_out)
-        out += self.b
+        # the bias goes in first and the product accumulates onto it (beta=1): one pass over
+        # ``out`` fewer than ``out = x @ W; out += b`` (BLAS clears C before a beta=0 product)
+        np.copyto(out, self.b)  # broadcast over the rows
+        gemm(x, self.W, out, beta=1.0)  # (n, fan_in) @ (fan_in, fan_out)
         return out
 
     def backward(self, dz, need_dx=True):
