@@ -24,6 +24,7 @@ from scipy.linalg import blas as _blas
 
 _GEMM = {np.dtype(np.float32): _blas.sgemm, np.dtype(np.float64): _blas.dgemm}
 _DOT = {np.dtype(np.float32): _blas.sdot, np.dtype(np.float64): _blas.ddot}
+_GEMV = {np.dtype(np.float32): _blas.sgemv, np.dtype(np.float64): _blas.dgemv}
 
 
 def _fortran_operand(m: np.ndarray) -> tuple[np.ndarray, int]:
@@ -75,6 +76,37 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta
     if not np.shares_memory(r, c):  # f2py had to copy (never expected): write the result back
         c[...] = r
     return out
+
+
+def gemv(a: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
+    """``y = alpha * (a @ x) + beta * y`` in place for a matrix ``a`` and vectors ``x``, ``y``;
+    returns ``y``. The layers use it for column sums, ``a = dz.T`` and ``x`` ones: one BLAS
+    call does the bias gradient, or with ``beta=1`` the bias step itself."""
+    m, k = a.shape
+    if x.shape != (k,) or y.shape != (m,):
+        raise ValueError(f"gemv shapes do not match: {a.shape} @ {x.shape} -> {y.shape}")
+    dt = y.dtype
+    fn = _GEMV.get(dt)
+    if (fn is None or a.dtype != dt or x.dtype != dt or not y.flags.c_contiguous
+            or not (a.flags.c_contiguous or a.flags.f_contiguous) or m == 0):
+        res = alpha * (a @ x)  # not a BLAS type or layout
+        if beta != 0.0:
+            res += beta * y
+        y[...] = res
+        return y
+    if k == 0:
+        if beta == 0.0:
+            y.fill(0)
+        else:
+            y *= beta
+        return y
+    if a.flags.f_contiguous:
+        r = fn(alpha, a, x, beta=beta, y=y, trans=0, overwrite_y=1)
+    else:  # a C-ordered: its transpose is Fortran-ordered
+        r = fn(alpha, a.T, x, beta=beta, y=y, trans=1, overwrite_y=1)
+    if r is not y:  # f2py had to copy (never expected): write the result back
+        y[...] = r
+    return y
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:

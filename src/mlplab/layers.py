@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from mlplab.activations import Activation
-from mlplab.blas import gemm
+from mlplab.blas import gemm, gemv
 
 
 class Layer:
@@ -78,22 +78,34 @@ class Dense(Layer):
         self._bias_grad(dz)
         return self._dx(dz) if need_dx else None
 
-    def backward_step(self, dz, need_dx=True, decay=1.0):
+    def backward_step(self, dz, need_dx=True, decay=1.0, update_bias=True):
         """Backpropagate ``dz`` (already multiplied by the learning rate) and apply the plain
         SGD step at once: ``W = decay * W - x.T @ dz`` in one BLAS call (``decay = 1 - lr * l2``
         for an L2 penalty), ``b -= sum(dz)``. Returns ``dx``, computed from the old ``W``.
-        ``dW`` is not filled."""
+        ``dW`` is not filled; ``update_bias=False`` leaves ``b`` to the caller."""
         dx = self._dx(dz) if need_dx else None
         gemm(self._x.T, dz, self.W, alpha=-1.0, beta=decay)
-        self._bias_grad(dz)
-        self.b -= self.db
+        if not update_bias:
+            pass
+        elif self.shared_bias:
+            self._bias_grad(dz)
+            self.b -= self.db
+        else:  # b -= column sums of dz, one BLAS call
+            gemv(dz.T, self._ones(dz.shape[0]), self.b, alpha=-1.0, beta=1.0)
         return dx
 
     def _bias_grad(self, dz):
         if self.shared_bias:
             self.db[0] = dz.sum(dtype=self.dtype)
-        else:
-            np.sum(dz, axis=0, out=self.db)
+        else:  # column sums of dz as a BLAS product with ones (faster than np.sum(axis=0))
+            gemv(dz.T, self._ones(dz.shape[0]), self.db)
+
+    def _ones(self, n):
+        ones = self._buffers.get(("ones", n))
+        if ones is None:
+            ones = self._buffer("ones", n, self.dtype)
+            ones.fill(1)
+        return ones
 
     def _dx(self, dz):
         dx = self._buffer("dx", (dz.shape[0], self.fan_in), self.dtype)

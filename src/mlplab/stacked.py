@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mlplab.blas import gemv
 from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
 from mlplab.layers import ActivationLayer, Dense
 from mlplab.network import MLP
@@ -219,15 +220,19 @@ class StackedTrainer:
                 dH[:, blk] = g
             if self.wide_act is not None:
                 dH = self.wide_act.backward(dH)
-            wide.backward_step(dH, need_dx=False)
+            wide.backward_step(dH, need_dx=False, update_bias=False)
             for k, net in enumerate(nets):
-                if net.dense_layers[0].shared_bias:  # one scalar: the sum over its units and samples
-                    blk = self.blocks[k]
-                    tmp = wide._buffer(f"sb{k}", (kb, self.h1), self.dtype)
-                    np.copyto(tmp, dH[:, blk])  # contiguous, so the sum runs in the order a lone model's does
-                    total = tmp.sum(dtype=self.dtype)
-                    net.dense_layers[0].b[0] -= total
-                    wide.b[blk] = net.dense_layers[0].b[0]
+                # each block's bias step on a contiguous copy of its gradient, so the sums run
+                # in the order a lone model's do (BLAS's column sums depend on the width)
+                blk = self.blocks[k]
+                tmp = wide._buffer(f"sb{k}", (kb, self.h1), self.dtype)
+                np.copyto(tmp, dH[:, blk])
+                first = net.dense_layers[0]
+                if first.shared_bias:  # one scalar: the sum over its units and samples
+                    first.b[0] -= tmp.sum(dtype=self.dtype)
+                    wide.b[blk] = first.b[0]
+                else:  # first.b is a view of wide.b[blk]
+                    gemv(tmp.T, first._ones(kb), first.b, alpha=-1.0, beta=1.0)
             for k, tr in enumerate(trainers):
                 if not self.frozen[k]:
                     tr.optimizer.count_step()

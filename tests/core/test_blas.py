@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlplab.blas import dot, gemm
+from mlplab.blas import dot, gemm, gemv
 from mlplab.network import MLP
 from mlplab.optimizers import SGD
 from mlplab.training import Trainer
@@ -41,6 +41,51 @@ def test_gemm_equals_numpy_for_every_layout(m, k, n, la, lb, lo, dtype, alpha, b
     want = alpha * (A.astype(np.float64) @ B.astype(np.float64)) + (beta * C0 if beta else 0.0)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, want, rtol=tol, atol=tol)
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(0, 9), k=st.integers(0, 9), la=st.sampled_from(["C", "F", "S", "T"]),
+       dtype=st.sampled_from([np.float32, np.float64]),
+       alpha=st.sampled_from([1.0, -1.0, 0.5]), beta=st.sampled_from([0.0, 1.0, 0.25]))
+def test_gemv_equals_numpy_for_every_layout(m, k, la, dtype, alpha, beta):
+    rng = np.random.default_rng(m * 10 + k)
+    A = rng.normal(size=(m, k)).astype(dtype)
+    a = np.ascontiguousarray(A.T).T if la == "T" else _layout(A, la)
+    x = rng.normal(size=k).astype(dtype)
+    y0 = rng.normal(size=m).astype(dtype)
+    y = y0.copy()
+    if beta == 0.0:
+        y[...] = np.nan  # never read
+    assert gemv(a, x, y, alpha=alpha, beta=beta) is y
+    want = alpha * (A.astype(np.float64) @ x.astype(np.float64)) + (beta * y0 if beta else 0.0)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+
+
+def test_gemv_rejects_mismatched_shapes_and_falls_back_for_other_dtypes():
+    with pytest.raises(ValueError, match="gemv shapes"):
+        gemv(np.ones((2, 3), np.float32), np.ones(2, np.float32), np.empty(2, np.float32))
+    a = np.arange(6, dtype=np.int64).reshape(2, 3)
+    y = np.zeros(2, np.int64)
+    gemv(a, np.ones(3, np.int64), y)
+    np.testing.assert_array_equal(y, a.sum(axis=1))
+
+
+def test_dense_bias_step_is_the_column_sum():
+    """The fused bias step (one gemv with ones) subtracts the column sums of dz, for every
+    batch size seen (the ones vector is cached per size)."""
+    from mlplab.layers import Dense
+
+    rng = np.random.default_rng(0)
+    layer = Dense(5, 3, np.float64)
+    for n in (7, 2, 7):
+        x, dz = rng.normal(size=(n, 5)), rng.normal(size=(n, 3))
+        layer.forward(x, training=True)
+        b0 = layer.b.copy()
+        layer.backward_step(dz, need_dx=False)
+        np.testing.assert_allclose(layer.b, b0 - dz.sum(axis=0), rtol=1e-12, atol=1e-12)
+        layer.backward(dz, need_dx=False)
+        np.testing.assert_allclose(layer.db, dz.sum(axis=0), rtol=1e-12, atol=1e-12)
 
 
 def test_gemm_rejects_mismatched_shapes():
