@@ -62,13 +62,16 @@ def main() -> int:
         "multiplications one epoch needs, measured in the same run; ratios above 1 for "
         "torch/mlplab and sklearn/mlplab mean mlplab is faster. Every implementation runs in a fresh "
         "process of its own, interleaved over the rounds; each column is its best round (all rounds "
-        "are in the JSON).",
+        "are in the JSON). The floor is the faster of NumPy's and SciPy's BLAS builds (both are "
+        "shown; mlplab computes every product with SciPy's).",
         "",
-        "| architecture | floor | mlplab | PyTorch | scikit-learn | mlplab / floor | PyTorch / mlplab | sklearn / mlplab | mlplab test acc. |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| architecture | floor | floor NumPy / SciPy BLAS | mlplab | PyTorch | scikit-learn | mlplab / floor | PyTorch / mlplab | sklearn / mlplab | mlplab test acc. |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arch, r in train.items():
-        lines.append(f"| {arch} | {f(r['floor_s_per_epoch'])} | {f(r['mlplab_s_per_epoch'])} | "
+        by = r.get("floor_by_blas_s_per_epoch") or {}
+        lines.append(f"| {arch} | {f(r['floor_s_per_epoch'])} | {f(by.get('numpy'))} / {f(by.get('scipy'))} | "
+                     f"{f(r['mlplab_s_per_epoch'])} | "
                      f"{f(r['torch_s_per_epoch'])} | {f(r['sklearn_s_per_epoch'])} | {f(r['mlplab_over_floor'], 2)} | "
                      f"{f(r['torch_over_mlplab'], 2)} | {f(r['sklearn_over_mlplab'], 2)} | "
                      f"{f(r['mlplab_test_accuracy'], 4)} |")
