@@ -85,12 +85,10 @@ class Dense(Layer):
         ``dW`` is not filled; ``update_bias=False`` leaves ``b`` to the caller."""
         dx = self._dx(dz) if need_dx else None
         gemm(self._x.T, dz, self.W, alpha=-1.0, beta=decay)
-        if not update_bias:
-            pass
-        elif self.shared_bias:
+        if update_bias and self.shared_bias:
             self._bias_grad(dz)
             self.b -= self.db
-        else:  # b -= column sums of dz, one BLAS call
+        elif update_bias:  # b -= column sums of dz, one BLAS call
             gemv(dz.T, self._ones(dz.shape[0]), self.b, alpha=-1.0, beta=1.0)
         return dx
 
