@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     in_dtype = np.dtype(args.input_dtype).type
 
-    from threadpoolctl import threadpool_limits
+    from mlplab.environment import blas_threads
 
     datasets: list[tuple[str, int, object]] = [("digits", args.digits_epochs, load_digits_split(in_dtype))]
     if not args.no_mnist:
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"MNIST skipped: {exc} (set MLPLAB_DATA_DIR or --data-dir)", file=sys.stderr)
 
     results: dict[str, dict] = {}
-    with threadpool_limits(limits=args.threads, user_api="blas"):
+    with blas_threads(args.threads):
         for kind in ("mlplab", "sklearn"):  # untimed: imports and first-call setup of each
             run_one(kind, hyperparameters(args, 1), datasets[0][2])
         for name, epochs, data in datasets:

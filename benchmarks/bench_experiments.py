@@ -6,7 +6,10 @@
 For every experiment: ``mlplab experiment run NAME [--quick] --jobs J --threads T --out DIR``
 into a new folder (nothing cached), timed from outside; prints the wall time, the number of
 cells and the time the cells themselves took (their sum over workers), and with ``--json`` a
-final JSON line. Needs MNIST (``MLPLAB_DATA_DIR`` or the cache) and, for the PyTorch cells,
+final JSON line. Before and after the runs it times the bare matrix products of one
+784-500-500-10 SGD epoch (49,000 rows, batch 100) on one BLAS thread, in a fresh process:
+this machine's speed at the time, since the same code's wall time here has varied by about
+1.5x from one day to another. Needs MNIST (``MLPLAB_DATA_DIR`` or the cache) and, for the PyTorch cells,
 torch==2.13.0. The full runs take long (``relu-softmax-full-batch``: most of an hour on 2 cores).
 """
 
@@ -22,6 +25,25 @@ import time
 from pathlib import Path
 
 NAMES = ["two-hidden-layers", "ovr-logistic", "relu-softmax-full-batch", "mnist-best"]
+
+
+def machine_reference() -> float | None:
+    """Seconds of the 1-thread matmul floor of one 784-500-500-10 epoch, in a fresh process."""
+    here = Path(__file__).resolve().parent
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from mlplab.environment import blas_threads\n"
+            "from bench_training import time_floor\n"
+            "with blas_threads(1):\n"
+            "    print(time_floor([784, 500, 500, 10], 49000, 2, lib='scipy'))\n") % str(here)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    try:
+        return float(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return None
+
+
+def _ref(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f} s"
 
 
 def run_one(name: str, out: Path, args) -> dict:
@@ -55,6 +77,8 @@ def main() -> int:
     args = ap.parse_args()
     root = Path(args.out_root) if args.out_root else Path(tempfile.mkdtemp(prefix="mlplab-bench-"))
     results = {}
+    ref_before = machine_reference()
+    print(f"machine reference (1-thread matmul floor of one 784-500-500-10 epoch): {_ref(ref_before)}")
     for name in args.only or NAMES:
         out = root / name
         if out.exists():
@@ -66,11 +90,14 @@ def main() -> int:
         else:
             print(f"{name:26} {r['wall_s']:8.1f} s wall  {r['cells']:3d} cells  {r['cells_wall_s']:8.1f} s in cells  "
                   f"slowest {r['slowest_cell']} {r['slowest_cell_s']:.1f} s")
+    ref_after = machine_reference()
+    print(f"machine reference after the runs: {_ref(ref_after)}")
     if not args.out_root:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
         print(json.dumps({"quick": args.quick, "jobs": args.jobs, "threads": args.threads,
-                          "protocol": args.protocol, "results": results}))
+                          "protocol": args.protocol, "results": results,
+                          "machine_reference_s": {"before": ref_before, "after": ref_after}}))
     return 0
 
 

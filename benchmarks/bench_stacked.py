@@ -40,7 +40,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
-    from threadpoolctl import threadpool_limits
+    from mlplab.environment import blas_threads
 
     from mlplab.data import load_dataset
     from mlplab.stacked import StackedTrainer
@@ -50,7 +50,7 @@ def main() -> int:
     y = ds.y_train.astype(np.int64)
     results = {}
     for th in args.threads:
-        with threadpool_limits(limits=th, user_api="blas"):
+        with blas_threads(th):
             one = _trainers(1)[0]
             one.fit(X, y, 1)  # warm-up
             t0 = time.perf_counter()

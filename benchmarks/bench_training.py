@@ -161,12 +161,12 @@ IMPLS = ("floor", "mlplab", "torch", "sklearn")
 
 def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None) -> dict:
     """Time one implementation on one architecture in this (fresh) process."""
-    from threadpoolctl import threadpool_limits
+    from mlplab.environment import blas_threads
 
     sizes = [int(s) for s in arch.split("-")]
     X, y, Xte, yte = load_split(data_dir)
     r: dict = {}
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with blas_threads(threads):
         if impl == "floor":
             # the floor is the faster of the two BLAS builds on this machine
             r["numpy_s_per_epoch"] = time_floor(sizes, len(y), epochs, lib="numpy")

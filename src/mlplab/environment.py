@@ -61,5 +61,7 @@ def blas_threads(n: int | None) -> Iterator[None]:
         return
     from threadpoolctl import threadpool_limits
 
+    import mlplab.blas  # noqa: F401  threadpoolctl limits only the libraries already loaded
+
     with threadpool_limits(limits=int(n), user_api="blas"):
         yield

@@ -188,6 +188,8 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
     """
     from threadpoolctl import threadpool_limits
 
+    import mlplab.blas  # noqa: F401  threadpoolctl limits only the libraries already loaded
+
     out = Path(folder)
     _fresh_folder(out)
     fn = resolve_kind(kind)
@@ -277,6 +279,8 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
     written as :func:`execute_cell` writes it; its ``wall_s`` is its share of the job's time.
     """
     from threadpoolctl import threadpool_limits
+
+    import mlplab.blas  # noqa: F401  threadpoolctl limits only the libraries already loaded
 
     outs = []
     for _, _, folder, _ in items:
