@@ -72,9 +72,15 @@ class Dense(Layer):
         gemm(x, self.W, out, beta=1.0)  # (n, fan_in) @ (fan_in, fan_out)
         return out
 
-    def backward(self, dz, need_dx=True):
+    def backward(self, dz, need_dx=True, l2=0.0):
+        """Fill ``dW = x.T @ dz + l2 * W`` and ``db``; return ``dx`` (if ``need_dx``). The L2
+        term goes into ``dW`` first and the product accumulates onto it (gemm beta=1)."""
         x = self._x
-        gemm(x.T, dz, self.dW)  # (fan_in, n) @ (n, fan_out)
+        if l2:
+            np.multiply(self.W, l2, out=self.dW)
+            gemm(x.T, dz, self.dW, beta=1.0)  # (fan_in, n) @ (n, fan_out) + l2 * W
+        else:
+            gemm(x.T, dz, self.dW)  # (fan_in, n) @ (n, fan_out)
         self._bias_grad(dz)
         return self._dx(dz) if need_dx else None
 

@@ -156,14 +156,13 @@ class MLP:
         every gradient then carries the factor); the L2 term is scaled to match.
         """
         g = grad_out
-        last = len(self.layers) - 1
-        for i in range(last, -1, -1):
-            g = self.layers[i].backward(g, need_dx=i > 0)
-        if self.l2:
-            for layer in self.dense_layers:  # d/dW of 0.5 * l2 * ||W||^2, without a temporary
-                tmp = layer._buffer("l2", layer.W.shape, self.dtype)
-                np.multiply(layer.W, self.l2 * scale, out=tmp)
-                layer.dW += tmp
+        l2 = self.l2 * scale  # d/dW of 0.5 * l2 * ||W||^2, accumulated by the dW product itself
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if l2 and isinstance(layer, Dense):
+                g = layer.backward(g, need_dx=i > 0, l2=l2)
+            else:
+                g = layer.backward(g, need_dx=i > 0)
 
     def backward_step(self, grad_out: np.ndarray, lr: float) -> None:
         """Backpropagate ``lr * dL/d(output)`` (already multiplied) and apply the plain SGD step

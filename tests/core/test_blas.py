@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlplab.blas import dot, gemm, gemv
+from mlplab.blas import axpy, dot, gemm, gemv
 from mlplab.network import MLP
 from mlplab.optimizers import SGD
 from mlplab.training import Trainer
@@ -69,6 +69,49 @@ def test_gemv_rejects_mismatched_shapes_and_falls_back_for_other_dtypes():
     y = np.zeros(2, np.int64)
     gemv(a, np.ones(3, np.int64), y)
     np.testing.assert_array_equal(y, a.sum(axis=1))
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.sampled_from([(7,), (3, 4), (2, 3, 5), (0, 4)]), dtype=st.sampled_from([np.float32, np.float64]),
+       alpha=st.floats(-3, 3, allow_nan=False), layout=st.sampled_from(["C", "strided"]))
+def test_axpy_equals_numpy_and_leaves_x_alone(shape, dtype, alpha, layout):
+    rng = np.random.default_rng(len(shape))
+    x = rng.normal(size=shape).astype(dtype)
+    y0 = rng.normal(size=shape).astype(dtype)
+    if layout == "strided" and len(shape) >= 2:  # a strided view: the NumPy fallback
+        big = np.zeros(shape[:-1] + (2 * shape[-1],), dtype)
+        y = big[..., ::2]
+        y[...] = y0
+    else:
+        y = y0.copy()
+    x_before = x.copy()
+    assert axpy(alpha, x, y) is y
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y, y0.astype(np.float64) + alpha * x.astype(np.float64), rtol=tol, atol=tol)
+    np.testing.assert_array_equal(x, x_before)
+
+
+def test_axpy_rejects_mismatched_shapes_and_falls_back_for_other_dtypes():
+    with pytest.raises(ValueError, match="axpy shapes"):
+        axpy(1.0, np.ones(3, np.float32), np.ones(4, np.float32))
+    y = np.arange(4, dtype=np.int64)
+    axpy(2, np.ones(4, np.int64), y)
+    np.testing.assert_array_equal(y, [2, 3, 4, 5])
+
+
+def test_l2_goes_into_the_weight_gradient():
+    """With an L2 penalty, backward's dW is the data gradient plus l2 * W (accumulated by the
+    product itself), for every Dense layer; biases get no penalty."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(20, 6))
+    y = rng.integers(0, 3, 20)
+    a = MLP([6, 5, 3], "tanh", "softmax", "cross_entropy", dtype="float64", seed=1, l2=0.3)
+    b = MLP([6, 5, 3], "tanh", "softmax", "cross_entropy", dtype="float64", seed=1)
+    a.loss_and_gradients(X, y)
+    b.loss_and_gradients(X, y)
+    for la, lb in zip(a.dense_layers, b.dense_layers):
+        np.testing.assert_allclose(la.dW, lb.dW + 0.3 * lb.W, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(la.db, lb.db, rtol=1e-12, atol=1e-14)
 
 
 def test_dense_bias_step_is_the_column_sum():
