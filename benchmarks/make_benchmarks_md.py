@@ -42,6 +42,10 @@ def main() -> int:
     except ImportError:
         pass
     env = environment_info()
+    sys.path.insert(0, str(HERE))
+    from bench_experiments import machine_reference
+
+    reference = machine_reference()
     train_cmd = ["benchmarks/bench_training.py", "--epochs", str(args.epochs), "--rounds", str(args.rounds), "--json"]
     train = run_json(train_cmd)
     data_cmd = ["benchmarks/bench_data.py", "--json"]
@@ -54,7 +58,10 @@ def main() -> int:
         f"{platform.machine()}, Python {env['versions']['python']}, NumPy {env['versions']['numpy']}, "
         f"PyTorch {env['versions']['torch']}, scikit-learn {env['versions']['sklearn']}, "
         f"BLAS {', '.join(sorted({str(b.get('internal_api')) for b in env['blas']}))}. "
-        "Timings vary from run to run on a shared machine; rerun the command to check.",
+        "Timings vary from run to run on a shared machine (the same code's times here have differed by "
+        "about 1.5x between days); rerun the command to check. Machine reference at the start of this run "
+        "(the 1-thread matmul floor of one 784-500-500-10 epoch, as `benchmarks/bench_experiments.py` "
+        f"prints it): {f(reference)} s.",
         "",
         "## Training speed (seconds per epoch, 49,000 MNIST images, batch 100, float32, SGD lr 0.1)",
         "",
