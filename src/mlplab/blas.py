@@ -30,9 +30,10 @@ _AXPY = {np.dtype(np.float32): _blas.saxpy, np.dtype(np.float64): _blas.daxpy}
 
 def _fortran_operand(m: np.ndarray) -> tuple[np.ndarray, int]:
     """``(P, t)`` with ``P`` Fortran-contiguous and ``op_t(P) == m`` (t=1: transposed)."""
-    if m.flags.f_contiguous:
+    flags = m.flags
+    if flags.f_contiguous:
         return m, 0
-    if not m.flags.c_contiguous:
+    if not flags.c_contiguous:
         m = np.ascontiguousarray(m)
     return m.T, 1
 
@@ -49,7 +50,9 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta
         raise ValueError(f"gemm shapes do not match: {a.shape} @ {b.shape} -> {out.shape}")
     dt = out.dtype
     fn = _GEMM.get(dt)
-    if fn is None or a.dtype != dt or b.dtype != dt or not (out.flags.c_contiguous or out.flags.f_contiguous):
+    flags = out.flags
+    f_out = flags.f_contiguous
+    if fn is None or a.dtype != dt or b.dtype != dt or not (f_out or flags.c_contiguous):
         res = np.matmul(a, b)  # not a BLAS type or layout: NumPy (never on the training path)
         if alpha != 1.0:
             res *= alpha
@@ -65,7 +68,7 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta
         else:
             out *= beta
         return out
-    if out.flags.f_contiguous:  # column-major already: out = a @ b directly
+    if f_out:  # column-major already: out = a @ b directly
         pa, ta = _fortran_operand(a)
         pb, tb = _fortran_operand(b)
         c = out
@@ -74,7 +77,8 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta
         pb, tb = _fortran_operand(a.T)
         c = out.T
     r = fn(alpha, pa, pb, beta=beta, c=c, trans_a=ta, trans_b=tb, overwrite_c=1)
-    if not np.shares_memory(r, c):  # f2py had to copy (never expected): write the result back
+    # f2py returns a view of ``out`` (cheap checks first); had it copied, write the result back
+    if r.base is not out and r is not c and r.base is not c and not np.shares_memory(r, c):
         c[...] = r
     return out
 
