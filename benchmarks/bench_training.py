@@ -13,8 +13,12 @@ For each architecture the same run measures
   outputs, through NumPy's BLAS and through SciPy's (the one mlplab uses); the faster of the
   two is the floor: no implementation can beat it on this machine.
 
-Also inference on the 21,000 test images (784-500-500-10) and the peak memory (tracemalloc)
-of a full mlplab epoch. ``--json`` prints a final JSON line keyed by architecture.
+Also inference on the 21,000 test images, the Python allocations (tracemalloc peak) of an
+mlplab epoch on a 1,000-row set (the buffers are allocated once: what an epoch adds is nothing
+per minibatch), and the peak resident memory of each implementation's process training on the
+49,000 rows (``peak_rss_bytes``, data included) beside its resident memory once the data was
+loaded (``rss_before_training_bytes``; the kernel's high-water mark is reset there, Linux only).
+``--json`` prints a final JSON line keyed by architecture.
 
 Every implementation runs in a fresh process of its own (PyTorch's OpenMP threads keep
 spinning after each parallel region and would slow whatever runs next in the same process),
@@ -159,6 +163,33 @@ def time_inference(fn, X, repeats=5):
 IMPLS = ("floor", "mlplab", "torch", "sklearn")
 
 
+def _memory_kib() -> dict[str, int]:
+    """This process's resident set now and its high-water mark (Linux ``/proc``), in KiB."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                key = line.split(":", 1)[0]
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = int(line.split()[1])
+    except OSError:
+        import resource
+
+        out["VmHWM"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+    return out
+
+
+def _reset_peak() -> bool:
+    """Reset the high-water mark to the current resident set (Linux >= 4.0), so the peak read
+    after training is training's own, not the data loading's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None) -> dict:
     """Time one implementation on one architecture in this (fresh) process."""
     from mlplab.environment import blas_threads
@@ -166,6 +197,23 @@ def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None
     sizes = [int(s) for s in arch.split("-")]
     X, y, Xte, yte = load_split(data_dir)
     r: dict = {}
+    try:  # the libraries' own code is loaded before the high-water mark is reset
+        if impl == "torch":
+            import torch  # noqa: F401
+        elif impl == "sklearn":
+            from sklearn.neural_network import MLPClassifier  # noqa: F401
+        elif impl == "mlplab":
+            import mlplab.training  # noqa: F401
+    except ImportError:
+        pass
+    reset = _reset_peak()
+    before = _memory_kib()
+
+    def record_peak() -> None:  # after training on the 49,000 rows, before anything else
+        after = _memory_kib()
+        r["rss_before_training_bytes"] = before.get("VmRSS", 0) * 1024 if reset else None
+        r["peak_rss_bytes"] = after["VmHWM"] * 1024
+
     with blas_threads(threads):
         if impl == "floor":
             # the floor is the faster of the two BLAS builds on this machine
@@ -174,11 +222,13 @@ def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None
             r["s_per_epoch"] = min(r["numpy_s_per_epoch"], r["scipy_s_per_epoch"])
         elif impl == "mlplab":
             r["s_per_epoch"], net, _ = time_mlplab(sizes, X, y, epochs)
+            record_peak()
             r["test_accuracy"] = float(np.mean(net.predict(Xte) == yte))
             r["infer_s"] = time_inference(net.predict_proba, Xte)
             r["peak_bytes"] = mlplab_epoch_peak_memory(sizes, X, y)
         elif impl == "torch":
             r["s_per_epoch"], tmodel = time_torch(sizes, X, y, epochs, threads)
+            record_peak()
             if tmodel is not None:
                 import torch
 
@@ -187,6 +237,7 @@ def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None
                     r["infer_s"] = time_inference(tmodel, Xt)
         elif impl == "sklearn":
             r["s_per_epoch"] = time_sklearn(sizes, X, y, max(1, min(epochs, 2)))
+            record_peak()
     return r
 
 
@@ -249,6 +300,10 @@ def main() -> int:
              "mlplab_infer_s": min(r["infer_s"] for r in runs[(arch, "mlplab")]),
              "mlplab_epoch_peak_tracemalloc_bytes_1000_rows": best["mlplab"]["peak_bytes"],
              "all_rounds_s_per_epoch": {impl: [r.get("s_per_epoch") for r in runs[(arch, impl)]] for impl in impls}}
+        # memory of one full training run per implementation (its first round; fresh process)
+        r["peak_rss_bytes"] = {impl: runs[(arch, impl)][0].get("peak_rss_bytes") for impl in impls if impl != "floor"}
+        r["rss_before_training_bytes"] = {impl: runs[(arch, impl)][0].get("rss_before_training_bytes")
+                                          for impl in impls if impl != "floor"}
         t_inf = [r["infer_s"] for r in runs[(arch, "torch")] if r.get("infer_s") is not None]
         if t_inf:
             r["torch_infer_s"] = min(t_inf)
@@ -267,6 +322,12 @@ def main() -> int:
         print(f"{arch}: inference on 21000 rows mlplab {r['mlplab_infer_s']:.4f} s, torch "
               f"{r.get('torch_infer_s', float('nan')):.4f} s; epoch peak traced memory "
               f"{r['mlplab_epoch_peak_tracemalloc_bytes_1000_rows'] / 1024:.0f} KiB (1000-row set)")
+        mib = lambda b: "-" if b is None else f"{b / 2**20:.0f}"
+        print(f"{arch}: peak resident memory of a training run on the 49,000 rows (MiB, the process "
+              "with its data; in brackets what training added to it): " + ", ".join(
+                  f"{impl} {mib(r['peak_rss_bytes'][impl])} "
+                  f"[{mib(None if r['rss_before_training_bytes'][impl] is None else r['peak_rss_bytes'][impl] - r['rss_before_training_bytes'][impl])}]"
+                  for impl in r["peak_rss_bytes"]))
     if args.json:
         print(json.dumps(results, sort_keys=True))
     return 0

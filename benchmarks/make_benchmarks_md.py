@@ -88,6 +88,21 @@ def main() -> int:
     for arch, r in train.items():
         lines.append(f"| {arch} | {f(r['mlplab_infer_s'], 4)} | {f(r.get('torch_infer_s'), 4)} | "
                      f"{r['mlplab_epoch_peak_tracemalloc_bytes_1000_rows'] / 1024:.0f} KiB |")
+    lines += ["", "Peak resident memory of a training run on the 49,000 images, MiB: the whole process, "
+              "data included (each implementation in a fresh process, first round), and in brackets what "
+              "training added to the process once the data and the library were loaded:", "",
+              "| architecture | mlplab | PyTorch | scikit-learn |", "|---|---|---|---|"]
+
+    def mib(r, impl):
+        peak = r.get("peak_rss_bytes", {}).get(impl)
+        if peak is None:
+            return "–"
+        base = r.get("rss_before_training_bytes", {}).get(impl)
+        added = "" if base is None else f" [{(peak - base) / 2**20:.0f}]"
+        return f"{peak / 2**20:.0f}{added}"
+
+    for arch, r in train.items():
+        lines.append(f"| {arch} | {mib(r, 'mlplab')} | {mib(r, 'torch')} | {mib(r, 'sklearn')} |")
     lines += ["", "## Loading and verifying MNIST", "",
               f"Command: `python {' '.join(data_cmd)}` (fresh process each time, median of 5).", "",
               "| source | seconds |", "|---|---|",
