@@ -175,7 +175,8 @@ def _memory_kib() -> dict[str, int]:
     except OSError:
         import resource
 
-        out["VmHWM"] = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+        peak = int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB, but bytes on macOS
+        out["VmHWM"] = peak // 1024 if sys.platform == "darwin" else peak
     return out
 
 
@@ -228,8 +229,8 @@ def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None
             r["peak_bytes"] = mlplab_epoch_peak_memory(sizes, X, y)
         elif impl == "torch":
             r["s_per_epoch"], tmodel = time_torch(sizes, X, y, epochs, threads)
-            record_peak()
-            if tmodel is not None:
+            if tmodel is not None:  # (torch missing: nothing trained, nothing to report)
+                record_peak()
                 import torch
 
                 with torch.inference_mode():
