@@ -201,18 +201,17 @@ def test_plain_sgd_training_is_the_sgd_formula_step_by_step():
 def test_blas_threads_limits_the_library_of_the_products_even_before_it_is_loaded():
     """threadpoolctl limits only libraries already loaded: ``blas_threads`` must load mlplab's
     BLAS (SciPy's OpenBLAS) first, or a process that enters it early keeps every thread."""
+    import os
     import subprocess
     import sys
 
-    code = ("import sys\n"
-            "from mlplab.environment import blas_threads\n"
+    code = ("from mlplab.environment import blas_threads\n"
             "with blas_threads(1):\n"
-            "    from mlplab.blas import gemm\n"
+            "    import mlplab.blas\n"  # (a no-op import if blas_threads loaded it already)
             "    from threadpoolctl import threadpool_info\n"
             "    info = [i for i in threadpool_info() if i['user_api'] == 'blas']\n"
-            "    import scipy.linalg.blas as b\n"
             "    print(len(info), sorted({i['num_threads'] for i in info}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**__import__("os").environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"})
+                         env={**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"})
     n, threads = out.stdout.split(" ", 1)
     assert int(n) >= 1 and threads.strip() == "[1]", out.stdout
