@@ -3,6 +3,13 @@
 Each subclass implements only ``_update(i, p, g)``; its rule is written in its docstring as
 code. Gradients are scratch space: an update may overwrite them (they are recomputed on every
 step), which keeps the update free of temporaries.
+
+Decayed sums ``S = beta * S + x`` (momentum's velocity, RMSprop's and Adam's moments) are kept
+in scaled form: the state array holds ``S / scale`` for one scalar ``scale`` per slot that is
+multiplied by ``beta`` at every step, so each update of a sum is one BLAS ``axpy``
+(``A += x / scale``) instead of two elementwise passes (``S *= beta; S += x``). When ``scale``
+falls below ``2**-16`` it is folded back into the arrays (one pass every few hundred steps for
+``beta = 0.9``). The scales are saved with the state, so training resumes bit for bit.
 """
 
 from __future__ import annotations
@@ -33,6 +40,10 @@ class Optimizer:
     slots: tuple[str, ...] = ()
     #: slots that are only scratch space: not saved, recreated on load
     scratch_slots: tuple[str, ...] = ()
+    #: slots that are decayed sums ``S = beta * S + x``, kept as ``S / scale``: ``{slot: beta's name}``
+    decayed_slots: dict[str, str] = {}
+    #: a slot's scale is folded back into its arrays when it falls below this
+    rescale_below = 2.0 ** -16
 
     def __init__(self, params: Sequence[np.ndarray], lr: float):
         self.params = list(params)
@@ -41,6 +52,9 @@ class Optimizer:
         self.state: dict[str, list[np.ndarray]] = {
             slot: [np.zeros_like(p) for p in self.params] for slot in self.slots
         }
+        #: the decayed sum of slot ``k`` for parameter ``i`` is ``scales[k] * state[k][i]``
+        self.scales: dict[str, float] = {slot: 1.0 for slot in self.decayed_slots}
+        self._gain: dict[str, float] = {}
 
     def prescale(self) -> float | None:
         """The learning rate when this optimizer's step is the plain ``p -= lr * g``: the caller
@@ -56,11 +70,39 @@ class Optimizer:
     def step(self, grads: Sequence[np.ndarray]) -> None:
         """Apply one update with ``grads`` (same order as the parameters)."""
         self.t += 1
+        self._advance_scales()
         for i, (p, g) in enumerate(zip(self.params, grads)):
             self._update(i, p, g)
 
     def _update(self, i: int, p: np.ndarray, g: np.ndarray) -> None:
         raise NotImplementedError
+
+    def _advance_scales(self) -> None:
+        """Multiply each decayed slot's scale by its beta, folding it into the arrays first when
+        it would fall below :attr:`rescale_below`."""
+        for slot, beta_name in self.decayed_slots.items():
+            beta = getattr(self, beta_name)
+            scale = self.scales[slot] * beta
+            if scale < self.rescale_below:
+                if beta:  # the arrays become the plain sums, and this step scales them by beta
+                    for a in self.state[slot]:
+                        a *= self.scales[slot]
+                    scale = beta
+                else:  # beta = 0: the sum is just the new term
+                    scale = 1.0
+            self.scales[slot] = scale
+            self._gain[slot] = 1.0 / scale if beta else 0.0
+
+    def _accumulate(self, slot: str, i: int, x: np.ndarray) -> np.ndarray:
+        """``S = beta * S + x`` for parameter ``i``'s decayed sum ``slot``: one BLAS ``axpy`` on
+        its scaled array (a copy when beta is 0). Returns the array, ``S / scales[slot]``."""
+        a = self.state[slot][i]
+        gain = self._gain[slot]
+        if gain:
+            axpy(gain, x, a)
+        else:
+            np.copyto(a, x)
+        return a
 
     # -- persistence -----------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -73,7 +115,10 @@ class Optimizer:
         """(JSON-able scalars, named arrays) that restore this optimizer exactly."""
         arrays = {f"{slot}/{i}": a for slot, lst in self.state.items() if slot not in self.scratch_slots
                   for i, a in enumerate(lst)}
-        return {"config": self.config(), "t": self.t}, arrays
+        meta = {"config": self.config(), "t": self.t}
+        if self.scales:
+            meta["scales"] = dict(self.scales)
+        return meta, arrays
 
     #: older slot names readable on load: ``{old: (new, beta)}``, the old slot held the average
     #: ``(1 - beta) * new`` of the new plain decayed sum (``beta`` names the decay hyperparameter)
@@ -81,6 +126,12 @@ class Optimizer:
 
     def load_state_dict(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.t = int(meta["t"])
+        scales = meta.get("scales") or {}  # files written before scaled sums hold the sums themselves
+        for slot in self.scales:
+            scale = float(scales.get(slot, 1.0))
+            if not (math.isfinite(scale) and scale > 0):
+                raise ConfigError(f"optimizer state scale of {slot} must be positive and finite, got {scale}")
+            self.scales[slot] = scale
         legacy = {new: (old, 1.0 / (1.0 - getattr(self, beta))) for old, (new, beta) in self.legacy_slots.items()}
         for slot, lst in self.state.items():
             if slot in self.scratch_slots:
@@ -106,6 +157,9 @@ class SGD(Optimizer):
         if momentum:  v = momentum * v + g
                       g = g + momentum * v if nesterov else v
         p -= lr * g
+
+    Every line is one BLAS ``axpy``: the velocity is a scaled decayed sum (slot ``velocity``
+    holds ``v / scale``), so ``p -= lr * v`` is ``p -= (lr * scale) * velocity``.
     """
 
     name = "sgd"
@@ -119,8 +173,8 @@ class SGD(Optimizer):
             raise ConfigError("nesterov needs momentum > 0")
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
         self.slots = ("velocity",) if self.momentum else ()
+        self.decayed_slots = {"velocity": "momentum"} if self.momentum else {}
         super().__init__(params, lr)
-        self._scratch = [np.empty_like(p) for p in self.params] if (self.weight_decay or self.nesterov) else None
 
     def prescale(self) -> float | None:
         # plain SGD is linear in the gradient: multiplying the loss gradient (n x k, tiny) by lr
@@ -134,18 +188,17 @@ class SGD(Optimizer):
 
     def _update(self, i, p, g):
         if self.weight_decay:
-            np.multiply(p, self.weight_decay, out=self._scratch[i])
-            g += self._scratch[i]
-        if self.momentum:
-            v = self.state["velocity"][i]
-            v *= self.momentum
-            v += g
-            if self.nesterov:
-                np.multiply(v, self.momentum, out=self._scratch[i])
-                g += self._scratch[i]  # g + momentum * v
-            else:
-                g = v
-        axpy(-self.lr, g, p)  # p -= lr * g, one BLAS pass
+            axpy(self.weight_decay, p, g)  # g += weight_decay * p
+        if not self.momentum:
+            axpy(-self.lr, g, p)  # p -= lr * g
+            return
+        V = self._accumulate("velocity", i, g)  # v = scale * V
+        scale = self.scales["velocity"]
+        if self.nesterov:
+            axpy(self.momentum * scale, V, g)  # g + momentum * v
+            axpy(-self.lr, g, p)
+        else:
+            axpy(-self.lr * scale, V, p)  # p -= lr * v
 
 
 @OPTIMIZERS.register("rmsprop")
@@ -155,15 +208,17 @@ class RMSprop(Optimizer):
         s = alpha * s + (1 - alpha) * g**2
         p -= lr * g / (sqrt(s) + eps)
 
-    Computed in 7 elementwise passes instead of 9 by keeping ``S = s / (1 - alpha)``, the plain
-    decayed sum ``S = alpha * S + g**2`` (state slot ``square_sum``), using
-    ``p -= (lr / r) * g / (sqrt(S) + eps / r)`` with ``r = sqrt(1 - alpha)``, and one BLAS
-    ``axpy`` for the last multiply-and-subtract: the same update up to float rounding.
+    Computed in 6 passes instead of 9, two of them BLAS ``axpy``: the plain decayed sum
+    ``S = s / (1 - alpha)`` (``S = alpha * S + g**2``) is kept scaled (slot ``square_sum`` holds
+    ``S / scale``, see the module docstring), and with ``r = sqrt((1 - alpha) * scale)`` the
+    step is ``p -= (lr / r) * g / (sqrt(S / scale) + eps / r)``: the same update up to float
+    rounding.
     """
 
     name = "rmsprop"
     slots = ("square_sum", "denom")
     scratch_slots = ("denom",)
+    decayed_slots = {"square_sum": "alpha"}
     legacy_slots = {"square_avg": ("square_sum", "alpha")}
 
     def __init__(self, params, lr=0.001, alpha=0.99, eps=1e-8):
@@ -177,11 +232,10 @@ class RMSprop(Optimizer):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps}
 
     def _update(self, i, p, g):
-        S, d = self.state["square_sum"][i], self.state["denom"][i]  # denom is scratch
-        r = math.sqrt(1.0 - self.alpha)
-        S *= self.alpha
-        np.multiply(g, g, out=d)
-        S += d
+        d = self.state["denom"][i]  # scratch
+        np.square(g, out=d)
+        S = self._accumulate("square_sum", i, d)
+        r = math.sqrt((1.0 - self.alpha) * self.scales["square_sum"])
         np.sqrt(S, out=d)
         d += self.eps / r
         g /= d
@@ -196,17 +250,19 @@ class Adam(Optimizer):
         v = beta2 * v + (1 - beta2) * g**2
         p -= (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
-    Computed in 9 elementwise passes instead of 13 (the last multiply-and-subtract is one BLAS
-    ``axpy``) by keeping the plain decayed sums
+    Computed in 7 passes instead of 13, three of them BLAS ``axpy``: the plain decayed sums
     ``M = m / (1 - beta1)`` and ``V = v / (1 - beta2)`` (``M = beta1 * M + g``,
-    ``V = beta2 * V + g**2``; state slots ``m_sum``, ``v_sum``) and folding every constant into
-    two scalars: ``p -= c * M / (sqrt(V) + eps / r)`` with ``r = sqrt((1 - beta2) / (1 - beta2**t))``
-    and ``c = lr * (1 - beta1) / (1 - beta1**t) / r``: the same update up to float rounding.
+    ``V = beta2 * V + g**2``) are kept scaled (slots ``m_sum`` and ``v_sum`` hold ``M / sM`` and
+    ``V / sV``, see the module docstring), and every constant folds into two scalars:
+    ``p -= c * (M / sM) / (sqrt(V / sV) + eps / r)`` with
+    ``r = sqrt((1 - beta2) * sV / (1 - beta2**t))`` and ``c = lr * (1 - beta1) * sM / (1 - beta1**t) / r``:
+    the same update up to float rounding.
     """
 
     name = "adam"
     slots = ("m_sum", "v_sum", "denom")
     scratch_slots = ("denom",)
+    decayed_slots = {"m_sum": "beta1", "v_sum": "beta2"}
     legacy_slots = {"m": ("m_sum", "beta1"), "v": ("v_sum", "beta2")}
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
@@ -223,22 +279,18 @@ class Adam(Optimizer):
                 "weight_decay": self.weight_decay}
 
     def _update(self, i, p, g):
-        M, V, d = self.state["m_sum"][i], self.state["v_sum"][i], self.state["denom"][i]
+        d = self.state["denom"][i]  # scratch
         if self.weight_decay:
-            np.multiply(p, self.weight_decay, out=d)
-            g += d
-        M *= self.beta1
-        M += g
-        V *= self.beta2
-        np.multiply(g, g, out=d)
-        V += d
-        bc1 = 1 - self.beta1 ** self.t
-        bc2 = 1 - self.beta2 ** self.t
-        r = math.sqrt((1 - self.beta2) / bc2)
+            axpy(self.weight_decay, p, g)  # g += weight_decay * p
+        M = self._accumulate("m_sum", i, g)
+        np.square(g, out=d)
+        V = self._accumulate("v_sum", i, d)
+        r = math.sqrt((1 - self.beta2) * self.scales["v_sum"] / (1 - self.beta2 ** self.t))
         np.sqrt(V, out=d)
         d += self.eps / r
         np.divide(M, d, out=g)
-        axpy(-self.lr * (1 - self.beta1) / bc1 / r, g, p)  # p -= c * M / d, one BLAS pass
+        c = self.lr * (1 - self.beta1) * self.scales["m_sum"] / (1 - self.beta1 ** self.t) / r
+        axpy(-c, g, p)  # p -= c * M / d, one BLAS pass
 
 
 def get_optimizer(spec: str | dict, params: Sequence[np.ndarray], **overrides: Any) -> Optimizer:

@@ -126,11 +126,12 @@ def test_state_written_under_the_old_slot_names_still_loads(name, legacy):
     opt = get_optimizer(name, [a], lr=0.01)
     opt.step([gs[0].copy()])
     meta, arrays = opt.state_dict()
+    scales = meta.pop("scales")  # old files had no scales either
     old = {}
     for key, value in arrays.items():
         slot, i = key.split("/")
         new_name, factor = legacy[slot]
-        old[f"{new_name}/{i}"] = value * factor  # what the old code saved: the true averages
+        old[f"{new_name}/{i}"] = value * scales[slot] * factor  # what the old code saved: the true averages
     b = a.copy()
     opt2 = get_optimizer(name, [b], lr=0.01)
     opt2.load_state_dict(meta, old)
@@ -145,3 +146,70 @@ def test_missing_optimizer_state_is_a_config_error():
     meta, arrays = opt.state_dict()
     with pytest.raises(ConfigError, match="m_sum/0 is missing"):
         get_optimizer("adam", [np.zeros(3)], lr=0.01).load_state_dict(meta, {})
+
+
+def _reference(name, p, grads, lr, **hp):
+    """The optimizers' formulas, step by step in float64 (PyTorch's conventions)."""
+    ref, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        g = g + hp.get("weight_decay", 0.0) * ref
+        if name == "sgd":
+            mu = hp.get("momentum", 0.0)
+            m = mu * m + g
+            ref = ref - lr * ((g + mu * m) if hp.get("nesterov") else m)
+        elif name == "rmsprop":
+            a = hp.get("alpha", 0.99)
+            v = a * v + (1 - a) * g * g
+            ref = ref - lr * g / (np.sqrt(v) + 1e-8)
+        else:
+            b1, b2 = hp.get("beta1", 0.9), hp.get("beta2", 0.999)
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            ref = ref - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + 1e-8)
+    return ref
+
+
+LONG_RUNS = [("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.5, "nesterov": True, "weight_decay": 0.01}),
+             ("rmsprop", {"alpha": 0.9}), ("rmsprop", {"alpha": 0.0}), ("adam", {}),
+             ("adam", {"beta1": 0.0, "beta2": 0.5, "weight_decay": 0.001}), ("adam", {"beta1": 0.5})]
+
+
+@pytest.mark.parametrize("name,hp", LONG_RUNS)
+def test_long_runs_follow_the_formulas_through_the_rescaling_of_decayed_sums(name, hp):
+    """300 steps: the scaled decayed sums are folded back into their arrays several times
+    (every ~105 steps for beta = 0.9, every 16 for 0.5) and beta = 0 keeps no history."""
+    rng = np.random.default_rng(1)
+    p = rng.normal(size=(5, 4))
+    grads = [rng.normal(size=(5, 4)) for _ in range(300)]
+    lr = 0.01
+    np.testing.assert_allclose(_run({"name": name, **hp}, p, grads, lr=lr), _reference(name, p, grads, lr, **hp),
+                               rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,hp", LONG_RUNS)
+def test_saved_state_with_its_scales_resumes_bit_for_bit(name, hp):
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(3, 2))
+    grads = [rng.normal(size=(3, 2)) for _ in range(250)]
+    opt = get_optimizer({"name": name, **hp}, [a], lr=0.01)
+    for g in grads[:37]:
+        opt.step([g.copy()])
+    meta, arrays = opt.state_dict()
+    import json
+    meta = json.loads(json.dumps(meta))  # as a model file stores it
+    b = a.copy()
+    opt2 = get_optimizer({"name": name, **hp}, [b], lr=0.01)
+    opt2.load_state_dict(meta, {k: v.copy() for k, v in arrays.items()})
+    for g in grads[37:]:  # across later rescalings too
+        opt.step([g.copy()])
+        opt2.step([g.copy()])
+    assert np.array_equal(a, b)
+
+
+def test_a_bad_saved_scale_is_a_config_error():
+    opt = get_optimizer("adam", [np.zeros(3)], lr=0.01)
+    opt.step([np.ones(3)])
+    meta, arrays = opt.state_dict()
+    meta["scales"]["m_sum"] = 0.0
+    with pytest.raises(ConfigError, match="scale of m_sum"):
+        get_optimizer("adam", [np.zeros(3)], lr=0.01).load_state_dict(meta, arrays)
