@@ -120,9 +120,12 @@ class Optimizer:
             meta["scales"] = dict(self.scales)
         return meta, arrays
 
-    #: older slot names readable on load: ``{old: (new, beta)}``, the old slot held the average
-    #: ``(1 - beta) * new`` of the new plain decayed sum (``beta`` names the decay hyperparameter)
-    legacy_slots: dict[str, tuple[str, str]] = {}
+    #: older slot names readable on load, ``{old: (new, beta)}``. Files written before the sums
+    #: were scaled have no ``scales`` (scale 1) and hold the plain decayed sum under ``old``
+    #: (``beta`` None) or, older still, its average ``(1 - beta) * sum`` (``beta`` names the decay
+    #: hyperparameter). The slots were renamed each time so that an older mlplab refuses to resume
+    #: from a newer file instead of misreading it.
+    legacy_slots: dict[str, tuple[str, str | None]] = {}
 
     def load_state_dict(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.t = int(meta["t"])
@@ -132,15 +135,18 @@ class Optimizer:
             if not (math.isfinite(scale) and scale > 0):
                 raise ConfigError(f"optimizer state scale of {slot} must be positive and finite, got {scale}")
             self.scales[slot] = scale
-        legacy = {new: (old, 1.0 / (1.0 - getattr(self, beta))) for old, (new, beta) in self.legacy_slots.items()}
+        legacy: dict[str, list[tuple[str, float | None]]] = {}
+        for old, (new, beta) in self.legacy_slots.items():
+            legacy.setdefault(new, []).append((old, None if beta is None else 1.0 / (1.0 - getattr(self, beta))))
         for slot, lst in self.state.items():
             if slot in self.scratch_slots:
                 continue
             for i, a in enumerate(lst):
                 key, factor = f"{slot}/{i}", None
-                if key not in arrays and slot in legacy:  # a file written before the rename
-                    old, factor = legacy[slot]
-                    key = f"{old}/{i}"
+                for old, old_factor in legacy.get(slot, []) if key not in arrays else []:
+                    if f"{old}/{i}" in arrays:  # a file written before a rename
+                        key, factor = f"{old}/{i}", old_factor
+                        break
                 if key not in arrays:
                     raise ConfigError(f"optimizer state {slot}/{i} is missing")
                 src = arrays[key]
@@ -158,11 +164,13 @@ class SGD(Optimizer):
                       g = g + momentum * v if nesterov else v
         p -= lr * g
 
-    Every line is one BLAS ``axpy``: the velocity is a scaled decayed sum (slot ``velocity``
-    holds ``v / scale``), so ``p -= lr * v`` is ``p -= (lr * scale) * velocity``.
+    Every line is one BLAS ``axpy``: the velocity is a scaled decayed sum (slot
+    ``velocity_scaled`` holds ``v / scale``), so ``p -= lr * v`` is
+    ``p -= (lr * scale) * velocity_scaled``.
     """
 
     name = "sgd"
+    legacy_slots = {"velocity": ("velocity_scaled", None)}
 
     def __init__(self, params, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
         self.momentum = _positive("momentum", momentum, allow_zero=True)
@@ -172,8 +180,8 @@ class SGD(Optimizer):
         if self.nesterov and self.momentum == 0:
             raise ConfigError("nesterov needs momentum > 0")
         self.weight_decay = _positive("weight_decay", weight_decay, allow_zero=True)
-        self.slots = ("velocity",) if self.momentum else ()
-        self.decayed_slots = {"velocity": "momentum"} if self.momentum else {}
+        self.slots = ("velocity_scaled",) if self.momentum else ()
+        self.decayed_slots = {"velocity_scaled": "momentum"} if self.momentum else {}
         super().__init__(params, lr)
 
     def prescale(self) -> float | None:
@@ -192,8 +200,8 @@ class SGD(Optimizer):
         if not self.momentum:
             axpy(-self.lr, g, p)  # p -= lr * g
             return
-        V = self._accumulate("velocity", i, g)  # v = scale * V
-        scale = self.scales["velocity"]
+        V = self._accumulate("velocity_scaled", i, g)  # v = scale * V
+        scale = self.scales["velocity_scaled"]
         if self.nesterov:
             axpy(self.momentum * scale, V, g)  # g + momentum * v
             axpy(-self.lr, g, p)
@@ -209,17 +217,17 @@ class RMSprop(Optimizer):
         p -= lr * g / (sqrt(s) + eps)
 
     Computed in 6 passes instead of 9, two of them BLAS ``axpy``: the plain decayed sum
-    ``S = s / (1 - alpha)`` (``S = alpha * S + g**2``) is kept scaled (slot ``square_sum`` holds
+    ``S = s / (1 - alpha)`` (``S = alpha * S + g**2``) is kept scaled (slot ``square_scaled`` holds
     ``S / scale``, see the module docstring), and with ``r = sqrt((1 - alpha) * scale)`` the
     step is ``p -= (lr / r) * g / (sqrt(S / scale) + eps / r)``: the same update up to float
     rounding.
     """
 
     name = "rmsprop"
-    slots = ("square_sum", "denom")
+    slots = ("square_scaled", "denom")
     scratch_slots = ("denom",)
-    decayed_slots = {"square_sum": "alpha"}
-    legacy_slots = {"square_avg": ("square_sum", "alpha")}
+    decayed_slots = {"square_scaled": "alpha"}
+    legacy_slots = {"square_sum": ("square_scaled", None), "square_avg": ("square_scaled", "alpha")}
 
     def __init__(self, params, lr=0.001, alpha=0.99, eps=1e-8):
         self.alpha = float(alpha)
@@ -234,8 +242,8 @@ class RMSprop(Optimizer):
     def _update(self, i, p, g):
         d = self.state["denom"][i]  # scratch
         np.square(g, out=d)
-        S = self._accumulate("square_sum", i, d)
-        r = math.sqrt((1.0 - self.alpha) * self.scales["square_sum"])
+        S = self._accumulate("square_scaled", i, d)
+        r = math.sqrt((1.0 - self.alpha) * self.scales["square_scaled"])
         np.sqrt(S, out=d)
         d += self.eps / r
         g /= d
@@ -252,7 +260,7 @@ class Adam(Optimizer):
 
     Computed in 7 passes instead of 13, three of them BLAS ``axpy``: the plain decayed sums
     ``M = m / (1 - beta1)`` and ``V = v / (1 - beta2)`` (``M = beta1 * M + g``,
-    ``V = beta2 * V + g**2``) are kept scaled (slots ``m_sum`` and ``v_sum`` hold ``M / sM`` and
+    ``V = beta2 * V + g**2``) are kept scaled (slots ``m_scaled`` and ``v_scaled`` hold ``M / sM`` and
     ``V / sV``, see the module docstring), and every constant folds into two scalars:
     ``p -= c * (M / sM) / (sqrt(V / sV) + eps / r)`` with
     ``r = sqrt((1 - beta2) * sV / (1 - beta2**t))`` and ``c = lr * (1 - beta1) * sM / (1 - beta1**t) / r``:
@@ -260,10 +268,11 @@ class Adam(Optimizer):
     """
 
     name = "adam"
-    slots = ("m_sum", "v_sum", "denom")
+    slots = ("m_scaled", "v_scaled", "denom")
     scratch_slots = ("denom",)
-    decayed_slots = {"m_sum": "beta1", "v_sum": "beta2"}
-    legacy_slots = {"m": ("m_sum", "beta1"), "v": ("v_sum", "beta2")}
+    decayed_slots = {"m_scaled": "beta1", "v_scaled": "beta2"}
+    legacy_slots = {"m_sum": ("m_scaled", None), "v_sum": ("v_scaled", None),
+                    "m": ("m_scaled", "beta1"), "v": ("v_scaled", "beta2")}
 
     def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
         self.beta1, self.beta2 = float(beta1), float(beta2)
@@ -282,14 +291,14 @@ class Adam(Optimizer):
         d = self.state["denom"][i]  # scratch
         if self.weight_decay:
             axpy(self.weight_decay, p, g)  # g += weight_decay * p
-        M = self._accumulate("m_sum", i, g)
+        M = self._accumulate("m_scaled", i, g)
         np.square(g, out=d)
-        V = self._accumulate("v_sum", i, d)
-        r = math.sqrt((1 - self.beta2) * self.scales["v_sum"] / (1 - self.beta2 ** self.t))
+        V = self._accumulate("v_scaled", i, d)
+        r = math.sqrt((1 - self.beta2) * self.scales["v_scaled"] / (1 - self.beta2 ** self.t))
         np.sqrt(V, out=d)
         d += self.eps / r
         np.divide(M, d, out=g)
-        c = self.lr * (1 - self.beta1) * self.scales["m_sum"] / (1 - self.beta1 ** self.t) / r
+        c = self.lr * (1 - self.beta1) * self.scales["m_scaled"] / (1 - self.beta1 ** self.t) / r
         axpy(-c, g, p)  # p -= c * M / d, one BLAS pass
 
 

@@ -116,22 +116,31 @@ def test_schedules():
     assert math.isfinite(cos(20, 1.0))
 
 
-@pytest.mark.parametrize("name,legacy", [("adam", {"m_sum": ("m", 1 - 0.9), "v_sum": ("v", 1 - 0.999)}),
-                                         ("rmsprop", {"square_sum": ("square_avg", 1 - 0.99)})])
+LEGACY = [  # (optimizer, {current slot: (slot name in old files, factor from the plain sum to what they held)})
+    ("adam", {"m_scaled": ("m_sum", 1.0), "v_scaled": ("v_sum", 1.0)}),
+    ("adam", {"m_scaled": ("m", 1 - 0.9), "v_scaled": ("v", 1 - 0.999)}),
+    ("rmsprop", {"square_scaled": ("square_sum", 1.0)}),
+    ("rmsprop", {"square_scaled": ("square_avg", 1 - 0.99)}),
+    ({"name": "sgd", "momentum": 0.9}, {"velocity_scaled": ("velocity", 1.0)}),
+]
+
+
+@pytest.mark.parametrize("name,legacy", LEGACY)
 def test_state_written_under_the_old_slot_names_still_loads(name, legacy):
-    """Files written before the moments were kept as plain decayed sums store the averages
-    (``m``, ``v``, ``square_avg``); loading converts them and training continues the same."""
+    """Files written before the decayed sums were kept scaled hold the plain sums (``m_sum``,
+    ``v_sum``, ``square_sum``, ``velocity``) and no scales; older ones still hold the averages
+    (``m``, ``v``, ``square_avg``). Loading converts them and training continues the same."""
     p, gs = _setup()
     a = p.copy()
     opt = get_optimizer(name, [a], lr=0.01)
     opt.step([gs[0].copy()])
     meta, arrays = opt.state_dict()
-    scales = meta.pop("scales")  # old files had no scales either
+    scales = meta.pop("scales")  # old files had no scales
     old = {}
     for key, value in arrays.items():
         slot, i = key.split("/")
-        new_name, factor = legacy[slot]
-        old[f"{new_name}/{i}"] = value * scales[slot] * factor  # what the old code saved: the true averages
+        old_name, factor = legacy[slot]
+        old[f"{old_name}/{i}"] = value * scales[slot] * factor  # what the old code saved
     b = a.copy()
     opt2 = get_optimizer(name, [b], lr=0.01)
     opt2.load_state_dict(meta, old)
@@ -144,7 +153,7 @@ def test_state_written_under_the_old_slot_names_still_loads(name, legacy):
 def test_missing_optimizer_state_is_a_config_error():
     opt = get_optimizer("adam", [np.zeros(3)], lr=0.01)
     meta, arrays = opt.state_dict()
-    with pytest.raises(ConfigError, match="m_sum/0 is missing"):
+    with pytest.raises(ConfigError, match="m_scaled/0 is missing"):
         get_optimizer("adam", [np.zeros(3)], lr=0.01).load_state_dict(meta, {})
 
 
@@ -210,6 +219,6 @@ def test_a_bad_saved_scale_is_a_config_error():
     opt = get_optimizer("adam", [np.zeros(3)], lr=0.01)
     opt.step([np.ones(3)])
     meta, arrays = opt.state_dict()
-    meta["scales"]["m_sum"] = 0.0
-    with pytest.raises(ConfigError, match="scale of m_sum"):
+    meta["scales"]["m_scaled"] = 0.0
+    with pytest.raises(ConfigError, match="scale of m_scaled"):
         get_optimizer("adam", [np.zeros(3)], lr=0.01).load_state_dict(meta, arrays)
