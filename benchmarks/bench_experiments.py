@@ -5,8 +5,9 @@
 
 For every experiment: ``mlplab experiment run NAME [--quick] --jobs J --threads T --out DIR``
 into a new folder (nothing cached), timed from outside; prints the wall time, the number of
-cells and the time the cells themselves took (their sum over workers), and with ``--json`` a
-final JSON line. Before and after the runs it times the bare matrix products of one
+cells and the time the cells themselves took (their sum over workers), then one line per cell
+(its wall time, and its test accuracy and training time where the cell reports them), and with
+``--json`` a final JSON line. Before and after the runs it times the bare matrix products of one
 784-500-500-10 SGD epoch (49,000 rows, batch 100) on one BLAS thread, in a fresh process:
 this machine's speed at the time, since the same code's wall time here has varied by about
 1.5x from one day to another. Needs MNIST (``MLPLAB_DATA_DIR`` or the cache) and, for the PyTorch cells,
@@ -42,6 +43,10 @@ def machine_reference() -> float | None:
         return None
 
 
+#: what each cell's line shows from its result, when the cell has it
+CELL_FIGURES = ("test_accuracy", "training_time_s")
+
+
 def _ref(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f} s"
 
@@ -59,7 +64,10 @@ def run_one(name: str, out: Path, args) -> dict:
     if proc.returncode != 0:
         return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1], "wall_s": wall}
     summary = json.loads((out / "summary.json").read_text())
-    return {"wall_s": wall, "cells": len(summary["cells"]),
+    per_cell = [{"name": c["name"], "wall_s": c["wall_s"],
+                 **{k: c["result"][k] for k in CELL_FIGURES if isinstance(c.get("result"), dict) and k in c["result"]}}
+                for c in summary["cells"]]
+    return {"wall_s": wall, "cells": len(summary["cells"]), "per_cell": per_cell,
             "cells_wall_s": sum(c["wall_s"] for c in summary["cells"]),
             "slowest_cell": max(summary["cells"], key=lambda c: c["wall_s"])["name"],
             "slowest_cell_s": max(c["wall_s"] for c in summary["cells"])}
@@ -90,6 +98,10 @@ def main() -> int:
         else:
             print(f"{name:26} {r['wall_s']:8.1f} s wall  {r['cells']:3d} cells  {r['cells_wall_s']:8.1f} s in cells  "
                   f"slowest {r['slowest_cell']} {r['slowest_cell_s']:.1f} s")
+            for c in r["per_cell"]:
+                extra = "".join(f"  {k} {c[k]:.4f}" if k == "test_accuracy" else f"  {k} {c[k]:.1f}"
+                                for k in CELL_FIGURES if isinstance(c.get(k), (int, float)))
+                print(f"    {c['name']:40} {c['wall_s']:8.1f} s{extra}")
     ref_after = machine_reference()
     print(f"machine reference after the runs: {_ref(ref_after)}")
     if not args.out_root:
