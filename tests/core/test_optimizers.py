@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mlplab.errors import ConfigError
-from mlplab.optimizers import get_optimizer
+from mlplab.optimizers import Optimizer, get_optimizer
 from mlplab.schedules import get_schedule
 
 
@@ -126,7 +126,7 @@ LEGACY = [  # (optimizer, {current slot: (slot name in old files, factor from th
 
 
 @pytest.mark.parametrize("name,legacy", LEGACY)
-def test_state_written_under_the_old_slot_names_still_loads(name, legacy):
+def test_state_written_under_the_old_slot_names_still_loads(name, legacy, sum_form):
     """Files written before the decayed sums were kept scaled hold the plain sums (``m_sum``,
     ``v_sum``, ``square_sum``, ``velocity``) and no scales; older ones still hold the averages
     (``m``, ``v``, ``square_avg``). Loading converts them and training continues the same."""
@@ -140,7 +140,7 @@ def test_state_written_under_the_old_slot_names_still_loads(name, legacy):
     for key, value in arrays.items():
         slot, i = key.split("/")
         old_name, factor = legacy[slot]
-        old[f"{old_name}/{i}"] = value * scales[slot] * factor  # what the old code saved
+        old[f"{old_name}/{i}"] = value * scales[slot][int(i)] * factor  # what the old code saved
     b = a.copy()
     opt2 = get_optimizer(name, [b], lr=0.01)
     opt2.load_state_dict(meta, old)
@@ -183,10 +183,18 @@ LONG_RUNS = [("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.5, "nesterov": T
              ("adam", {"beta1": 0.0, "beta2": 0.5, "weight_decay": 0.001}), ("adam", {"beta1": 0.5})]
 
 
+@pytest.fixture(params=["scaled", "plain"])
+def sum_form(request, monkeypatch):
+    """Run a test with every parameter large (scaled sums, BLAS axpy) or small (plain sums)."""
+    monkeypatch.setattr(Optimizer, "scaled_min_size", 1 if request.param == "scaled" else 10**12)
+    return request.param
+
+
 @pytest.mark.parametrize("name,hp", LONG_RUNS)
-def test_long_runs_follow_the_formulas_through_the_rescaling_of_decayed_sums(name, hp):
+def test_long_runs_follow_the_formulas_through_the_rescaling_of_decayed_sums(name, hp, sum_form):
     """300 steps: the scaled decayed sums are folded back into their arrays several times
-    (every ~105 steps for beta = 0.9, every 16 for 0.5) and beta = 0 keeps no history."""
+    (every ~105 steps for beta = 0.9, every 16 for 0.5) and beta = 0 keeps no history; the
+    plain sums of small parameters follow the same formulas."""
     rng = np.random.default_rng(1)
     p = rng.normal(size=(5, 4))
     grads = [rng.normal(size=(5, 4)) for _ in range(300)]
@@ -196,7 +204,7 @@ def test_long_runs_follow_the_formulas_through_the_rescaling_of_decayed_sums(nam
 
 
 @pytest.mark.parametrize("name,hp", LONG_RUNS)
-def test_saved_state_with_its_scales_resumes_bit_for_bit(name, hp):
+def test_saved_state_with_its_scales_resumes_bit_for_bit(name, hp, sum_form):
     rng = np.random.default_rng(2)
     a = rng.normal(size=(3, 2))
     grads = [rng.normal(size=(3, 2)) for _ in range(250)]
@@ -215,10 +223,44 @@ def test_saved_state_with_its_scales_resumes_bit_for_bit(name, hp):
     assert np.array_equal(a, b)
 
 
-def test_a_bad_saved_scale_is_a_config_error():
-    opt = get_optimizer("adam", [np.zeros(3)], lr=0.01)
-    opt.step([np.ones(3)])
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("inf"), "x", [1.0], [1.0, "x"], {"a": 1}, True])
+def test_a_bad_saved_scale_is_a_config_error(bad, monkeypatch):
+    monkeypatch.setattr(Optimizer, "scaled_min_size", 1)
+    opt = get_optimizer("adam", [np.zeros(3), np.zeros(2)], lr=0.01)
+    opt.step([np.ones(3), np.ones(2)])
     meta, arrays = opt.state_dict()
-    meta["scales"]["m_scaled"] = 0.0
-    with pytest.raises(ConfigError, match="scale of m_scaled"):
-        get_optimizer("adam", [np.zeros(3)], lr=0.01).load_state_dict(meta, arrays)
+    meta["scales"]["m_scaled"] = bad
+    with pytest.raises(ConfigError, match="scales? of m_scaled"):
+        get_optimizer("adam", [np.zeros(3), np.zeros(2)], lr=0.01).load_state_dict(meta, arrays)
+
+
+def test_large_and_small_parameters_together(monkeypatch):
+    """A large weight matrix (scaled sums) beside a small bias (plain sums), as in a real layer;
+    and a state saved with every sum scaled loads into small parameters (folded to plain sums)."""
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(size=(200, 200)), rng.normal(size=7)
+    grads = [(rng.normal(size=(200, 200)), rng.normal(size=7)) for _ in range(150)]
+    got = [W.copy(), b.copy()]
+    opt = get_optimizer("adam", got, lr=0.01)
+    assert opt._large == [0]
+    for gw, gb in grads:
+        opt.step([gw.copy(), gb.copy()])
+    np.testing.assert_allclose(got[0], _reference("adam", W, [g for g, _ in grads], 0.01), rtol=1e-9)
+    np.testing.assert_allclose(got[1], _reference("adam", b, [g for _, g in grads], 0.01), rtol=1e-9)
+
+    monkeypatch.setattr(Optimizer, "scaled_min_size", 1)
+    a = [W.copy(), b.copy()]
+    opt = get_optimizer("adam", a, lr=0.01)
+    for gw, gb in grads[:50]:
+        opt.step([gw.copy(), gb.copy()])
+    meta, arrays = opt.state_dict()
+    monkeypatch.setattr(Optimizer, "scaled_min_size", 10**12)
+    c = [x.copy() for x in a]
+    opt2 = get_optimizer("adam", c, lr=0.01)
+    opt2.load_state_dict(meta, {k: v.copy() for k, v in arrays.items()})
+    assert opt2.scales["m_scaled"] == [1.0, 1.0]
+    for gw, gb in grads[50:]:
+        opt.step([gw.copy(), gb.copy()])
+        opt2.step([gw.copy(), gb.copy()])
+    for x, y in zip(a, c):
+        np.testing.assert_allclose(y, x, rtol=1e-9)
