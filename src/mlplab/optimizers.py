@@ -60,7 +60,8 @@ class Optimizer:
         }
         #: the decayed sum of slot ``k`` for parameter ``i`` is ``scales[k][i] * state[k][i]``
         self.scales: dict[str, list[float]] = {slot: [1.0] * len(self.params) for slot in self.decayed_slots}
-        self._large = [i for i, p in enumerate(self.params) if p.size >= self.scaled_min_size]
+        self._is_large = [p.size >= self.scaled_min_size for p in self.params]
+        self._large = [i for i, large in enumerate(self._is_large) if large]
         #: per slot and parameter: 1 / scale (0.0 when beta is 0), None for a small parameter
         self._gain: dict[str, list[float | None]] = {slot: [None] * len(self.params) for slot in self.decayed_slots}
 
@@ -125,7 +126,7 @@ class Optimizer:
         """``p_i += c * x``: one BLAS ``axpy`` for a large parameter; for a small one two NumPy
         passes through ``scratch`` (which may be ``x`` itself when ``x`` is scratch)."""
         p = self.params[i]
-        if p.size >= self.scaled_min_size:
+        if self._is_large[i]:
             axpy(c, x, p)
         else:
             np.multiply(x, c, out=scratch)
@@ -177,7 +178,7 @@ class Optimizer:
                 a[...] = src if factor is None else np.asarray(src) * factor
                 if slot in file_scales:
                     scale = file_scales[slot][i]
-                    if i not in self._large and scale != 1.0:  # a small parameter holds the plain sum
+                    if not self._is_large[i] and scale != 1.0:  # a small parameter holds the plain sum
                         a *= scale
                         scale = 1.0
                     self.scales[slot][i] = scale
