@@ -1,6 +1,6 @@
 """Time of one optimizer step: mlplab's optimizers against torch.optim, same parameters, same threads.
 
-    python benchmarks/bench_optimizers.py [--threads 2] [--steps 200] [--rounds 3] [--json]
+    python benchmarks/bench_optimizers.py [--threads 2] [--steps 200] [--rounds 3] [--only ARCH ...] [--json]
 
 For each architecture (the weight and bias shapes of its dense layers, float32) and each
 optimizer (SGD with momentum 0.9, RMSprop, Adam, at their default hyperparameters otherwise),

@@ -1,5 +1,6 @@
 """One step of each optimizer equals its formula computed by hand; schedules likewise."""
 
+import json
 import math
 
 import numpy as np
@@ -212,7 +213,6 @@ def test_saved_state_with_its_scales_resumes_bit_for_bit(name, hp, sum_form):
     for g in grads[:37]:
         opt.step([g.copy()])
     meta, arrays = opt.state_dict()
-    import json
     meta = json.loads(json.dumps(meta))  # as a model file stores it
     b = a.copy()
     opt2 = get_optimizer({"name": name, **hp}, [b], lr=0.01)
