@@ -10,8 +10,9 @@ For each architecture the same run measures
   solver sgd, no momentum, no L2),
 * the floor: only the matrix multiplications one epoch needs (forward 1 per layer, backward
   1 weight-gradient per layer + 1 input-gradient per layer but the first), into preallocated
-  outputs, through NumPy's BLAS and through SciPy's (the one mlplab uses); the faster of the
-  two is the floor: no implementation can beat it on this machine.
+  outputs, through NumPy's BLAS (``np.matmul``; the one mlplab uses, see ``mlplab.blas``) and
+  through SciPy's (``scipy.linalg.blas``, a separate OpenBLAS build); the faster of the two is
+  the floor: no implementation can beat it on this machine.
 
 Also inference on the 21,000 test images, the Python allocations (tracemalloc peak) of an
 mlplab epoch on a 1,000-row set (the buffers are allocated once: what an epoch adds is nothing
@@ -123,11 +124,16 @@ def time_sklearn(sizes, X, y, epochs):
 
 
 def time_floor(sizes, n, epochs, dtype=np.float32, lib="numpy"):
-    """Seconds of the bare products of one epoch: through NumPy's ``matmul`` or through
-    SciPy's ``gemm`` (mlplab's BLAS, a separate OpenBLAS build)."""
-    from mlplab.blas import gemm
+    """Seconds of the bare products of one epoch: through NumPy's ``matmul`` (the OpenBLAS
+    build mlplab uses when ``mlplab.blas.BACKEND == "numpy"``) or through SciPy's ``gemm`` (a
+    separate OpenBLAS build)."""
+    if lib == "numpy":
+        mm = lambda a, b, out: np.matmul(a, b, out=out)  # noqa: E731
+    else:
+        from mlplab.blas import _gemm_scipy, _scipy_blas
 
-    mm = (lambda a, b, out: np.matmul(a, b, out=out)) if lib == "numpy" else gemm
+        sgemm = _scipy_blas()[0][np.dtype(dtype)]
+        mm = lambda a, b, out: _gemm_scipy(a, b, out, 1.0, 0.0, sgemm)  # noqa: E731
     rng = np.random.default_rng(0)
     Ws = [rng.normal(0, 0.1, (a, b)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:])]
     acts = [rng.random((100, s), dtype=dtype) for s in sizes]
@@ -311,7 +317,10 @@ def main() -> int:
         results[arch] = r
     env = environment_info()
     print(f"threads={args.threads}  rounds={args.rounds}  numpy {env['versions']['numpy']}  "
-          f"sklearn {env['versions']['sklearn']}  BLAS {[b.get('internal_api') for b in env['blas']]}")
+          f"sklearn {env['versions']['sklearn']}  BLAS {[b.get('internal_api') for b in env['blas']]}  "
+          f"mlplab's products through {env['mlplab_blas']}'s BLAS")
+    for r in results.values():
+        r["mlplab_blas"] = env["mlplab_blas"]
     head = f"{'architecture':<16}{'floor':>9}{'mlplab':>9}{'torch':>9}{'sklearn':>9}{'ours/floor':>12}{'torch/ours':>12}{'sk/ours':>9}"
     print(head)
     fmt = lambda v, w=9, p=3: f"{'-':>{w}}" if v is None else f"{v:>{w}.{p}f}"

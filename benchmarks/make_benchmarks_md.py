@@ -29,6 +29,13 @@ def f(v, p=3):
     return "–" if v is None else f"{v:.{p}f}"
 
 
+def _blas_name(train: dict) -> str:
+    """Whose BLAS build mlplab's products went through in the training benchmark."""
+    names = {r.get("mlplab_blas") for r in train.values()}
+    name = names.pop() if len(names) == 1 else None
+    return {"numpy": "NumPy", "scipy": "SciPy"}.get(name, "NumPy or SciPy")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=3)
@@ -70,7 +77,7 @@ def main() -> int:
         "torch/mlplab and sklearn/mlplab mean mlplab is faster. Every implementation runs in a fresh "
         "process of its own, interleaved over the rounds; each column is its best round (all rounds "
         "are in the JSON). The floor is the faster of NumPy's and SciPy's BLAS builds (both are "
-        "shown; mlplab computes every product with SciPy's).",
+        f"shown; mlplab computes every product with {_blas_name(train)}'s).",
         "",
         "| architecture | floor | floor NumPy / SciPy BLAS | mlplab | PyTorch | scikit-learn | mlplab / floor | PyTorch / mlplab | sklearn / mlplab | mlplab test acc. |",
         "|---|---|---|---|---|---|---|---|---|---|",

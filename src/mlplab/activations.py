@@ -14,11 +14,11 @@ leaky_relu     z if z > 0 else s*z     dy * (1 if a > 0 else s)
 softmax        exp(z) / sum exp(z)     a * (dy - sum(dy * a, axis=1))
 =============  ======================  ==============================
 
-``sigmoid`` is finite for any |z| (no overflow in ``exp``): in float64 it is SciPy's ``expit``
-(correctly rounded; gradient checks and the float64 replays use it); in float32 it is
-``0.5 + 0.5 * tanh(z / 2)``, the same function through NumPy's vectorised ``tanh``, about 8x
-faster than ``expit`` and within 6e-8 (half a float32 ulp near 1) of the exact value. Softmax
-subtracts the row maximum first.
+``sigmoid`` is finite for any |z|: in float64 it is SciPy's ``expit`` (correctly rounded;
+gradient checks and the float64 replays use it); in float32 it is ``1 / (1 + exp(-z))`` in
+four NumPy passes through the vectorised ``exp``, about 3x faster than ``expit`` and within
+2.4e-7 relative error of the exact value (see :func:`sigmoid`). Softmax subtracts the row
+maximum first.
 """
 
 from __future__ import annotations
@@ -185,17 +185,21 @@ def get_activation(spec: str | dict | Activation) -> Activation:
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``1 / (1 + exp(-z))``, finite for any ``z``; ``out`` may be ``z`` itself.
 
-    float32 goes through ``tanh`` (SIMD in NumPy, ~8x faster than ``expit``; why: the
-    sigmoid is the hot elementwise op of the textbook networks), other dtypes through ``expit``.
+    float32 computes exactly that formula in four NumPy passes (why: the sigmoid is the hot
+    elementwise op of the textbook networks, and NumPy's float32 ``exp`` is vectorised; 84 us
+    for 100x500 values, against 143 us for ``0.5 + 0.5 * tanh(z / 2)`` and 249 us for
+    ``expit``). ``exp(-z)`` overflows to ``inf`` for ``z < -88.7``, which gives the correct
+    ``0``; the relative error is below 2.4e-7 everywhere (the ``tanh`` form loses all relative
+    accuracy for small outputs). Other dtypes go through SciPy's ``expit`` (correctly rounded).
     """
     z = np.asarray(z)
     if z.dtype != np.float32:
         return expit(z, out=out) if out is not None else expit(z)
-    out = np.multiply(z, 0.5, out=out)
-    np.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
+    out = np.negative(z, out=out)
+    with np.errstate(over="ignore"):  # exp(-z) = inf for z < -88.7: the sigmoid is 0 there
+        np.exp(out, out=out)
+    out += 1.0
+    return np.divide(1.0, out, out=out)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -10,13 +10,24 @@ from typing import Any, Iterator
 
 
 def blas_info() -> list[dict[str, Any]]:
-    """The BLAS/OpenMP libraries NumPy loaded, with their thread counts (threadpoolctl)."""
+    """The BLAS/OpenMP libraries loaded, with their thread counts (threadpoolctl); the one
+    mlplab's products go through (:data:`mlplab.blas.BACKEND`) has ``"used_by_mlplab": True``."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:  # pragma: no cover - threadpoolctl is a dependency
         return []
+    import mlplab.blas
+
+    owner = "numpy.libs" if mlplab.blas.BACKEND == "numpy" else "scipy.libs"
     keep = ("user_api", "internal_api", "num_threads", "version", "threading_layer", "architecture")
-    return [{k: info.get(k) for k in keep} for info in threadpool_info()]
+    out = []
+    for info in threadpool_info():
+        row = {k: info.get(k) for k in keep}
+        if info.get("user_api") == "blas":
+            path = str(info.get("filepath") or "").replace("\\", "/")
+            row["used_by_mlplab"] = (f"/{owner}/" in path or (owner == "numpy.libs" and "/numpy/.dylibs/" in path))
+        out.append(row)
+    return out
 
 
 def environment_info() -> dict[str, Any]:
@@ -38,6 +49,7 @@ def environment_info() -> dict[str, Any]:
     return {
         "versions": versions,
         "blas": blas_info(),
+        "mlplab_blas": _mlplab_blas(),
         "cpu": {
             "machine": platform.machine(),
             "processor": platform.processor() or None,
@@ -51,6 +63,12 @@ def environment_info() -> dict[str, Any]:
             if os.environ.get(k) is not None
         },
     }
+
+
+def _mlplab_blas() -> str:
+    import mlplab.blas
+
+    return mlplab.blas.BACKEND
 
 
 @contextmanager

@@ -483,7 +483,8 @@ def _environment_blocks(data: RunData) -> list[tuple]:
     for b in env.get("blas") or []:
         if isinstance(b, dict):
             desc = " ".join(str(b.get(k)) for k in ("internal_api", "version", "threading_layer") if b.get(k))
-            rows.append([f"BLAS ({b.get('user_api', '?')})", f"{desc}, {b.get('num_threads')} threads"])
+            mark = " (mlplab's products)" if b.get("used_by_mlplab") else ""
+            rows.append([f"BLAS ({b.get('user_api', '?')}){mark}", f"{desc}, {b.get('num_threads')} threads"])
     cpu = env.get("cpu") or {}
     if cpu:
         rows.append(["CPU", (f"{cpu.get('machine')}, {cpu.get('logical_cores')} logical cores, "

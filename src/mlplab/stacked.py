@@ -14,9 +14,13 @@ on it unchanged while it trains. Each model has its own :class:`~mlplab.training
 (history, schedule, callbacks, checkpoint state); :class:`StackedTrainer` drives them.
 
 Exactness: every operation a model sees is the one it would see alone, on the same values
-(column blocks of a matrix product are computed independently; bias sums are taken over
-contiguous copies). On one BLAS thread the stacked results have been bit-identical to
-separate training; the guarantee is agreement within float32 rounding (tested).
+(bias sums are taken over contiguous copies). Whether the wide products give each model's
+column block the bits of its own products depends on the BLAS kernels of the CPU
+(:func:`blocks_exact` probes it): where they do, the stacked results are bit-identical to
+separate training on one BLAS thread (tested on such a machine); where they do not (OpenBLAS's
+AVX2 kernels on a 2-core AMD EPYC, with NumPy's and with SciPy's build, reach some columns of a
+wide product through other kernels than a narrow one), they agree within float32 rounding
+(tested everywhere).
 
 What stacks (:func:`stackable`): plain SGD (no momentum, no weight decay), no dropout, no L2,
 the same sizes, activations, loss family, dtype, batch size and minibatch order. Learning
@@ -41,6 +45,33 @@ from mlplab.layers import ActivationLayer, Dense
 from mlplab.network import MLP
 from mlplab.optimizers import SGD
 from mlplab.training import Trainer
+
+
+def blocks_exact(n_rows: int, n_features: int, width: int, k: int, dtype=np.float32, seed: int = 0) -> bool:
+    """Whether this BLAS, at its current thread count, computes the products of a stack of ``k``
+    first layers of ``width`` units on ``(n_rows, n_features)`` inputs (the forward product onto
+    the bias, and the fused SGD step) with every model's column block bit-identical to that
+    model's own products: the condition for stacked training to equal training alone bit for bit.
+    A probe on random values; it says nothing about rounding, only about identity."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n_rows, n_features)).astype(dtype)
+    dz = rng.normal(size=(n_rows, k * width)).astype(dtype)
+    W = rng.normal(size=(n_features, k * width)).astype(dtype)
+    b = rng.normal(size=k * width).astype(dtype)
+    wide = Dense(n_features, k * width, dtype)
+    wide.W[...], wide.b[...] = W, b
+    Z = wide.forward(X, training=True).copy()
+    wide.backward_step(dz, need_dx=False, update_bias=False)
+    for j in range(k):
+        blk = slice(j * width, (j + 1) * width)
+        alone = Dense(n_features, width, dtype)
+        alone.W[...], alone.b[...] = W[:, blk], b[blk]
+        if not np.array_equal(alone.forward(X, training=True), Z[:, blk]):
+            return False
+        alone.backward_step(np.ascontiguousarray(dz[:, blk]), need_dx=False, update_bias=False)
+        if not np.array_equal(alone.W, wide.W[:, blk]):
+            return False
+    return True
 
 
 def stack_problem(trainers: Sequence[Trainer]) -> str | None:

@@ -6,7 +6,7 @@ from threadpoolctl import threadpool_limits
 
 from mlplab.errors import ConfigError
 from mlplab.network import MLP
-from mlplab.stacked import StackedTrainer, stack_problem, train_stacked
+from mlplab.stacked import StackedTrainer, blocks_exact, stack_problem, train_stacked
 from mlplab.training import Trainer
 
 
@@ -30,6 +30,16 @@ def _pair(configs, trainer_kw, dtype="float32"):
             trs.append(Trainer(net, "sgd", lr=lr, schedule=sched, **trainer_kw))
         out.append(trs)
     return out
+
+
+def _exact(configs, kw, n=300, d=20, val=50):
+    """Whether this machine's BLAS (one thread) gives the stack's column blocks the bits of each
+    model's own products for every batch shape of the test: then stacked training must be
+    bit-identical to training alone, else equal within float32 rounding."""
+    width, k = configs[0]["sizes"][1], len(configs)
+    bs = kw.get("batch_size") or n
+    with threadpool_limits(limits=1):
+        return all(blocks_exact(rows, d, width, k) for rows in {bs, n % bs or bs, val})
 
 
 def _assert_same(stacked, alone, exact=True):
@@ -79,22 +89,27 @@ def test_stacked_equals_one_by_one(name):
         for tr in alone:
             tr.fit(X, y, 7, X_val=X[:50], y_val=y[:50])
     assert errors == [None] * len(configs)
-    _assert_same(stacked, alone, exact=True)
+    exact = _exact(configs, kw)
+    _assert_same(stacked, alone, exact=exact)
     for a, b in zip(stacked, alone):  # the network object works as usual after training
-        np.testing.assert_array_equal(a.net.predict_proba(X), b.net.predict_proba(X))
-        assert a.history.val_accuracy == b.history.val_accuracy
+        if exact:
+            np.testing.assert_array_equal(a.net.predict_proba(X), b.net.predict_proba(X))
+            assert a.history.val_accuracy == b.history.val_accuracy
+        else:
+            np.testing.assert_allclose(a.net.predict_proba(X), b.net.predict_proba(X), rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(a.history.val_accuracy, b.history.val_accuracy, atol=1 / 50)
     with threadpool_limits(limits=1):  # ... and each trainer goes on training alone exactly
         for a, b in zip(stacked, alone):
             a.fit(X, y, 9)
             b.fit(X, y, 9)
-    _assert_same(stacked, alone, exact=True)
+    _assert_same(stacked, alone, exact=exact)
     with threadpool_limits(limits=1):  # a stack can be fitted further, too
         again = StackedTrainer(stacked)
         again.fit(X, y, 11)  # epochs in total, as Trainer.fit counts them
         again.fit(X, y, 13)
         for b in alone:
             b.fit(X, y, 13)
-    _assert_same(stacked, alone, exact=True)
+    _assert_same(stacked, alone, exact=exact)
 
 
 def test_stacked_float64_and_more_epochs_close():
@@ -120,7 +135,7 @@ def test_one_diverging_model_is_frozen_and_the_others_train_on():
     assert len(stacked[0].history) == 1 and stacked[0].epochs_done == 1
     assert errors[1] is None and stacked[1].epochs_done == 5
     assert all(np.isfinite(w).all() for w in stacked[0].net.get_weights())
-    _assert_same([stacked[1]], [alone[1]], exact=True)
+    _assert_same([stacked[1]], [alone[1]], exact=_exact([base, base], dict(batch_size=None)))
 
 
 def test_what_does_not_stack_is_named():

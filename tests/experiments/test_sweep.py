@@ -142,12 +142,24 @@ def test_cells_differing_in_lr_train_as_one_stack_equal_to_alone(tiny_spec, tmp_
     c = summary["cells"][1]
     cfg = json.loads((out / c["folder"] / CELL_FILE).read_text())["config"]
     (tmp_path / "alone").mkdir()
+    from mlplab.stacked import blocks_exact
+
     with threadpool_limits(limits=1):
         alone = generic.run_cell(cfg, tmp_path / "alone")
-    assert alone["test_accuracy"] == c["result"]["test_accuracy"]
-    assert alone["snapshots"] == c["result"]["snapshots"]
-    for a, b in zip(_params(out / c["folder"]), _params(tmp_path / "alone")):
-        np.testing.assert_array_equal(a, b)
+        # bit for bit where this BLAS computes a wide product's column blocks as it computes
+        # them alone (digits: 64 features, 1,348 training rows in batches of 32), else within
+        # float32 rounding
+        exact = all(blocks_exact(rows, 64, width, 2) for rows in (32, 1348 % 32) for width in (8, 16))
+    params = list(zip(_params(out / c["folder"]), _params(tmp_path / "alone")))
+    if exact:
+        assert alone["test_accuracy"] == c["result"]["test_accuracy"]
+        assert alone["snapshots"] == c["result"]["snapshots"]
+        for a, b in params:
+            np.testing.assert_array_equal(a, b)
+    else:
+        assert abs(alone["test_accuracy"] - c["result"]["test_accuracy"]) <= 0.01
+        for a, b in params:
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     # momentum does not stack: every cell is a job of its own
     spec.sections["training"]["optimizer_params"] = {"momentum": 0.9}
     cells = plan(spec)
