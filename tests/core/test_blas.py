@@ -200,7 +200,8 @@ def test_plain_sgd_training_is_the_sgd_formula_step_by_step():
 
 def test_blas_threads_limits_the_library_of_the_products_even_before_it_is_loaded():
     """threadpoolctl limits only libraries already loaded: ``blas_threads`` must load mlplab's
-    BLAS (SciPy's OpenBLAS) first, or a process that enters it early keeps every thread."""
+    BLAS (SciPy's OpenBLAS on the fallback backend) first, or a process that enters it early
+    keeps every thread."""
     import os
     import subprocess
     import sys
@@ -215,3 +216,66 @@ def test_blas_threads_limits_the_library_of_the_products_even_before_it_is_loade
                          env={**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"})
     n, threads = out.stdout.split(" ", 1)
     assert int(n) >= 1 and threads.strip() == "[1]", out.stdout
+
+
+_BACKEND_CHECK = """
+import numpy as np
+import mlplab.blas as b
+from mlplab.blas import axpy, dot, gemm, gemv
+rng = np.random.default_rng(0)
+for dt in (np.float32, np.float64):
+    A, B = rng.normal(size=(7, 5)).astype(dt), rng.normal(size=(5, 3)).astype(dt)
+    C0 = rng.normal(size=(7, 3)).astype(dt)
+    for a in (A, np.asfortranarray(A)):
+        for out in (C0.copy(), np.asfortranarray(C0)):
+            gemm(a, B, out, alpha=-0.5, beta=2.0)
+            assert np.allclose(out, -0.5 * (A @ B) + 2.0 * C0, rtol=1e-5, atol=1e-5)
+    y = np.ones(7, dt)
+    gemv(A, B[:, 0].copy(), y, alpha=2.0, beta=1.0)
+    assert np.allclose(y, 1.0 + 2.0 * (A @ B[:, 0]), rtol=1e-5, atol=1e-5)
+    z = C0.copy()
+    axpy(3.0, C0, z)
+    assert np.allclose(z, 4.0 * C0, rtol=1e-6)
+    assert abs(dot(A, A) - float(np.vdot(A, A))) < 1e-3
+ro = np.ones((4, 4), np.float32)
+ro.flags.writeable = False  # a read-only operand takes the slower address lookup
+out = np.zeros((4, 4), np.float32)
+gemm(ro, ro, out, alpha=1.0, beta=1.0)
+assert (out == 4.0).all()
+print(b.BACKEND)
+"""
+
+
+@pytest.mark.parametrize("forced", [None, "scipy"])
+def test_blas_backend_is_chosen_at_import_and_both_compute_the_same(forced):
+    """Default: NumPy's own OpenBLAS where its CBLAS symbols are found (NumPy's wheels), else
+    SciPy's; ``MLPLAB_BLAS=scipy`` forces SciPy's. Both backends compute every layout alike."""
+    import os
+    import subprocess
+    import sys
+
+    import mlplab.blas
+
+    env = {k: v for k, v in os.environ.items() if k != "MLPLAB_BLAS"}
+    if forced:
+        env["MLPLAB_BLAS"] = forced
+    out = subprocess.run([sys.executable, "-c", _BACKEND_CHECK], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    got = out.stdout.strip()
+    if forced:
+        assert got == forced
+    else:
+        assert got == mlplab.blas.BACKEND
+        assert got == ("numpy" if mlplab.blas._numpy_openblas_path() else "scipy")
+
+
+def test_environment_names_the_blas_of_the_products():
+    import mlplab.blas
+    from mlplab.environment import environment_info
+
+    env = environment_info()
+    assert env["mlplab_blas"] == mlplab.blas.BACKEND
+    used = [b for b in env["blas"] if b.get("used_by_mlplab")]
+    assert all(b["user_api"] == "blas" for b in used)
+    if mlplab.blas.BACKEND == "numpy":  # (a SciPy without bundled libraries is not recognised)
+        assert len(used) == 1
