@@ -142,6 +142,12 @@ def _scipy_blas():
             {_F32: blas.saxpy, _F64: blas.daxpy}, {_F32: blas.sdot, _F64: blas.ddot})
 
 
+# SciPy's OpenBLAS is loaded in every case, though only the fallback computes with it: thread
+# limits (``threadpoolctl``, :func:`mlplab.environment.blas_threads`) reach only the libraries
+# already loaded, and scikit-learn and SciPy code run beside training (metrics, benchmarks'
+# reference products) would otherwise load it later with every thread.
+import scipy.linalg.blas  # noqa: E402,F401
+
 if _CBLAS is not None:
     _GEMM = {dt: f[0] for dt, f in _CBLAS.items()}
     _GEMV = {dt: f[1] for dt, f in _CBLAS.items()}

@@ -216,6 +216,10 @@ def test_blas_threads_limits_the_library_of_the_products_even_before_it_is_loade
                          env={**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"})
     n, threads = out.stdout.split(" ", 1)
     assert int(n) >= 1 and threads.strip() == "[1]", out.stdout
+    import mlplab.blas
+
+    if mlplab.blas.BACKEND == "numpy":  # SciPy's build is loaded (and limited) too, though idle
+        assert int(n) >= 2, out.stdout
 
 
 _BACKEND_CHECK = """
