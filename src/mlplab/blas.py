@@ -11,10 +11,11 @@ Which BLAS (:data:`BACKEND`):
 * ``"numpy"``: the OpenBLAS that NumPy's wheels bundle (``scipy-openblas64``), called through
   its CBLAS interface with :mod:`ctypes` for the products with ``alpha``/``beta``, ``gemv``,
   ``axpy``, and through ``np.matmul`` / ``np.vdot`` for the plain ones (the same library, less
-  call overhead). On this project's 2-core machine its ``sgemm`` was 10-25% faster than
-  SciPy's bundled build for the network's products (100x784 @ 784x500: 556 against 630 us at
-  two threads, 877 against 1036 us at one; ``benchmarks/bench_training.py`` prints both
-  builds' floors).
+  call overhead). On this project's 2-core machine its ``sgemm`` is faster than SciPy's
+  bundled build for the network's products: a 784-500-500-10 SGD epoch took 1.22 against
+  1.56 s on two threads and 1.91 against 2.09 s on one
+  (``benchmarks/bench_blas_backends.py``; ``benchmarks/bench_training.py`` prints both builds'
+  matmul floors).
 * ``"scipy"``: SciPy's ``?gemm``/``?gemv``/``?axpy``/``?dot`` wrappers, used where NumPy's
   library or its CBLAS symbols cannot be found or fail the self-check run at import (a NumPy
   linked to another BLAS). ``MLPLAB_BLAS=scipy`` forces it.
@@ -126,7 +127,7 @@ def _gemm_cblas(a, b, out, alpha, beta, fn):
         pb, tb, ldb = _row_major(a.T)
         c = out.T
         m, n = n, m
-    if alpha == 1.0 and beta == 0.0 and c.flags.writeable:
+    if alpha == 1.0 and beta == 0.0:
         # the plain product: NumPy's matmul calls the same sgemm with less overhead
         np.matmul(pa.T if ta == _TRANS else pa, pb.T if tb == _TRANS else pb, out=c)
         return out
@@ -197,7 +198,8 @@ def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta
     dt = out.dtype
     fn = _GEMM.get(dt)
     flags = out.flags
-    if fn is None or a.dtype != dt or b.dtype != dt or not (flags.f_contiguous or flags.c_contiguous):
+    if (fn is None or a.dtype != dt or b.dtype != dt or not (flags.f_contiguous or flags.c_contiguous)
+            or not flags.writeable):
         res = np.matmul(a, b)  # not a BLAS type or layout: NumPy (never on the training path)
         if alpha != 1.0:
             res *= alpha
@@ -227,7 +229,7 @@ def gemv(a: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: float = 1.0, beta: 
         raise ValueError(f"gemv shapes do not match: {a.shape} @ {x.shape} -> {y.shape}")
     dt = y.dtype
     fn = _GEMV.get(dt)
-    if (fn is None or a.dtype != dt or x.dtype != dt or not y.flags.c_contiguous
+    if (fn is None or a.dtype != dt or x.dtype != dt or not y.flags.c_contiguous or not y.flags.writeable
             or not (a.flags.c_contiguous or a.flags.f_contiguous) or m == 0):
         res = alpha * (a @ x)  # not a BLAS type or layout
         if beta != 0.0:

@@ -136,6 +136,19 @@ def test_gemm_rejects_mismatched_shapes():
         gemm(np.ones((2, 3), np.float32), np.ones((4, 2), np.float32), np.empty((2, 2), np.float32))
 
 
+def test_read_only_outputs_are_never_written():
+    out = np.zeros((2, 2), np.float32)
+    out.flags.writeable = False
+    a = np.ones((2, 2), np.float32)
+    with pytest.raises(ValueError, match="read-only"):
+        gemm(a, a, out, alpha=-1.0, beta=1.0)
+    y = np.zeros(2, np.float32)
+    y.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        gemv(a, np.ones(2, np.float32), y)
+    assert (out == 0).all() and (y == 0).all()
+
+
 def test_gemm_other_dtypes_fall_back_to_numpy():
     a = np.arange(6, dtype=np.int64).reshape(2, 3)
     out = np.zeros((2, 2), np.int64)
