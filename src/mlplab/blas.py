@@ -136,18 +136,17 @@ def _gemm_cblas(a, b, out, alpha, beta, fn):
 
 
 # -- SciPy's OpenBLAS ------------------------------------------------------------------------
-def _scipy_blas():
-    from scipy.linalg import blas
-
-    return ({_F32: blas.sgemm, _F64: blas.dgemm}, {_F32: blas.sgemv, _F64: blas.dgemv},
-            {_F32: blas.saxpy, _F64: blas.daxpy}, {_F32: blas.sdot, _F64: blas.ddot})
-
-
-# SciPy's OpenBLAS is loaded in every case, though only the fallback computes with it: thread
-# limits (``threadpoolctl``, :func:`mlplab.environment.blas_threads`) reach only the libraries
-# already loaded, and scikit-learn and SciPy code run beside training (metrics, benchmarks'
+# Loaded in every case, though only the fallback computes with it: thread limits
+# (``threadpoolctl``, :func:`mlplab.environment.blas_threads`) reach only the libraries already
+# loaded, and scikit-learn and SciPy code run beside training (metrics, the benchmarks'
 # reference products) would otherwise load it later with every thread.
-import scipy.linalg.blas  # noqa: E402,F401
+from scipy.linalg import blas as _scipy  # noqa: E402
+
+
+def _scipy_blas():
+    return ({_F32: _scipy.sgemm, _F64: _scipy.dgemm}, {_F32: _scipy.sgemv, _F64: _scipy.dgemv},
+            {_F32: _scipy.saxpy, _F64: _scipy.daxpy}, {_F32: _scipy.sdot, _F64: _scipy.ddot})
+
 
 if _CBLAS is not None:
     _GEMM = {dt: f[0] for dt, f in _CBLAS.items()}
