@@ -37,6 +37,8 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -115,7 +117,9 @@ def _row_major(x: np.ndarray) -> tuple[np.ndarray, int, int]:
     return x, _NO_TRANS, max(1, x.shape[1])
 
 
-def _gemm_cblas(a, b, out, alpha, beta, fn):
+def _gemm_cblas_call(a, b, out, alpha, beta, fn):
+    """``(f, args, kwargs)`` such that ``f(*args, **kwargs)`` computes the product into ``out``
+    (operands that are neither C- nor F-contiguous are copied here: bind those only once)."""
     m, n = out.shape
     k = a.shape[1]
     if out.flags.c_contiguous:
@@ -129,9 +133,14 @@ def _gemm_cblas(a, b, out, alpha, beta, fn):
         m, n = n, m
     if alpha == 1.0 and beta == 0.0:
         # the plain product: NumPy's matmul calls the same sgemm with less overhead
-        np.matmul(pa.T if ta == _TRANS else pa, pb.T if tb == _TRANS else pb, out=c)
-        return out
-    fn(_ROW_MAJOR, ta, tb, m, n, k, alpha, _addr(pa), lda, _addr(pb), ldb, beta, _addr(c), max(1, n))
+        return np.matmul, (pa.T if ta == _TRANS else pa, pb.T if tb == _TRANS else pb), {"out": c}
+    return fn, (_ROW_MAJOR, ta, tb, m, n, k, alpha, _addr(pa), lda, _addr(pb), ldb, beta, _addr(c),
+                max(1, n)), {}
+
+
+def _gemm_cblas(a, b, out, alpha, beta, fn):
+    f, args, kwargs = _gemm_cblas_call(a, b, out, alpha, beta, fn)
+    f(*args, **kwargs)
     return out
 
 
@@ -286,6 +295,57 @@ def dot(a: np.ndarray, b: np.ndarray) -> float:
     if fn is None or b.dtype != a.dtype or a.size == 0:
         return float(np.vdot(a, b))  # NumPy's BLAS ``?dot`` for contiguous float arrays
     return float(fn(np.ravel(a), np.ravel(b)))
+
+
+# -- bound calls: the checks done once, for a training loop's fixed buffers -------------------
+def _contiguous(x: np.ndarray) -> bool:
+    return x.flags.c_contiguous or x.flags.f_contiguous
+
+
+def bind_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0,
+              beta: float = 0.0) -> Callable[[], object]:
+    """A call with no arguments that does ``gemm(a, b, out, alpha, beta)``: the same BLAS call
+    with the same arguments, so the same bits, with the shape, type and layout checks and the
+    argument list built once. A training step calls each of its products hundreds of times on
+    the same buffers; for 784-50-10 the checks cost as much as the small products themselves.
+
+    The call holds references to ``a``, ``b`` and ``out`` (their memory stays valid) and reads
+    their *current contents* each time. Operands that :func:`gemm` would copy (neither C- nor
+    F-contiguous) are bound as a plain :func:`gemm` call instead, which copies them each time.
+    """
+    m, k = a.shape
+    k2, n = b.shape
+    if k != k2 or out.shape != (m, n):
+        raise ValueError(f"gemm shapes do not match: {a.shape} @ {b.shape} -> {out.shape}")
+    dt = out.dtype
+    fn = _GEMM.get(dt)
+    if (_CBLAS is None or fn is None or a.dtype != dt or b.dtype != dt or not out.flags.writeable
+            or not (_contiguous(out) and _contiguous(a) and _contiguous(b)) or 0 in (m, n, k)):
+        call = partial(gemm, a, b, out, alpha, beta)
+    else:
+        f, args, kwargs = _gemm_cblas_call(a, b, out, alpha, beta, fn)
+        call = partial(f, *args, **kwargs)
+    call.keep = (a, b, out)  # type: ignore[attr-defined]  # the addresses in ``args`` stay valid
+    return call
+
+
+def bind_gemv(a: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: float = 1.0,
+              beta: float = 0.0) -> Callable[[], object]:
+    """A call with no arguments that does ``gemv(a, x, y, alpha, beta)`` (see :func:`bind_gemm`)."""
+    m, k = a.shape
+    if x.shape != (k,) or y.shape != (m,):
+        raise ValueError(f"gemv shapes do not match: {a.shape} @ {x.shape} -> {y.shape}")
+    dt = y.dtype
+    fn = _GEMV.get(dt)
+    if (_CBLAS is None or fn is None or a.dtype != dt or x.dtype != dt or not y.flags.c_contiguous
+            or not y.flags.writeable or not x.flags.c_contiguous or not _contiguous(a) or 0 in (m, k)):
+        call = partial(gemv, a, x, y, alpha, beta)
+    else:
+        pa, ta, lda = _row_major(a)
+        rows, cols = (m, k) if ta == _NO_TRANS else (k, m)
+        call = partial(fn, _ROW_MAJOR, ta, rows, cols, alpha, _addr(pa), lda, _addr(x), 1, beta, _addr(y), 1)
+    call.keep = (a, x, y)  # type: ignore[attr-defined]
+    return call
 
 
 def _self_check() -> bool:

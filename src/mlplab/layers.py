@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from mlplab.activations import Activation
-from mlplab.blas import gemm, gemv
+from functools import partial
+
+from mlplab.blas import bind_gemm, bind_gemv, gemm, gemv
+
+#: a bound step: calls with no arguments, run in order (see :meth:`Layer.bind_forward`)
+Calls = list
 
 
 class Layer:
@@ -39,6 +44,19 @@ class Layer:
 
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         raise NotImplementedError
+
+    # -- bound calls --------------------------------------------------------------------------
+    # A training loop runs the same computation on the same buffers at every full minibatch.
+    # ``bind_*`` return ``(calls, output)``: calls with no arguments that, run in order, do what
+    # ``forward(x, training=True)`` / ``backward(dy)`` / ``backward_step(dz)`` would do on these
+    # very arrays (the same NumPy and BLAS calls, so the same bits), with every check, buffer
+    # lookup and argument list done once. ``None``: this layer cannot be bound (the caller keeps
+    # calling the methods). Bind the layers in forward order, then backward.
+    def bind_forward(self, x: np.ndarray) -> tuple[Calls, np.ndarray] | None:
+        return None
+
+    def bind_backward(self, dy: np.ndarray, need_dx: bool = True) -> tuple[Calls, np.ndarray | None] | None:
+        return None
 
 
 class Dense(Layer):
@@ -92,11 +110,45 @@ class Dense(Layer):
         dx = self._dx(dz) if need_dx else None
         gemm(self._x.T, dz, self.W, alpha=-1.0, beta=decay)
         if update_bias and self.shared_bias:
-            self._bias_grad(dz)
-            self.b -= self.db
+            self._shared_bias_step(dz)
         elif update_bias:  # b -= column sums of dz, one BLAS call
             gemv(dz.T, self._ones(dz.shape[0]), self.b, alpha=-1.0, beta=1.0)
         return dx
+
+    def bind_forward(self, x):
+        out = self._buffer("z", (x.shape[0], self.fan_out), self.dtype)
+        self._x = x
+        return [partial(np.copyto, out, self.b), bind_gemm(x, self.W, out, beta=1.0)], out
+
+    def bind_backward(self, dz, need_dx=True, l2=0.0):
+        x, calls = self._x, []
+        if l2:
+            calls += [partial(np.multiply, self.W, l2, out=self.dW), bind_gemm(x.T, dz, self.dW, beta=1.0)]
+        else:
+            calls.append(bind_gemm(x.T, dz, self.dW))
+        calls.append(partial(self._bias_grad, dz) if self.shared_bias
+                     else bind_gemv(dz.T, self._ones(dz.shape[0]), self.db))
+        return self._bind_dx(dz, need_dx, calls)
+
+    def bind_backward_step(self, dz, need_dx=True, decay=1.0):
+        """Bound :meth:`backward_step` (with ``update_bias=True``)."""
+        calls, dx = self._bind_dx(dz, need_dx, [])
+        calls.append(bind_gemm(self._x.T, dz, self.W, alpha=-1.0, beta=decay))
+        if self.shared_bias:
+            calls.append(partial(self._shared_bias_step, dz))
+        else:
+            calls.append(bind_gemv(dz.T, self._ones(dz.shape[0]), self.b, alpha=-1.0, beta=1.0))
+        return calls, dx
+
+    def _bind_dx(self, dz, need_dx, calls):
+        if not need_dx:
+            return calls, None
+        dx = self._buffer("dx", (dz.shape[0], self.fan_in), self.dtype)
+        return calls + [bind_gemm(dz, self.W.T, dx)], dx
+
+    def _shared_bias_step(self, dz):
+        self._bias_grad(dz)
+        self.b -= self.db
 
     def _bias_grad(self, dz):
         if self.shared_bias:
@@ -138,6 +190,22 @@ class ActivationLayer(Layer):
         scratch = self._buffer("scratch", dy.shape, self.dtype)
         return self.activation.backward(self._a, dy, out=dy, scratch=scratch)
 
+    def _bindable(self) -> bool:
+        # mlplab's activations return ``out`` itself when given one; a user's might not
+        return type(self.activation).__module__ == "mlplab.activations"
+
+    def bind_forward(self, x):
+        if not self._bindable():
+            return None
+        self._a = x
+        return [partial(self.activation.forward, x, out=x)], x
+
+    def bind_backward(self, dy, need_dx=True):
+        if not self._bindable():
+            return None
+        scratch = self._buffer("scratch", dy.shape, self.dtype)
+        return [partial(self.activation.backward, self._a, dy, out=dy, scratch=scratch)], dy
+
     def __repr__(self) -> str:
         return f"Activation({self.activation.name})"
 
@@ -169,6 +237,22 @@ class Dropout(Layer):
         if self._mask is not None:
             dy *= self._mask
         return dy
+
+    def bind_forward(self, x):
+        if self.rate == 0.0:
+            self._mask = None
+            return [], x
+        mask = self._mask = self._buffer("mask", x.shape, self.dtype)
+        out = self._buffer("y", x.shape, self.dtype)
+        return [partial(self.rng.random, out=mask, dtype=self.dtype),
+                partial(np.less, mask, 1.0 - self.rate, out=mask),
+                partial(np.multiply, mask, 1.0 / (1.0 - self.rate), out=mask),
+                partial(np.multiply, x, mask, out=out)], out
+
+    def bind_backward(self, dy, need_dx=True):
+        if self._mask is None:
+            return [], dy
+        return [partial(np.multiply, dy, self._mask, out=dy)], dy
 
     def __repr__(self) -> str:
         return f"Dropout({self.rate})"

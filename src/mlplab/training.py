@@ -211,6 +211,9 @@ class Trainer:
         self.interrupt_requested = False
         self._resume: dict[str, Any] | None = None  # position inside an interrupted epoch
         self._first_loss: float | None = None
+        #: run full-size minibatches through bound calls (:meth:`MLP.bind_step`): the same
+        #: computation, bit for bit, with less Python per step; ``False`` calls the layers
+        self.bind_steps = True
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, epochs: int, X_val: np.ndarray | None = None,
@@ -293,6 +296,8 @@ class Trainer:
         m = n if order is None else len(order)
         starts = list(range(0, m - bs + 1 if self.drop_last else m, bs))
         running = self.train_metrics == "running"
+        pre = opt.prescale()  # constant within an epoch (the schedule sets lr between epochs)
+        step = None  # the step bound to the full-size minibatch buffers, built at the first one
         for b in range(start_batch, len(starts)):
             s = starts[b]
             if order is None:
@@ -304,9 +309,17 @@ class Trainer:
                 yb = net.layers[0]._buffer("yb", (k,), np.int64)
                 np.take(X, idx, axis=0, out=Xb, mode="clip")  # "raise" would buffer the copy
                 np.take(y, idx, out=yb, mode="clip")
+                if k == bs and step is None and self.bind_steps:
+                    step = net.bind_step(Xb, pre) or False
             k = Xb.shape[0]
-            out = net.forward(Xb, training=True)
-            grad = net.layers[-1]._buffer("dout", out.shape, net.dtype)
+            bound = step if (step and Xb is step.xb) else None
+            if bound:
+                for call in bound.forward:
+                    call()
+                out, grad = bound.out, bound.grad
+            else:
+                out = net.forward(Xb, training=True)
+                grad = net.layers[-1]._buffer("dout", out.shape, net.dtype)
             tbuf = net.layers[-1]._buffer("target", out.shape, net.dtype)
             value = net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)
             if not math.isfinite(value):
@@ -315,13 +328,20 @@ class Trainer:
                 loss_sum += value * k
                 correct += int(np.count_nonzero(net.labels_from_output(out) == yb))
             seen += k
-            pre = opt.prescale()
             if pre is not None:  # plain SGD: fold lr into the (tiny) output gradient, fuse the step
                 grad *= pre
-                net.backward_step(grad, pre)
+                if bound:
+                    for call in bound.backward:
+                        call()
+                else:
+                    net.backward_step(grad, pre)
                 opt.count_step()
             else:
-                net.backward(grad)
+                if bound:
+                    for call in bound.backward:
+                        call()
+                else:
+                    net.backward(grad)
                 opt.step(net.gradients())
             if self.interrupt_requested and b + 1 < len(starts):
                 self._resume = {"order": order, "batch": b + 1, "loss_sum": loss_sum, "correct": correct,
