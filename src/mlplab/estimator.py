@@ -50,6 +50,7 @@ from mlplab.errors import ConfigError, DivergenceError, ModelFileError
 from mlplab.network import MLP, STREAM_SHUFFLE, STREAM_SPLIT, rng_for
 from mlplab.optimizers import get_optimizer
 from mlplab.schedules import get_schedule
+from mlplab.training import bind_training_step
 
 __all__ = ["MLPClassifier", "OneVsRestLogisticRegression"]
 
@@ -228,6 +229,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     only, else None), seed_, net_ (the :class:`mlplab.network.MLP`), n_layers_, n_outputs_,
     out_activation_ ('softmax', 'logistic' or 'logistic-mse').
     """
+
+    #: run full unweighted minibatches through a bound step (same bits, less Python per step)
+    _bind_steps = True
 
     def __init__(
         self,
@@ -532,6 +536,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if not full:
                 order = self._shuffle_rng.permutation(n) if self.shuffle else np.arange(n)
             loss_sum = 0.0
+            step = None  # the full minibatches' step, bound to their buffers (unweighted fits)
             for start in range(0, n, bs):
                 if order is None:
                     Xb, yb, wb = X, y, wd
@@ -548,7 +553,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                         np.copyto(Xb, raw, casting="same_kind")
                     np.take(y, idx, out=yb, mode="clip")
                     wb = None if wd is None else wd[idx]
-                loss_sum += self._step(Xb, yb, wb, alpha)
+                    if step is None and k == bs and wb is None and self._bind_steps:
+                        net.l2 = alpha / k  # what _step sets: the bound backward holds it
+                        step = bind_training_step(net, Xb, yb, opt.prescale()) or False
+                bound = step if (step and Xb is step.xb and yb is step.yb) else None
+                loss_sum += self._step(Xb, yb, wb, alpha, bound)
             self.n_iter_ += 1
             self.t_ = opt.t
             loss = loss_sum / total_w
@@ -594,14 +603,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(f"{type(self).__name__}: the maximum of {epochs} epochs (max_iter) was reached "
                           "and the optimization has not converged yet", ConvergenceWarning)
 
-    def _step(self, Xb, yb, wb, alpha) -> float:
-        """One minibatch update; returns the batch's weighted loss sum ``S * L_B``."""
+    def _step(self, Xb, yb, wb, alpha, bound=None) -> float:
+        """One minibatch update; returns the batch's weighted loss sum ``S * L_B``. ``bound``:
+        the same step bound to these buffers (:func:`mlplab.training.bind_training_step`, for
+        unweighted minibatches), which computes the same bits with less Python."""
         net, opt = self.net_, self._optimizer
         k = Xb.shape[0]
-        out = net.forward(Xb, training=True)
-        grad = net.layers[-1]._buffer("est_dout", out.shape, net.dtype)
-        tbuf = net.layers[-1]._buffer("est_target", out.shape, net.dtype)
-        value = net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)  # grad = dl/dout / k
+        if bound is not None:
+            for call in bound.forward:
+                call()
+            out, grad = bound.out, bound.grad
+            value = bound.loss()
+        else:
+            out = net.forward(Xb, training=True)
+            grad = net.layers[-1]._buffer("est_dout", out.shape, net.dtype)
+            tbuf = net.layers[-1]._buffer("est_target", out.shape, net.dtype)
+            value = net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)  # grad = dl/dout / k
         if wb is None:
             s = float(k)
         else:
@@ -616,10 +633,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         lr = opt.prescale()
         if lr is not None:  # plain SGD: the step fused into backpropagation
             grad *= lr
-            net.backward_step(grad, lr)
+            if bound is not None:
+                for call in bound.backward:
+                    call()
+            else:
+                net.backward_step(grad, lr)
             opt.count_step()
         else:
-            net.backward(grad)  # adds l2 * W to every dW
+            if bound is not None:
+                for call in bound.backward:
+                    call()
+            else:
+                net.backward(grad)  # adds l2 * W to every dW
             opt.step(net.gradients())
         return value * s
 

@@ -18,6 +18,9 @@ All values stay finite for logits of any magnitude (log-sum-exp, ``logaddexp``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 
 from mlplab.activations import sigmoid
@@ -67,6 +70,12 @@ class Loss:
         """Return the batch-mean loss and write ``dL/d(out)`` into ``grad`` (same shape as out)."""
         raise NotImplementedError
 
+    def bind_value_and_grad(self, out: np.ndarray, y: np.ndarray, grad: np.ndarray,
+                            target_buf: np.ndarray | None = None) -> Callable[[], float]:
+        """A call with no arguments doing ``value_and_grad(out, y, grad, target_buf)`` on these
+        arrays' current contents (a training loop's fixed buffers)."""
+        return partial(self.value_and_grad, out, y, grad, target_buf=target_buf)
+
     def link(self, out: np.ndarray) -> np.ndarray:
         """Map the graph's output to per-class scores (probabilities for fused losses)."""
         return out
@@ -96,6 +105,23 @@ class MSE(Loss):
         value = float(dot(grad, grad)) / out.shape[0]
         grad *= 2.0 * self._scale(out.shape[0])  # 2 (a - y) / n
         return value
+
+    def bind_value_and_grad(self, out, y, grad, target_buf=None):
+        if self.n_outputs == 1 or target_buf is None or target_buf.shape != out.shape:
+            return super().bind_value_and_grad(out, y, grad, target_buf)
+        # value_and_grad's passes, with the one-hot table, the scalars and the ufuncs looked up once
+        eye, n = self._eye[: self.n_outputs, : self.n_outputs], out.shape[0]
+        factor = 2.0 * self._scale(n)
+        take, subtract, multiply = eye.take, np.subtract, np.multiply
+
+        def value_and_grad() -> float:
+            take(y, axis=0, out=target_buf, mode="clip")
+            subtract(out, target_buf, out=grad)
+            value = float(dot(grad, grad)) / n
+            multiply(grad, factor, out=grad)
+            return value
+
+        return value_and_grad
 
 
 @LOSSES.register("cross_entropy", "ce", "categorical_cross_entropy", "log_loss")

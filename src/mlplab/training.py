@@ -147,6 +147,30 @@ class LambdaCallback(Callback):
 BatchOrder = Callable[[int, int], np.ndarray]
 
 
+@dataclass(frozen=True)
+class _TrainerStep:
+    """A bound step (:meth:`MLP.bind_step`) with its label buffer and bound loss."""
+
+    xb: np.ndarray
+    yb: np.ndarray
+    out: np.ndarray
+    grad: np.ndarray
+    forward: tuple[Callable[[], object], ...]
+    backward: tuple[Callable[[], object], ...]
+    loss: Callable[[], float]
+
+
+def bind_training_step(net: MLP, xb: np.ndarray, yb: np.ndarray, lr: float | None) -> _TrainerStep | None:
+    """:meth:`MLP.bind_step` on the minibatch buffers ``xb``, ``yb``, with the loss bound too
+    (its target buffer is the last layer's ``"target"``). ``None`` if the network cannot be bound."""
+    step = net.bind_step(xb, lr)
+    if step is None:
+        return None
+    tbuf = net.layers[-1]._buffer("target", step.out.shape, net.dtype)
+    return _TrainerStep(xb, yb, step.out, step.grad, step.forward, step.backward,
+                        net.loss.bind_value_and_grad(step.out, yb, step.grad, tbuf))
+
+
 class Trainer:
     """Trains an :class:`~mlplab.network.MLP`.
 
@@ -305,23 +329,27 @@ class Trainer:
             else:
                 idx = order[s:s + bs]
                 k = len(idx)
-                Xb = net.layers[0]._buffer("xb", (k, X.shape[1]), net.dtype)
-                yb = net.layers[0]._buffer("yb", (k,), np.int64)
-                np.take(X, idx, axis=0, out=Xb, mode="clip")  # "raise" would buffer the copy
-                np.take(y, idx, out=yb, mode="clip")
+                if step and k == bs:
+                    Xb, yb = step.xb, step.yb
+                else:
+                    Xb = net.layers[0]._buffer("xb", (k, X.shape[1]), net.dtype)
+                    yb = net.layers[0]._buffer("yb", (k,), np.int64)
+                X.take(idx, axis=0, out=Xb, mode="clip")  # "raise" would buffer the copy
+                y.take(idx, out=yb, mode="clip")
                 if k == bs and step is None and self.bind_steps:
-                    step = net.bind_step(Xb, pre) or False
+                    step = self._bind_step(Xb, yb, pre) or False
             k = Xb.shape[0]
             bound = step if (step and Xb is step.xb) else None
             if bound:
                 for call in bound.forward:
                     call()
                 out, grad = bound.out, bound.grad
+                value = bound.loss()
             else:
                 out = net.forward(Xb, training=True)
                 grad = net.layers[-1]._buffer("dout", out.shape, net.dtype)
-            tbuf = net.layers[-1]._buffer("target", out.shape, net.dtype)
-            value = net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)
+                tbuf = net.layers[-1]._buffer("target", out.shape, net.dtype)
+                value = net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)
             if not math.isfinite(value):
                 raise self._diverged(epoch + 1, value)
             if running:
@@ -352,6 +380,9 @@ class Trainer:
         if not running or seen == 0:
             return float("nan"), None, secs
         return loss_sum / seen, correct / seen, secs
+
+    def _bind_step(self, xb: np.ndarray, yb: np.ndarray, lr: float | None) -> "_TrainerStep | None":
+        return bind_training_step(self.net, xb, yb, lr)
 
     def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
         if self.batch_order is not None:

@@ -163,3 +163,32 @@ def test_a_user_activation_falls_back_to_calling_the_layers():
     tr = Trainer(net, "sgd", lr=0.01, batch_size=8)
     tr.fit(X, y, 2)
     assert np.isfinite(tr.history.loss).all()
+
+
+@pytest.mark.parametrize("params", [
+    dict(optimizer="adam", activation="relu", dropout=0.2),
+    dict(optimizer="sgd", momentum=0.0, activation="logistic", learning_rate_init=0.05, output="sigmoid-mse"),
+    dict(optimizer="sgd", momentum=0.9, activation="tanh", early_stopping=True),
+])
+def test_estimator_fits_with_bound_steps_are_bit_identical(params, monkeypatch):
+    import mlplab.estimator as est
+    from mlplab.estimator import MLPClassifier
+
+    built = []
+    original = est.bind_training_step
+    monkeypatch.setattr(est, "bind_training_step", lambda *a: built.append(original(*a)) or built[-1])
+    rng = np.random.default_rng(5)
+    X = rng.random((300, 12)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 1).astype(int) + (X[:, 2] > 0.5)
+    fits = []
+    for bind in (True, False):
+        monkeypatch.setattr(MLPClassifier, "_bind_steps", bind)
+        clf = MLPClassifier(hidden_layer_sizes=(9,), batch_size=32, max_iter=4, alpha=1e-3,
+                            random_state=0, tol=0.0, n_iter_no_change=100, **params)
+        with pytest.warns(Warning):  # max_iter reached
+            clf.fit(X, y)
+        fits.append(clf)
+    assert len(built) == 4 and all(built)  # one bound step per epoch, none refused
+    assert fits[0].loss_curve_ == fits[1].loss_curve_
+    for a, b in zip(fits[0].net_.get_weights(), fits[1].net_.get_weights()):
+        assert np.array_equal(a, b)
