@@ -158,6 +158,7 @@ class _TrainerStep:
     forward: tuple[Callable[[], object], ...]
     backward: tuple[Callable[[], object], ...]
     loss: Callable[[], float]
+    correct: Callable[[], int]  #: how many rows of ``out`` predict their label ``yb``
 
 
 def bind_training_step(net: MLP, xb: np.ndarray, yb: np.ndarray, lr: float | None) -> _TrainerStep | None:
@@ -166,9 +167,21 @@ def bind_training_step(net: MLP, xb: np.ndarray, yb: np.ndarray, lr: float | Non
     step = net.bind_step(xb, lr)
     if step is None:
         return None
-    tbuf = net.layers[-1]._buffer("target", step.out.shape, net.dtype)
-    return _TrainerStep(xb, yb, step.out, step.grad, step.forward, step.backward,
-                        net.loss.bind_value_and_grad(step.out, yb, step.grad, tbuf))
+    out = step.out
+    tbuf = net.layers[-1]._buffer("target", out.shape, net.dtype)
+    if out.shape[1] > 1:  # labels_from_output's argmax, into buffers
+        pred = net.layers[-1]._buffer("pred", (out.shape[0],), np.intp)
+        hit = np.empty(out.shape[0], dtype=bool)
+        argmax, equal, count = out.argmax, np.equal, np.count_nonzero
+
+        def correct() -> int:
+            argmax(axis=1, out=pred)
+            return int(count(equal(pred, yb, out=hit)))
+    else:
+        def correct() -> int:
+            return int(np.count_nonzero(net.labels_from_output(out) == yb))
+    return _TrainerStep(xb, yb, out, step.grad, step.forward, step.backward,
+                        net.loss.bind_value_and_grad(out, yb, step.grad, tbuf), correct)
 
 
 class Trainer:
@@ -354,7 +367,7 @@ class Trainer:
                 raise self._diverged(epoch + 1, value)
             if running:
                 loss_sum += value * k
-                correct += int(np.count_nonzero(net.labels_from_output(out) == yb))
+                correct += bound.correct() if bound else int(np.count_nonzero(net.labels_from_output(out) == yb))
             seen += k
             if pre is not None:  # plain SGD: fold lr into the (tiny) output gradient, fuse the step
                 grad *= pre
