@@ -150,6 +150,43 @@ class CrossEntropy(Loss):
         grad *= self._scale(out.shape[0])
         return value
 
+    def bind_value_and_grad(self, out, y, grad, target_buf=None):
+        if target_buf is None or target_buf.shape != out.shape or out.ndim != 2 or self.n_outputs < 2:
+            return super().bind_value_and_grad(out, y, grad, target_buf)
+        # value_and_grad's passes on these buffers, the reductions writing into buffers too
+        n, k = out.shape
+        dt = out.dtype
+        eye = self._eye[:k, :k]
+        row_max, row_sum = np.empty((n, 1), dt), np.empty((n, 1), dt)
+        flat_index = np.empty(n, np.intp)
+        offsets = np.arange(n, dtype=np.intp) * k  # row starts in the flattened gradient
+        zy, log_sum = np.empty(n, dt), np.empty(n, dt)
+        grad_flat, sums = grad.reshape(-1), row_sum[:, 0]
+        scale = self._scale(n)
+        maximum, add = np.maximum.reduce, np.add.reduce
+        subtract, exp, log, divide, multiply = np.subtract, np.exp, np.log, np.divide, np.multiply
+        take_rows = eye.take
+
+        def value_and_grad() -> float:
+            maximum(out, axis=1, keepdims=True, out=row_max)
+            subtract(out, row_max, out=grad)  # z - max
+            np.add(offsets, y, out=flat_index)
+            grad_flat.take(flat_index, out=zy)  # (z - max) at the label
+            exp(grad, out=grad)
+            add(grad, axis=1, keepdims=True, out=row_sum)
+            log(sums, out=log_sum)
+            subtract(log_sum, zy, out=log_sum)
+            value = float(add(log_sum, dtype=np.float64)) / n
+            divide(grad, row_sum, out=grad)  # softmax(z)
+            take_rows(y, axis=0, out=target_buf, mode="clip")
+            subtract(grad, target_buf, out=grad)  # softmax - onehot
+            multiply(grad, scale, out=grad)
+            return value
+
+        if grad_flat.base is not grad and not np.shares_memory(grad_flat, grad):  # pragma: no cover
+            return super().bind_value_and_grad(out, y, grad, target_buf)
+        return value_and_grad
+
     def link(self, out):
         from mlplab.activations import softmax
 

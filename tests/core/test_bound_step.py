@@ -192,3 +192,24 @@ def test_estimator_fits_with_bound_steps_are_bit_identical(params, monkeypatch):
     assert fits[0].loss_curve_ == fits[1].loss_curve_
     for a, b in zip(fits[0].net_.get_weights(), fits[1].net_.get_weights()):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["mse", "cross_entropy", "binary_cross_entropy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bound_losses_are_value_and_grad_bit_for_bit(name, dtype):
+    from mlplab.losses import get_loss
+
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n, k = int(rng.integers(1, 260)), (1 if name == "binary_cross_entropy" else int(rng.integers(2, 12)))
+        loss = get_loss(name, k, dtype)
+        out = (rng.normal(size=(n, k)) * rng.choice([0.1, 3.0, 30.0, 300.0])).astype(dtype)
+        if name == "mse":
+            out = np.tanh(out) * 0.5 + 0.5  # outputs of a sigmoid
+        y = rng.integers(0, max(k, 2), n)
+        g1, t1, g2, t2 = (np.full((n, k), np.nan, dtype) for _ in range(4))
+        want = loss.value_and_grad(out, y, g1, target_buf=t1)
+        call = loss.bind_value_and_grad(out, y, g2, t2)
+        for _ in range(2):
+            assert call() == want
+            assert np.array_equal(g1, g2)
