@@ -184,8 +184,9 @@ class MLP:
         ``forward(xb, training=True)``; after the caller wrote ``dL/d(output)`` into ``grad``,
         running ``backward`` equals ``backward(grad)``, or with ``lr`` given (the gradient
         then already multiplied by it) ``backward_step(grad, lr)``. Same calls, same bits, without
-        the per-call checks and lookups (a quarter of a 784-50-10 step). ``None`` if a layer
-        cannot be bound. Bind again after replacing a parameter array or a layer."""
+        the per-call checks and lookups: 15-25% of a 784-50-10 step
+        (``benchmarks/bench_bound_steps.py``). ``None`` if a layer cannot be bound. Bind again
+        after replacing a parameter array or a layer, or changing ``l2`` or the dropout rate."""
         forward: list[Callable[[], object]] = []
         out = xb
         for layer in self.layers:
