@@ -113,7 +113,7 @@ def main() -> int:
     bound_cmd = ["benchmarks/bench_bound_steps.py", "--epochs", "5", "--json"]
     bound = run_json(bound_cmd)
     lines += ["", "### Bound steps", "",
-              f"Command: `python {' '.join(bound_cmd)}`. The Trainer runs each full minibatch through a "
+              f"Command: `python {' '.join(bound_cmd)}`. The Trainer runs each minibatch through a "
               "step bound to its buffers (`MLP.bind_step`): the same NumPy and BLAS calls, so the same "
               "bits, without the per-call checks and lookups. Seconds per epoch with bound steps and with "
               "the layers called one by one (`Trainer.bind_steps = False`), epochs interleaved in one "

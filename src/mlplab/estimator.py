@@ -230,7 +230,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     out_activation_ ('softmax', 'logistic' or 'logistic-mse').
     """
 
-    #: run full unweighted minibatches through a bound step (same bits, less Python per step)
+    #: run unweighted minibatches through steps bound per batch size (same bits, less Python per step)
     _bind_steps = True
 
     def __init__(
@@ -536,7 +536,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if not full:
                 order = self._shuffle_rng.permutation(n) if self.shuffle else np.arange(n)
             loss_sum = 0.0
-            step = None  # the full minibatches' step, bound to their buffers (unweighted fits)
+            steps: dict[int, Any] = {}  # steps bound to the minibatch buffers, per batch size (unweighted fits)
             for start in range(0, n, bs):
                 if order is None:
                     Xb, yb, wb = X, y, wd
@@ -553,9 +553,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                         np.copyto(Xb, raw, casting="same_kind")
                     np.take(y, idx, out=yb, mode="clip")
                     wb = None if wd is None else wd[idx]
-                    if step is None and k == bs and wb is None and self._bind_steps:
+                    if k not in steps and wb is None and self._bind_steps:
                         net.l2 = alpha / k  # what _step sets: the bound backward holds it
-                        step = bind_training_step(net, Xb, yb, opt.prescale()) or False
+                        steps[k] = bind_training_step(net, Xb, yb, opt.prescale()) or False
+                step = steps.get(k) if order is not None and wb is None else None
                 bound = step if (step and Xb is step.xb and yb is step.yb) else None
                 loss_sum += self._step(Xb, yb, wb, alpha, bound)
             self.n_iter_ += 1

@@ -46,7 +46,7 @@ class Layer:
         raise NotImplementedError
 
     # -- bound calls --------------------------------------------------------------------------
-    # A training loop runs the same computation on the same buffers at every full minibatch.
+    # A training loop runs the same computation on the same buffers at every minibatch of a size.
     # ``bind_*`` return ``(calls, output)``: calls with no arguments that, run in order, do what
     # ``forward(x, training=True)`` / ``backward(dy)`` / ``backward_step(dz)`` would do on these
     # very arrays (the same NumPy and BLAS calls, so the same bits), with every check, buffer

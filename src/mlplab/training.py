@@ -248,7 +248,7 @@ class Trainer:
         self.interrupt_requested = False
         self._resume: dict[str, Any] | None = None  # position inside an interrupted epoch
         self._first_loss: float | None = None
-        #: run full-size minibatches through bound calls (:meth:`MLP.bind_step`): the same
+        #: run minibatches through bound calls (:meth:`MLP.bind_step`): the same
         #: computation, bit for bit, with less Python per step; ``False`` calls the layers
         self.bind_steps = True
 
@@ -334,7 +334,10 @@ class Trainer:
         starts = list(range(0, m - bs + 1 if self.drop_last else m, bs))
         running = self.train_metrics == "running"
         pre = opt.prescale()  # constant within an epoch (the schedule sets lr between epochs)
-        step = None  # the step bound to the full-size minibatch buffers, built at the first one
+        # steps bound to the minibatch buffers, one per batch size (the full one and the last),
+        # built at the first minibatch of that size in this epoch (False: cannot be bound)
+        steps: dict[int, Any] = {}
+        bound = None
         for b in range(start_batch, len(starts)):
             s = starts[b]
             if order is None:
@@ -342,17 +345,17 @@ class Trainer:
             else:
                 idx = order[s:s + bs]
                 k = len(idx)
-                if step and k == bs:
-                    Xb, yb = step.xb, step.yb
+                bound = steps.get(k)
+                if bound:
+                    Xb, yb = bound.xb, bound.yb
                 else:
                     Xb = net.layers[0]._buffer("xb", (k, X.shape[1]), net.dtype)
                     yb = net.layers[0]._buffer("yb", (k,), np.int64)
                 X.take(idx, axis=0, out=Xb, mode="clip")  # "raise" would buffer the copy
                 y.take(idx, out=yb, mode="clip")
-                if k == bs and step is None and self.bind_steps:
-                    step = self._bind_step(Xb, yb, pre) or False
+                if bound is None:
+                    bound = steps[k] = self.bind_steps and self._bind_step(Xb, yb, pre) or False
             k = Xb.shape[0]
-            bound = step if (step and Xb is step.xb) else None
             if bound:
                 for call in bound.forward:
                     call()

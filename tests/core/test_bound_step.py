@@ -109,7 +109,7 @@ def _train(cfg, dtype, bind, batch_size=64, drop_last=False, schedule=None, n=10
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c['hidden']}-{c['loss']}-{len(c)}")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_training_with_bound_steps_is_bit_identical_to_calling_the_layers(cfg, dtype):
-    # 1000 rows, batch 64: 15 bound minibatches and a last one of 40 through the layers
+    # 1000 rows, batch 64: 15 minibatches of 64 and a last one of 40, each size with its bound step
     w_bound, h_bound = _train(cfg, dtype, True)
     w_layers, h_layers = _train(cfg, dtype, False)
     for a, b in zip(w_bound, w_layers):
@@ -138,7 +138,7 @@ def test_the_trainer_binds_every_builtin_network(monkeypatch):
     monkeypatch.setattr(MLP, "bind_step", spy)
     for cfg in CONFIGS:
         _train(cfg, np.float32, True)
-    assert len(bound) == 3 * len(CONFIGS)  # once per epoch
+    assert len(bound) == 2 * 3 * len(CONFIGS)  # per epoch: the full batches and the last one of 40
     assert all(step is not None for step in bound)
 
 
@@ -188,7 +188,7 @@ def test_estimator_fits_with_bound_steps_are_bit_identical(params, monkeypatch):
         with pytest.warns(Warning):  # max_iter reached
             clf.fit(X, y)
         fits.append(clf)
-    assert len(built) == 4 and all(built)  # one bound step per epoch, none refused
+    assert len(built) == 2 * 4 and all(built)  # per epoch: full batches and the last one; none refused
     assert fits[0].loss_curve_ == fits[1].loss_curve_
     for a, b in zip(fits[0].net_.get_weights(), fits[1].net_.get_weights()):
         assert np.array_equal(a, b)
