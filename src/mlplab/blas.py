@@ -193,16 +193,28 @@ def _gemm_scipy(a, b, out, alpha, beta, fn):
     return out
 
 
+def _gemm_shape(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> tuple[int, int, int]:
+    m, k = a.shape
+    k2, n = b.shape
+    if k != k2 or out.shape != (m, n):
+        raise ValueError(f"gemm shapes do not match: {a.shape} @ {b.shape} -> {out.shape}")
+    return m, k, n
+
+
+def _gemv_shape(a: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[int, int]:
+    m, k = a.shape
+    if x.shape != (k,) or y.shape != (m,):
+        raise ValueError(f"gemv shapes do not match: {a.shape} @ {x.shape} -> {y.shape}")
+    return m, k
+
+
 def gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0, beta: float = 0.0) -> np.ndarray:
     """``out = alpha * (a @ b) + beta * out`` in place; returns ``out``.
 
     ``a`` and ``b`` may be transposed views (``x.T``); ``out`` must be C- or F-contiguous. With
     ``beta == 0`` the old contents of ``out`` are never read (it may be uninitialised).
     """
-    m, k = a.shape
-    k2, n = b.shape
-    if k != k2 or out.shape != (m, n):
-        raise ValueError(f"gemm shapes do not match: {a.shape} @ {b.shape} -> {out.shape}")
+    m, k, n = _gemm_shape(a, b, out)
     dt = out.dtype
     fn = _GEMM.get(dt)
     flags = out.flags
@@ -232,9 +244,7 @@ def gemv(a: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: float = 1.0, beta: 
     """``y = alpha * (a @ x) + beta * y`` in place for a matrix ``a`` and vectors ``x``, ``y``;
     returns ``y``. The layers use it for column sums, ``a = dz.T`` and ``x`` ones: one BLAS
     call does the bias gradient, or with ``beta=1`` the bias step itself."""
-    m, k = a.shape
-    if x.shape != (k,) or y.shape != (m,):
-        raise ValueError(f"gemv shapes do not match: {a.shape} @ {x.shape} -> {y.shape}")
+    m, k = _gemv_shape(a, x, y)
     dt = y.dtype
     fn = _GEMV.get(dt)
     if (fn is None or a.dtype != dt or x.dtype != dt or not y.flags.c_contiguous or not y.flags.writeable
@@ -313,10 +323,7 @@ def bind_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0,
     their *current contents* each time. Operands that :func:`gemm` would copy (neither C- nor
     F-contiguous) are bound as a plain :func:`gemm` call instead, which copies them each time.
     """
-    m, k = a.shape
-    k2, n = b.shape
-    if k != k2 or out.shape != (m, n):
-        raise ValueError(f"gemm shapes do not match: {a.shape} @ {b.shape} -> {out.shape}")
+    m, k, n = _gemm_shape(a, b, out)
     dt = out.dtype
     fn = _GEMM.get(dt)
     if (_CBLAS is None or fn is None or a.dtype != dt or b.dtype != dt or not out.flags.writeable
@@ -332,9 +339,7 @@ def bind_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0,
 def bind_gemv(a: np.ndarray, x: np.ndarray, y: np.ndarray, alpha: float = 1.0,
               beta: float = 0.0) -> Callable[[], object]:
     """A call with no arguments that does ``gemv(a, x, y, alpha, beta)`` (see :func:`bind_gemm`)."""
-    m, k = a.shape
-    if x.shape != (k,) or y.shape != (m,):
-        raise ValueError(f"gemv shapes do not match: {a.shape} @ {x.shape} -> {y.shape}")
+    m, k = _gemv_shape(a, x, y)
     dt = y.dtype
     fn = _GEMV.get(dt)
     if (_CBLAS is None or fn is None or a.dtype != dt or x.dtype != dt or not y.flags.c_contiguous

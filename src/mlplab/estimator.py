@@ -611,10 +611,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         net, opt = self.net_, self._optimizer
         k = Xb.shape[0]
         if bound is not None:
-            for call in bound.forward:
-                call()
+            value = bound.forward_loss()
             out, grad = bound.out, bound.grad
-            value = bound.loss()
         else:
             out = net.forward(Xb, training=True)
             grad = net.layers[-1]._buffer("est_dout", out.shape, net.dtype)
@@ -635,15 +633,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if lr is not None:  # plain SGD: the step fused into backpropagation
             grad *= lr
             if bound is not None:
-                for call in bound.backward:
-                    call()
+                bound.run_backward()
             else:
                 net.backward_step(grad, lr)
             opt.count_step()
         else:
             if bound is not None:
-                for call in bound.backward:
-                    call()
+                bound.run_backward()
             else:
                 net.backward(grad)  # adds l2 * W to every dW
             opt.step(net.gradients())

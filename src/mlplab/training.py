@@ -160,6 +160,16 @@ class _TrainerStep:
     loss: Callable[[], float]
     correct: Callable[[], int]  #: how many rows of ``out`` predict their label ``yb``
 
+    def forward_loss(self) -> float:
+        """Run the forward calls and the loss: ``out`` and ``grad`` filled; returns the loss."""
+        for call in self.forward:
+            call()
+        return self.loss()
+
+    def run_backward(self) -> None:
+        for call in self.backward:
+            call()
+
 
 def bind_training_step(net: MLP, xb: np.ndarray, yb: np.ndarray, lr: float | None) -> _TrainerStep | None:
     """:meth:`MLP.bind_step` on the minibatch buffers ``xb``, ``yb``, with the loss bound too
@@ -357,10 +367,8 @@ class Trainer:
                     bound = steps[k] = self.bind_steps and self._bind_step(Xb, yb, pre) or False
             k = Xb.shape[0]
             if bound:
-                for call in bound.forward:
-                    call()
+                value = bound.forward_loss()
                 out, grad = bound.out, bound.grad
-                value = bound.loss()
             else:
                 out = net.forward(Xb, training=True)
                 grad = net.layers[-1]._buffer("dout", out.shape, net.dtype)
@@ -375,15 +383,13 @@ class Trainer:
             if pre is not None:  # plain SGD: fold lr into the (tiny) output gradient, fuse the step
                 grad *= pre
                 if bound:
-                    for call in bound.backward:
-                        call()
+                    bound.run_backward()
                 else:
                     net.backward_step(grad, pre)
                 opt.count_step()
             else:
                 if bound:
-                    for call in bound.backward:
-                        call()
+                    bound.run_backward()
                 else:
                     net.backward(grad)
                 opt.step(net.gradients())
