@@ -1,13 +1,14 @@
 # Two commands do all the setup on a fresh machine:
 #   make demo   creates .venv, installs mlplab, trains and evaluates a network on MNIST
 #   make test   creates .venv, installs mlplab with its test tools, runs the test suite
+#               (the long end-to-end runs, marked slow, run with `make test-slow`; CI runs both)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.mlplab-installed
 RUN ?= runs/demo
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test test-slow venv bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +25,10 @@ demo: $(STAMP)
 	$(VENV)/bin/mlplab train --config configs/demo.toml --dataset $$ds --out $(RUN)
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m 'not slow'
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_training.py

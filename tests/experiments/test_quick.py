@@ -1,7 +1,8 @@
 """``--quick`` of every built-in experiment on real MNIST.
 
 No timing is asserted here (a loaded machine would fail it): the wall times of the quick runs
-are measured by ``benchmarks/bench_experiments.py``.
+are measured by ``benchmarks/bench_experiments.py``. Marked slow (about 2.5 minutes in all): ``make
+test`` leaves them out, ``make test-slow`` and CI run them.
 """
 
 import json
@@ -11,6 +12,8 @@ import pytest
 
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import load_spec
+
+pytestmark = pytest.mark.slow
 
 
 def _run(name, out, data_dir, jobs=2):

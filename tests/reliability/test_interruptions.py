@@ -1,5 +1,8 @@
 """Interrupting a real `mlplab train` process: SIGINT/SIGTERM checkpoint and resume exactly;
-SIGKILL never leaves a partial file."""
+SIGKILL never leaves a partial file.
+
+Marked slow (about 4 minutes in all: real processes train and are signalled): ``make test`` leaves
+them out, ``make test-slow`` and CI run them."""
 
 import json
 import os
@@ -14,6 +17,8 @@ import pytest
 
 from mlplab.serialization import load_model
 from mlplab.training import History
+
+pytestmark = pytest.mark.slow
 
 TRAIN = ["train", "--dataset", "digits", "--hidden", "256", "--hidden-activation", "relu", "--init", "he",
          "--optimizer", "adam", "--lr", "0.001", "--batch-size", "8", "--epochs", "120", "--seed", "5",
