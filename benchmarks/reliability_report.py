@@ -69,7 +69,6 @@ def main() -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     env = dict(os.environ)
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         counts_file = Path(tmp) / "fuzz.json"
         env["MLPLAB_FUZZ_COUNTS"] = str(counts_file)

@@ -602,7 +602,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             net.set_weights(self._best_weights)
         if not incremental and not converged:
             warnings.warn(f"{type(self).__name__}: the maximum of {epochs} epochs (max_iter) was reached "
-                          "and the optimization has not converged yet", ConvergenceWarning)
+                          "and the optimization has not converged yet", ConvergenceWarning,
+                          stacklevel=4)  # the caller of fit (fit -> _fit -> _train)
 
     def _step(self, Xb, yb, wb, alpha, bound=None) -> float:
         """One minibatch update; returns the batch's weighted loss sum ``S * L_B``. ``bound``:

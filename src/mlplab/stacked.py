@@ -172,7 +172,7 @@ class StackedTrainer:
                     raise TrainingInterrupted(f"stacked training interrupted after epoch {self.epochs_done}")
         finally:
             self._unstack()
-        for k, tr in enumerate(self.trainers):
+        for tr in self.trainers:
             for cb in tr.callbacks:
                 cb.on_train_end(tr)
         return list(self.errors)

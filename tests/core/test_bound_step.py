@@ -200,7 +200,7 @@ def test_bound_losses_are_value_and_grad_bit_for_bit(name, dtype):
     from mlplab.losses import get_loss
 
     rng = np.random.default_rng(11)
-    for trial in range(40):
+    for _ in range(40):
         n, k = int(rng.integers(1, 260)), (1 if name == "binary_cross_entropy" else int(rng.integers(2, 12)))
         loss = get_loss(name, k, dtype)
         out = (rng.normal(size=(n, k)) * rng.choice([0.1, 3.0, 30.0, 300.0])).astype(dtype)

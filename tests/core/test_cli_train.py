@@ -1,7 +1,6 @@
 """The train / evaluate / predict / gradcheck commands, invoked in-process."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -287,3 +287,13 @@ def test_float64_input_trains_exactly_as_its_float32_cast(digits_small, early_st
         b = MLPClassifier(**kw).fit(X64.astype(np.float32), y)
     _assert_same_weights(a, b)
     assert a.loss_curve_ == b.loss_curve_
+
+
+@pytest.mark.filterwarnings("default::sklearn.exceptions.ConvergenceWarning")
+def test_convergence_warning_points_at_the_callers_fit(digits_small):
+    X, y = digits_small
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(X, y)
+    hits = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+    assert len(hits) == 1 and hits[0].filename == __file__

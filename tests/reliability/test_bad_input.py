@@ -1,12 +1,8 @@
 """Every command, every input a user can get wrong: one line naming the input, exit code 2,
 no traceback, nothing written. The table below is also what the reliability report counts."""
 
-import gzip
-import json
-import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mlplab.cli import main
