@@ -10,15 +10,7 @@ from mlplab.network import MLP
 from mlplab.optimizers import SGD
 from mlplab.training import Trainer
 
-
-def _layout(a, kind):
-    if kind == "C":
-        return np.array(a, order="C")
-    if kind == "F":
-        return np.array(a, order="F")
-    wide = np.zeros((a.shape[0], 2 * a.shape[1] + 1), a.dtype)  # a strided column block
-    wide[:, 1:1 + 2 * a.shape[1]:2] = a
-    return wide[:, 1:1 + 2 * a.shape[1]:2]
+from layouts import layout as _layout
 
 
 @settings(max_examples=60, deadline=None)

@@ -11,17 +11,7 @@ from mlplab.blas import bind_gemm, bind_gemv, gemm, gemv
 from mlplab.network import MLP
 from mlplab.training import Trainer
 
-
-
-def _layout(a, kind):
-    """C, F, or S: a strided column block (what gemm copies first)."""
-    if kind == "C":
-        return np.array(a, order="C")
-    if kind == "F":
-        return np.array(a, order="F")
-    wide = np.zeros((a.shape[0], 2 * a.shape[1] + 1), a.dtype)
-    wide[:, 1:1 + 2 * a.shape[1]:2] = a
-    return wide[:, 1:1 + 2 * a.shape[1]:2]
+from layouts import layout as _layout
 
 
 def _operand(rng, shape, dtype, kind):
