@@ -530,13 +530,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if X_val is not None:
             X_val = np.ascontiguousarray(X_val, dtype=net.dtype)
         converged = False
+        # steps bound to the minibatch buffers (unweighted fits), per (batch size, prescale): kept
+        # across epochs, rebound only when the buffers changed (their cache was cleared)
+        steps: dict[tuple[int, float | None], Any] = {}
         for _ in range(epochs):
             opt.lr = self._schedule(self.n_iter_, base_lr)
             order = None
             if not full:
                 order = self._shuffle_rng.permutation(n) if self.shuffle else np.arange(n)
             loss_sum = 0.0
-            steps: dict[int, Any] = {}  # steps bound to the minibatch buffers, per batch size (unweighted fits)
+            prescale = opt.prescale()
             for start in range(0, n, bs):
                 if order is None:
                     Xb, yb, wb = X, y, wd
@@ -553,10 +556,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                         np.copyto(Xb, raw, casting="same_kind")
                     np.take(y, idx, out=yb, mode="clip")
                     wb = None if wd is None else wd[idx]
-                    if k not in steps and wb is None and self._bind_steps:
-                        net.l2 = alpha / k  # what _step sets: the bound backward holds it
-                        steps[k] = bind_training_step(net, Xb, yb, opt.prescale()) or False
-                step = steps.get(k) if order is not None and wb is None else None
+                    if wb is None and self._bind_steps:
+                        step = steps.get((k, prescale))
+                        if step is None or (step and (Xb is not step.xb or yb is not step.yb)):
+                            net.l2 = alpha / k  # what _step sets: the bound backward holds it
+                            step = steps[(k, prescale)] = bind_training_step(net, Xb, yb, prescale) or False
+                step = steps.get((k, prescale)) if order is not None and wb is None else None
                 bound = step if (step and Xb is step.xb and yb is step.yb) else None
                 loss_sum += self._step(Xb, yb, wb, alpha, bound)
             self.n_iter_ += 1
