@@ -130,9 +130,12 @@ _ZEROS_MAX_SIZE = 1 << 18
 @lru_cache(maxsize=8)
 def _zeros(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A read-only array of zeros (cached: a training loop asks for the same few shapes)."""
-    zeros = np.zeros(shape, dtype)
-    zeros.flags.writeable = False
-    return zeros
+    return _read_only(np.zeros(shape, dtype))
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
 
 
 def _mask_inplace(out: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
@@ -226,9 +229,7 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 _F32 = np.dtype(np.float32)
 #: read-only 0-d ones: a ufunc takes one about 0.4 us faster than a Python number, which it
 #: converts on every call (the sigmoid's constants run twice per layer and minibatch)
-_ONES = {np.dtype(t): np.array(1, dtype=t) for t in (np.float32, np.float64)}
-for _one in _ONES.values():
-    _one.flags.writeable = False
+_ONES = {np.dtype(t): _read_only(np.array(1, dtype=t)) for t in (np.float32, np.float64)}
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

@@ -541,6 +541,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             loss_sum = 0.0
             prescale = opt.prescale()
             for start in range(0, n, bs):
+                bound = None
                 if order is None:
                     Xb, yb, wb = X, y, wd
                 else:
@@ -557,13 +558,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     np.take(y, idx, out=yb, mode="clip")
                     wb = None if wd is None else wd[idx]
                     if wb is None and self._bind_steps:
-                        step = steps.get((k, prescale))
-                        if step is None or (step and (Xb is not step.xb or yb is not step.yb)):
+                        key = (k, prescale)
+                        bound = steps.get(key)
+                        if bound is None or (bound and (Xb is not bound.xb or yb is not bound.yb)):
                             net.l2 = alpha / k  # what _step sets: the bound backward holds it
-                            step = steps[(k, prescale)] = bind_training_step(net, Xb, yb, prescale) or False
-                step = steps.get((k, prescale)) if order is not None and wb is None else None
-                bound = step if (step and Xb is step.xb and yb is step.yb) else None
-                loss_sum += self._step(Xb, yb, wb, alpha, bound)
+                            bound = steps[key] = bind_training_step(net, Xb, yb, prescale) or False
+                loss_sum += self._step(Xb, yb, wb, alpha, bound or None)
             self.n_iter_ += 1
             self.t_ = opt.t
             loss = loss_sum / total_w
