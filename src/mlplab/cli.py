@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     _register_subcommands()
     try:
         rv = app(args=argv, prog_name="mlplab", standalone_mode=False)
-        if rv == 130 and isinstance(rv, int):  # typer turns a KeyboardInterrupt into Exit(130)
-            typer.echo("mlplab: interrupted", err=True)
-            return 130
+        # With standalone_mode=False the framework returns the code of a ``typer.Exit`` it caught.
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+            if rv == 130:  # typer turns a KeyboardInterrupt into Exit(130)
+                typer.echo("mlplab: interrupted", err=True)
+            return rv
     except MlplabError as exc:
         typer.echo(f"mlplab: error: {exc}", err=True)
         return exc.exit_code

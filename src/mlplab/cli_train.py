@@ -35,18 +35,23 @@ def _scalar(raw: str) -> Any:
     return raw
 
 
-def _parse_hidden(text: str | None) -> list[int] | None:
+def _parse_sizes(text: str | None, option: str = "--hidden", what: str = "hidden size") -> list[int] | None:
+    """``"500,500"`` (or the report's ``"500-500"``) -> ``[500, 500]``; ``"none"`` -> ``[]``."""
     if text is None:
         return None
     text = text.strip()
-    if text in ("", "none", "[]"):
+    if text.lower() in ("none", "[]"):
         return []
-    try:
-        sizes = [int(part) for part in text.replace("-", ",").split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--hidden {text!r}: expected comma-separated integers, e.g. 500,500") from None
+    sep = "," if "," in text else "-"
+    parts = [part.strip() for part in text.split(sep)]
+    if not text or not all(part.isdigit() for part in parts):
+        raise ConfigError(f"{option} {text!r}: expected positive integers separated by commas, e.g. 500,500"
+                          + (" (or 'none')" if option == "--hidden" else ""))
+    sizes = [int(part) for part in parts]
     if any(s < 1 for s in sizes):
-        raise ConfigError(f"--hidden {text!r}: every hidden size must be >= 1")
+        raise ConfigError(f"{option} {text!r}: every {what} must be >= 1")
+    if any(s > 1_000_000 for s in sizes):
+        raise ConfigError(f"{option} {text!r}: a {what} above 1,000,000 does not fit in memory")
     return sizes
 
 
@@ -183,7 +188,7 @@ def register(app: typer.Typer) -> None:
                 "data": {"dataset": dataset, "data_dir": data_dir, "split": split, "test_fraction": test_fraction,
                          "split_seed": split_seed, "scaling": scaling, "validation_fraction": validation_fraction,
                          "max_train_samples": max_train_samples},
-                "model": {"hidden": _parse_hidden(hidden), "hidden_activation": hidden_activation,
+                "model": {"hidden": _parse_sizes(hidden), "hidden_activation": hidden_activation,
                           "output_activation": output_activation, "loss": loss, "init": init,
                           "init_params": _parse_kv(init_param, "--init-param") or None, "dropout": dropout,
                           "l2": l2, "dtype": dtype},
@@ -230,23 +235,36 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="Model file (.npz) written by mlplab."),
         dataset: str = typer.Option("mnist", help="Dataset to evaluate on (its test split)."),
         data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset."),
-        split: str = typer.Option("canonical", help="canonical, stratified or textbook: the test part is used."),
-        test_fraction: float = typer.Option(0.3, help="Test fraction of a stratified split."),
-        split_seed: int = typer.Option(123, help="Seed of a stratified split."),
+        split: Optional[str] = typer.Option(
+            None, help="canonical, stratified or textbook: the test part is used. Default: the split the model "
+                       "was trained on when --dataset is its dataset, else canonical."),
+        test_fraction: Optional[float] = typer.Option(None, help="Test fraction of a stratified split (default: the model's, else 0.3)."),
+        split_seed: Optional[int] = typer.Option(None, help="Seed of a stratified or textbook split (default: the model's, else 123)."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder to write the evaluation into."),
         no_report: bool = typer.Option(False, "--no-report", help="Skip figures and report."),
     ) -> None:
-        """Evaluate a saved model on a dataset's test split and write metrics, figures and a report."""
+        """Evaluate a saved model on a dataset's test split and write metrics, figures and a report.
+
+        By default the test part of the split the model was trained on is used, so a model trained on a
+        stratified 70/30 split is not scored on images it was trained on."""
         from mlplab.data.preprocessing import Scaler
         from mlplab.runs import check_out_dir, evaluate_into, prepare_data, write_report
         from mlplab.serialization import load_model
 
         mf = load_model(model)
         check_out_dir(out)
-        cfg = {"data": {"dataset": dataset, "data_dir": data_dir, "split": split, "test_fraction": test_fraction,
-                        "split_seed": split_seed, "scaling": "none", "validation_fraction": 0.0,
-                        "max_train_samples": None},
+        trained = mf.preprocessing.get("split") or {}
+        same_data = str(mf.preprocessing.get("dataset", "")).lower() == Path(dataset).name.lower()
+        if not (same_data and isinstance(trained, dict)):
+            trained = {}
+        cfg = {"data": {"dataset": dataset, "data_dir": data_dir,
+                        "split": split or trained.get("kind", "canonical"),
+                        "test_fraction": test_fraction if test_fraction is not None else trained.get("test_fraction", 0.3),
+                        "split_seed": split_seed if split_seed is not None else trained.get("split_seed", 123),
+                        "scaling": "none", "validation_fraction": 0.0, "max_train_samples": None},
                "model": {"dtype": mf.net.dtype.name}}
+        if not 0.0 < float(cfg["data"]["test_fraction"]) < 1.0:
+            raise ConfigError(f"--test-fraction {cfg['data']['test_fraction']}: must be between 0 and 1")
         data = prepare_data(cfg)
         if data.X_test.shape[1] != mf.net.sizes[0]:
             raise ConfigError(f"{model}: the model expects {mf.net.sizes[0]} input features but dataset "
@@ -266,7 +284,7 @@ def register(app: typer.Typer) -> None:
     def predict(
         model: Path = typer.Argument(..., help="Model file (.npz)."),
         images: list[Path] = typer.Argument(..., help="Picture files (PNG, JPEG, ...) of single digits."),
-        top: int = typer.Option(3, help="How many classes to show per image."),
+        top: int = typer.Option(3, min=1, help="How many classes to show per image."),
     ) -> None:
         """Classify your own pictures: each is converted to the model's input format first."""
         from mlplab.data.preprocessing import Scaler
@@ -299,15 +317,15 @@ def register(app: typer.Typer) -> None:
         loss: str = typer.Option("mse"),
         l2: float = typer.Option(0.0),
         dropout: float = typer.Option(0.0),
-        samples: int = typer.Option(8, help="Random input rows."),
-        seed: int = typer.Option(0),
+        samples: int = typer.Option(8, min=1, help="Random input rows."),
+        seed: int = typer.Option(0, min=0),
         tol: float = typer.Option(1e-6, help="Fail (exit 1) above this maximum relative error."),
     ) -> None:
         """Check backpropagation against central differences in float64 over every parameter."""
         from mlplab.gradcheck import gradcheck as check
         from mlplab.network import MLP
 
-        size_list = _parse_hidden(sizes) or []
+        size_list = _parse_sizes(sizes, "--sizes", "layer size") or []
         if len(size_list) < 2:
             raise ConfigError(f"--sizes {sizes!r}: give at least an input and an output size")
         net = MLP(size_list, hidden_activation, output_activation, loss, init="glorot",

@@ -19,7 +19,7 @@ Every file is written atomically. The library never prints: progress goes to cal
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -51,6 +51,7 @@ class PreparedData:
     dataset_name: str
     source: str
     split_desc: str
+    split: dict[str, Any] = field(default_factory=dict)  # kind, test_fraction, split_seed: for a model file
 
 
 def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> PreparedData:
@@ -59,7 +60,12 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
     from mlplab.data.preprocessing import Scaler
 
     d = cfg["data"]
+    if d["split"] not in ("canonical", "stratified", "textbook"):
+        raise ConfigError(f"split {d['split']!r}: expected canonical, stratified or textbook")
     ds = load_dataset(d["dataset"], data_dir=d.get("data_dir"), progress=progress)
+    if d["split"] == "textbook" and len(ds.y_train) + len(ds.y_test) < 20000:
+        raise ConfigError(f"split 'textbook' (55,000/5,000/10,000) needs at least 20,000 samples; dataset "
+                          f"{ds.name!r} has {len(ds.y_train) + len(ds.y_test)}: use canonical or stratified")
     if d["split"] == "canonical":
         Xtr, ytr, Xte, yte = ds.X_train, ds.y_train, ds.X_test, ds.y_test
         desc = f"canonical {len(ytr)}/{len(yte)}"
@@ -93,13 +99,14 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         test_images=np.asarray(Xte), scaler=scaler, image_shape=tuple(ds.image_shape),
         class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
         split_desc=desc,
+        split={"kind": d["split"], "test_fraction": d["test_fraction"], "split_seed": d["split_seed"]},
     )
 
 
 def preprocessing_meta(data: PreparedData) -> dict[str, Any]:
     """What a model file records about its inputs (the scaler's arrays go in the npz)."""
     return {"scaler": data.scaler.to_dict(include_arrays=False), "image_shape": list(data.image_shape),
-            "pixel_max": data.scaler.pixel_max, "dataset": data.dataset_name}
+            "pixel_max": data.scaler.pixel_max, "dataset": data.dataset_name, "split": dict(data.split)}
 
 
 def build_network(cfg: dict[str, Any], n_features: int, n_classes: int) -> MLP:

@@ -124,3 +124,32 @@ def test_gradcheck_command(capsys):
     assert "max relative error" in out
     err = float(out.strip().splitlines()[-1].rsplit(" ", 1)[1])
     assert err < 1e-6
+
+
+def test_gradcheck_command_fails_with_exit_code_1_above_the_tolerance(capsys):
+    assert main(["gradcheck", "--sizes", "6,5,4,3", "--tol", "1e-30"]) == 1
+    assert "FAILED" in capsys.readouterr().err
+
+
+def test_hidden_sizes_accept_the_reports_dash_notation():
+    from mlplab.cli_train import _parse_sizes
+
+    assert _parse_sizes("500-500") == [500, 500] == _parse_sizes(" 500, 500 ")
+    assert _parse_sizes("none") == [] == _parse_sizes("[]")
+
+
+def test_evaluate_defaults_to_the_split_the_model_was_trained_on(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--split", "stratified", "--test-fraction", "0.25",
+                 "--split-seed", "7", "--hidden", "16", "--epochs", "3", "--quiet", "--no-report",
+                 "--out", str(out)]) == 0
+    trained = json.loads((out / "metrics.json").read_text())
+    ev = tmp_path / "eval"
+    assert main(["evaluate", str(out / "model.npz"), "--dataset", "digits", "--out", str(ev), "--no-report"]) == 0
+    again = json.loads((ev / "metrics.json").read_text())
+    assert again["split"] == trained["split"] and "stratified" in again["split"]
+    assert again["test"]["accuracy"] == trained["test"]["accuracy"]
+    canonical = tmp_path / "canonical"
+    assert main(["evaluate", str(out / "model.npz"), "--dataset", "digits", "--split", "canonical",
+                 "--out", str(canonical), "--no-report"]) == 0
+    assert "canonical" in json.loads((canonical / "metrics.json").read_text())["split"]
