@@ -68,7 +68,7 @@ def run(
 
     from mlplab.errors import ConfigError
     from mlplab.experiments.checkpoint import ENV_VAR
-    from mlplab.experiments.runner import RUN_FILE, check_batch_sizes, plan, run_experiment
+    from mlplab.experiments.runner import RUN_FILE, check_batch_sizes, check_experiment_out, plan, run_experiment
     from mlplab.experiments.spec import load_spec
 
     if resume is not None:
@@ -111,6 +111,7 @@ def run(
     if ENV_VAR not in os.environ or checkpoint_every != 60.0:
         os.environ[ENV_VAR] = repr(float(checkpoint_every))
     console = Console(highlight=False, stderr=True)
+    check_experiment_out(out, spec)
     planned = plan(spec, seeds)
     check_batch_sizes(spec, planned)  # before the progress display starts: one clean line
     total = len(planned)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from mlplab.config import to_toml
+from mlplab.config import read_toml, to_toml
 from mlplab.environment import environment_info
 from mlplab.errors import ConfigError
 from mlplab.experiments.protocols import get_protocol
@@ -61,6 +61,25 @@ def check_batch_sizes(spec: Spec, cells) -> None:
                           f"({limit} samples) of cell {c.name!r}")
 
 
+def check_experiment_out(out: Path, spec: Spec) -> None:
+    """``out`` may be new, empty, or this experiment's folder (its finished cells are reused); never
+    a training run or another experiment, whose files the run would overwrite."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    saved = out / "spec.toml"
+    if not saved.is_file():
+        raise ConfigError(f"--out {out}: is not empty and not an experiment folder (no spec.toml); "
+                          "choose a new or empty folder")
+    try:
+        name = read_toml(saved).get("name")
+    except ConfigError:  # unreadable: certainly not safe to overwrite
+        name = None
+    if name != spec.name:
+        raise ConfigError(f"--out {out}: holds experiment {name!r}, not {spec.name!r}; choose another folder")
+
+
 def plan(spec: Spec, seeds: int = 1):
     module = get_protocol(spec.runner)
     cells = module.cells(spec, seeds)
@@ -78,8 +97,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     if int(threads) < 1:
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
+    check_experiment_out(out, spec)
     module = get_protocol(spec.runner)
     cells = plan(spec, seeds)
     check_batch_sizes(spec, cells)  # before anything is written
