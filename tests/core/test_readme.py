@@ -127,3 +127,24 @@ def test_readme_python_tour_runs(mnist_dir, tmp_path, monkeypatch):
     assert len(history.loss) == 1 and history.val_accuracy[0] > 0.5 and scope["clf"].n_iter_ == 1
     assert scope["errors"] == [None, None, None]
     assert type(scope["torch_model"]).__name__ == "Sequential"
+
+
+def test_readme_long_train_command_is_the_same_run_as_its_toml_file(monkeypatch, tmp_path):
+    """README says ``train --config configs/textbook-2hidden.toml`` is "the same" as the long command."""
+    import mlplab.runs
+    from mlplab.cli import main
+
+    seen = []
+
+    def capture(cfg, out, **kwargs):
+        seen.append(cfg)
+        return {}
+
+    monkeypatch.setattr(mlplab.runs, "train_run", capture)
+    monkeypatch.setattr("mlplab.cli_train._print_metrics", lambda metrics, out: None)
+    trains = [c for c in CLI if c[0] == "train"]
+    long_form = next(c for c in trains if "--hidden" in c and "--config" not in c)
+    from_file = next(c for c in trains if "--config" in c)
+    monkeypatch.chdir(ROOT)
+    assert main(long_form) == 0 and main(from_file) == 0
+    assert seen[0] == seen[1]
