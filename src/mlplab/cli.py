@@ -46,6 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("mlplab: interrupted", err=True)
         return 130
+    except OSError as exc:  # a folder that is a file, a read-only or full disk, ...: one line, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        typer.echo(f"mlplab: error: {where}{exc.strerror or exc}", err=True)
+        return 2
+    except MemoryError:
+        typer.echo("mlplab: error: out of memory (a smaller network, batch or dataset may fit)", err=True)
+        return 2
     except SystemExit as exc:
         return int(exc.code or 0)
     except Exception as exc:  # the CLI framework's usage errors (typer >= 0.29 vendors click)

@@ -25,7 +25,7 @@ def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 
         with Image.open(path) as im:
             im = im.convert("L")
             arr = np.asarray(im, dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise ConfigError(f"{path}: not a readable picture ({exc})") from None
     if arr.size == 0:
         raise ConfigError(f"{path}: empty picture")

@@ -23,7 +23,7 @@ import numpy as np
 
 from mlplab.blas import axpy
 from mlplab.errors import ConfigError
-from mlplab.registry import Registry
+from mlplab.registry import Registry, check_settings
 
 OPTIMIZERS: Registry[type["Optimizer"]] = Registry("optimizer")
 
@@ -354,6 +354,7 @@ def get_optimizer(spec: str | dict, params: Sequence[np.ndarray], **overrides: A
     cfg = dict(spec) if isinstance(spec, dict) else {"name": spec}
     cfg.update({k: v for k, v in overrides.items() if v is not None})
     cls = OPTIMIZERS.get(cfg.pop("name"))
+    check_settings("optimizer", cls.name, cls, cfg, skip=("params",))
     try:
         return cls(params, **cfg)
     except TypeError as exc:

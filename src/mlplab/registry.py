@@ -5,7 +5,9 @@ Looking up an unknown name raises :class:`~mlplab.errors.ConfigError` listing th
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import inspect
+import numbers
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from mlplab.errors import ConfigError
 
@@ -43,3 +45,24 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._items))
+
+
+def check_settings(kind: str, name: str, cls: type, settings: dict[str, Any], skip: tuple[str, ...] = ()) -> None:
+    """Before ``cls(**settings)``: every key is a setting of ``cls`` and every value has the type
+    of its default (a bool for a bool, a number for a number), so a typo or ``beta1=x`` is one
+    clear line naming the setting instead of an error from inside the constructor."""
+    params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
+              if k not in ("self", *skip) and p.kind is p.POSITIONAL_OR_KEYWORD}
+    for key, value in settings.items():
+        if key not in params:
+            known = ", ".join(params) or "none"
+            raise ConfigError(f"{kind} {name!r} has no setting {key!r} (its settings: {known})")
+        default = params[key].default
+        if isinstance(default, bool):
+            if type(value).__name__ not in ("bool", "bool_"):
+                raise ConfigError(f"{kind} {name!r}: {key} must be true or false, got {value!r}")
+        elif isinstance(default, (int, float)):
+            if type(value).__name__ in ("bool", "bool_") or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{kind} {name!r}: {key} must be a number, got {value!r}")
+            if isinstance(default, int) and not float(value).is_integer():
+                raise ConfigError(f"{kind} {name!r}: {key} must be a whole number, got {value!r}")

@@ -62,6 +62,8 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
     d = cfg["data"]
     if d["split"] not in ("canonical", "stratified", "textbook"):
         raise ConfigError(f"split {d['split']!r}: expected canonical, stratified or textbook")
+    if d.get("data_dir") and not Path(d["data_dir"]).expanduser().is_dir():  # a typo would silently fall back
+        raise ConfigError(f"data.data_dir {d['data_dir']}: no such directory")
     ds = load_dataset(d["dataset"], data_dir=d.get("data_dir"), progress=progress)
     if d["split"] == "textbook" and len(ds.y_train) + len(ds.y_test) < 20000:
         raise ConfigError(f"split 'textbook' (55,000/5,000/10,000) needs at least 20,000 samples; dataset "
@@ -122,6 +124,11 @@ def build_network(cfg: dict[str, Any], n_features: int, n_classes: int) -> MLP:
 def build_trainer(cfg: dict[str, Any], net: MLP, callbacks: list[Callback]) -> Trainer:
     t = cfg["training"]
     opt: dict[str, Any] = {"name": t["optimizer"]}
+    ignored = [k for k in ("momentum", "nesterov") if t[k]] if t["optimizer"] != "sgd" else []
+    ignored += ["weight_decay"] if t["optimizer"] == "rmsprop" and t["weight_decay"] else []
+    if ignored:  # silently dropping a setting the user gave would train something else than asked
+        raise ConfigError(f"training.{ignored[0]} does not apply to optimizer {t['optimizer']!r} "
+                          f"(momentum and nesterov are sgd's; weight_decay is sgd's and adam's)")
     if t["optimizer"] == "sgd":
         opt.update(momentum=t["momentum"], nesterov=t["nesterov"], weight_decay=t["weight_decay"])
     elif t["optimizer"] == "adam":

@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 from mlplab.errors import ConfigError
-from mlplab.registry import Registry
+from mlplab.registry import Registry, check_settings
 
 SCHEDULES: Registry[type["Schedule"]] = Registry("schedule")
 
@@ -132,6 +132,7 @@ def get_schedule(spec: str | dict | None) -> Schedule:
         return Constant()
     cfg = dict(spec) if isinstance(spec, dict) else {"name": spec}
     cls = SCHEDULES.get(cfg.pop("name"))
+    check_settings("schedule", cls.name, cls, cfg)
     try:
         return cls(**cfg)
     except TypeError as exc:

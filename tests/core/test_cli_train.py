@@ -153,3 +153,15 @@ def test_evaluate_defaults_to_the_split_the_model_was_trained_on(tmp_path):
     assert main(["evaluate", str(out / "model.npz"), "--dataset", "digits", "--split", "canonical",
                  "--out", str(canonical), "--no-report"]) == 0
     assert "canonical" in json.loads((canonical / "metrics.json").read_text())["split"]
+
+
+def test_predict_refuses_a_decompression_bomb_in_one_line(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    code, out = _train(tmp_path, "--no-report", "--epochs", "1")
+    Image.new("L", (64, 64)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 4,096 pixels is then a "bomb"
+    capsys.readouterr()
+    assert main(["predict", str(out / "model.npz"), str(tmp_path / "big.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "big.png" in err and len(err.splitlines()) == 1
