@@ -68,7 +68,8 @@ def run(
 
     from mlplab.errors import ConfigError
     from mlplab.experiments.checkpoint import ENV_VAR
-    from mlplab.experiments.runner import RUN_FILE, check_batch_sizes, check_experiment_out, plan, run_experiment
+    from mlplab.experiments.runner import (RUN_FILE, check_batch_sizes, check_experiment_out, check_names, plan,
+                                          run_experiment)
     from mlplab.experiments.spec import load_spec
 
     if resume is not None:
@@ -91,6 +92,9 @@ def run(
         raise ConfigError(f"--threads must be >= 1, got {threads}")
     if backend not in ("process", "ray", "dask"):
         raise ConfigError(f"--backend {backend!r}: must be process, ray or dask")
+    from mlplab.experiments.cluster import check_backend
+
+    check_backend(backend)
     if not checkpoint_every > 0 or checkpoint_every == float("inf"):
         raise ConfigError(f"--checkpoint-every must be a positive number of seconds, got {checkpoint_every}")
     if out.exists() and not out.is_dir():
@@ -113,6 +117,10 @@ def run(
     console = Console(highlight=False, stderr=True)
     check_experiment_out(out, spec)
     planned = plan(spec, seeds)
+    check_names(spec, planned)
+    if quick:  # the full recipes too: a quick trial should not pass a spec whose full run would fail
+        full = load_spec(name, quick=False, overrides=overrides)
+        check_names(full, plan(full, seeds))
     check_batch_sizes(spec, planned)  # before the progress display starts: one clean line
     total = len(planned)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -173,6 +173,24 @@ CASES = [
     ("experiment-run-threads-0", EXP_RUN("two-hidden-layers", "--threads", "0"), {}, "--threads"),
     ("experiment-run-seeds-0", EXP_RUN("two-hidden-layers", "--seeds", "0"), {}, "--seeds"),
     ("experiment-run-bad-backend", EXP_RUN("two-hidden-layers", "--backend", "slurm"), {}, "--backend"),
+    ("experiment-run-recipe-bad-activation", EXP_RUN("{d}/s.toml"),
+     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
+      + b'[options]\nfast = { hidden = [8], hidden_activation = "swish" }\nbest = { hidden = [8] }\n'}, "swish"),
+    ("experiment-run-recipe-epochs-text", EXP_RUN("{d}/s.toml"),
+     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
+      + b'[options]\nfast = { hidden = [8], epochs = "ten" }\nbest = { hidden = [8] }\n'}, "options.fast.epochs"),
+    ("experiment-run-target-text", EXP_RUN("{d}/s.toml"),
+     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
+      + b'[options]\nfast = { hidden = [8] }\nbest = { hidden = [8] }\ntargets = { fast = "high" }\n'},
+     "options.targets.fast"),
+    ("experiment-run-full-recipe-bad-under-quick", EXP_RUN("{d}/s.toml"),
+     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
+      + b'[options]\nfast = { hidden = [8], optimizer = "lbfgs" }\nbest = { hidden = [8] }\n'
+      + b'[quick]\noptions = { fast = { hidden = [8] } }\n'}, "lbfgs"),
+    ("experiment-run-unknown-dataset", EXP_RUN("{d}/s.toml"), {"s.toml": SPEC_OK.replace(b'"digits"', b'"cifar"')},
+     "cifar"),
+    ("experiment-run-bad-optimizer", EXP_RUN("{d}/s.toml"),
+     {"s.toml": SPEC_OK.replace(b"lr = 0.1", b'lr = 0.1\noptimizer = "lbfgs"')}, "lbfgs"),
     ("experiment-run-bad-protocol", EXP_RUN("two-hidden-layers", "--protocol", "mine"), {}, "mine"),
     ("experiment-run-checkpoint-0", EXP_RUN("two-hidden-layers", "--checkpoint-every", "0"), {}, "--checkpoint-every"),
     ("experiment-run-out-is-file", EXP_RUN("two-hidden-layers", out="{d}/f"), {"f": b"x"}, "f"),

@@ -14,6 +14,21 @@ from typing import Any, Callable, Iterator
 from mlplab.errors import ConfigError
 
 
+def check_backend(backend: str) -> None:
+    """The backend's library is installed (checked before an experiment writes anything)."""
+    import importlib.util
+
+    needs = {"dask": ("dask.distributed", "dask[distributed]"), "ray": ("ray", "ray")}
+    if backend in needs:
+        module, extra = needs[backend]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # the parent package (dask) is missing
+            found = False
+        if not found:
+            raise ConfigError(f"--backend {backend} needs the optional extra: pip install '{extra}'")
+
+
 def run_on_cluster(backend: str, worker: Callable[..., dict[str, Any]], args: list[tuple], jobs: int,
                    emit: Callable[[dict[str, Any]], None], names: list[str],
                    indices: list[int]) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from mlplab.config import read_toml, to_toml
 from mlplab.environment import environment_info
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, DataError
 from mlplab.experiments.protocols import get_protocol
 from mlplab.experiments.protocols.common import ReportParts, _tomlable
 from mlplab.experiments.spec import Spec
@@ -35,6 +35,43 @@ _SAFE_BATCH = 1000
 #: training-set sizes already looked up, per data configuration (the CLI checks before its
 #: progress display, then run_experiment checks again: the data is prepared once)
 _TRAIN_SIZES: dict[str, int] = {}
+
+
+def check_names(spec: Spec, cells) -> None:
+    """The names a cell will look up (dataset, activations, loss, initialiser, optimizer and
+    schedule with their settings) exist, so a typo is refused before any cell runs and writes."""
+    import numpy as np
+
+    from mlplab.activations import ACTIVATIONS
+    from mlplab.data.datasets import KNOWN_DATASETS, _looks_like_path, _unknown
+    from mlplab.initializers import INITIALIZERS
+    from mlplab.losses import LOSSES
+    from mlplab.optimizers import get_optimizer
+    from mlplab.schedules import get_schedule
+
+    seen: set[str] = set()
+    for c in cells:
+        cfg = c.config
+        key = json.dumps([cfg.get(k) for k in ("data", "model", "training")], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        d, m, t = (cfg.get(k) or {} for k in ("data", "model", "training"))
+        try:
+            ds = d.get("dataset")
+            if isinstance(ds, str) and ds.strip().lower() not in (*KNOWN_DATASETS, "digits") and not _looks_like_path(ds):
+                raise _unknown(ds)
+            for registry, value in ((ACTIVATIONS, m.get("hidden_activation")), (ACTIVATIONS, m.get("output_activation")),
+                                    (LOSSES, m.get("loss")), (INITIALIZERS, m.get("init"))):
+                name = value.get("name") if isinstance(value, dict) else value
+                if isinstance(name, str):
+                    registry.get(name)
+            if isinstance(t.get("optimizer"), str):
+                get_optimizer({"name": t["optimizer"], **(t.get("optimizer_params") or {})}, [np.zeros(1)], lr=0.1)
+            if isinstance(t.get("schedule"), str):
+                get_schedule({"name": t["schedule"], **(t.get("schedule_params") or {})})
+        except (ConfigError, DataError) as exc:
+            raise ConfigError(f"{spec.origin}: cell {c.name!r}: {exc}") from None
 
 
 def check_batch_sizes(spec: Spec, cells) -> None:
@@ -100,7 +137,8 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     check_experiment_out(out, spec)
     module = get_protocol(spec.runner)
     cells = plan(spec, seeds)
-    check_batch_sizes(spec, cells)  # before anything is written
+    check_names(spec, cells)  # before anything is written
+    check_batch_sizes(spec, cells)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "spec.toml", to_toml(_tomlable(spec.to_dict())))
     atomic_write_text(out / RUN_FILE, json.dumps({"seeds": int(seeds)}) + "\n")  # what --resume needs besides the spec

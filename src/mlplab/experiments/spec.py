@@ -188,6 +188,8 @@ def from_dict(raw: dict[str, Any], origin: str = "<spec>", quick: bool = False,
     layout as a spec) come last (e.g. ``{"data": {"data_dir": ...}}``)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: a spec must be a table")
+    if quick:  # a quick run is a trial of the full one: refuse a full spec that would fail later
+        from_dict(raw, origin, quick=False, overrides=overrides)
     valid = [*TOP_KEYS, *SECTIONS, *FREE_SECTIONS, "quick"]
     for key in raw:
         if key not in valid:

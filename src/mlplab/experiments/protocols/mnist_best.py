@@ -19,7 +19,7 @@ import numpy as np
 from mlplab.experiments.checkpoint import attach
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
-from mlplab.experiments.spec import choice, list_of, table
+from mlplab.experiments.spec import SECTIONS, choice, list_of, table
 from mlplab.experiments.sweep import Cell
 from mlplab.io import atomic_write_text
 from mlplab.training import Callback, History
@@ -34,6 +34,7 @@ OPTIONS = {
     "fast_time_budget_s": (30.0, lambda v: None if isinstance(v, (int, float)) and v > 0 else "must be > 0"),
 }
 SEED_PATH = "training.seed"
+MODEL_KEYS = {"hidden", "hidden_activation", "dropout", "l2", "init"}
 RECIPE_KEYS = {"hidden", "hidden_activation", "dropout", "l2", "optimizer", "lr", "batch_size", "epochs",
                "schedule", "schedule_params", "init"}
 
@@ -43,16 +44,26 @@ def check_spec(spec) -> None:
         recipe = spec.options.get(r)
         if not isinstance(recipe, dict) or not recipe:
             raise common.ConfigError(f"{spec.origin}: options.{r} must be a table describing the recipe")
-        for k in recipe:
+        for k, v in recipe.items():
             if k not in RECIPE_KEYS:
                 raise common.ConfigError(f"{spec.origin}: unknown key {k!r} in options.{r}; valid: "
                                          f"{', '.join(sorted(RECIPE_KEYS))}")
+            sec = "model" if k in MODEL_KEYS else "training"
+            default, check = SECTIONS[sec][k]
+            value = float(v) if isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool) else v
+            problem = check(value)
+            if problem:  # checked here, not when the cell runs: nothing is written for a bad spec
+                raise common.ConfigError(f"{spec.origin}: options.{r}.{k} = {v!r} {problem}")
+    for r, target in spec.options["targets"].items():
+        if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+            raise common.ConfigError(f"{spec.origin}: options.targets.{r} = {target!r} must be an accuracy "
+                                     "between 0 and 1")
 
 
 def _recipe_config(spec, recipe: dict[str, Any]) -> dict[str, Any]:
     cfg = {sec: copy.deepcopy(spec.sections[sec]) for sec in ("data", "split", "preprocessing", "model", "training")}
     for k, v in recipe.items():
-        if k in ("hidden", "hidden_activation", "dropout", "l2", "init"):
+        if k in MODEL_KEYS:
             cfg["model"][k] = copy.deepcopy(v)
         else:
             cfg["training"][k] = copy.deepcopy(v)
