@@ -140,13 +140,13 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file ([data], [model], [training])."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file (sections data, model, training)."),
         dataset: Optional[str] = typer.Option(None, help="mnist, fashion-mnist, digits, or a folder of IDX files."),
         data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset (else $MLPLAB_DATA_DIR)."),
         split: Optional[str] = typer.Option(None, help="canonical, stratified (all samples) or textbook (55k/5k/10k)."),
         test_fraction: Optional[float] = typer.Option(None, help="Test fraction of a stratified split."),
         split_seed: Optional[int] = typer.Option(None, help="Seed of the split."),
-        scaling: Optional[str] = typer.Option(None, help="unit [0,1], symmetric [-1,1], standard or none."),
+        scaling: Optional[str] = typer.Option(None, help="unit (0 to 1), symmetric (-1 to 1), standard or none."),
         validation_fraction: Optional[float] = typer.Option(None, help="Stratified validation fraction of the training set."),
         max_train_samples: Optional[int] = typer.Option(None, help="Train on a stratified subset of this size."),
         hidden: Optional[str] = typer.Option(None, help="Hidden layer sizes, e.g. 500,500 ('none' for no hidden layer)."),

@@ -146,6 +146,46 @@ def _read_members(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
+def _check_inputs_and_outputs(path: Path, net: MLP, meta: dict[str, Any], extra: dict[str, np.ndarray]) -> None:
+    """What the file says about its inputs (preprocessing) and outputs (class names) fits the
+    network, so a hand-edited or mismatched file fails here, naming the file, not mid-command."""
+    from mlplab.data.preprocessing import Scaler
+
+    n_in, n_out = net.sizes[0], net.sizes[-1]
+    classes = meta.get("classes")
+    if classes is not None and not isinstance(classes, list):
+        raise ModelFileError(f"{path}: classes must be a list of names")
+    if classes and len(classes) != max(n_out, 2):
+        raise ModelFileError(f"{path}: {len(classes)} class names for a network with {n_out} outputs")
+    prep = meta.get("preprocessing")
+    if prep is None:
+        return
+    if not isinstance(prep, dict):
+        raise ModelFileError(f"{path}: preprocessing must be a table")
+    shape = prep.get("image_shape")
+    if shape is not None:
+        if (not isinstance(shape, list) or not shape
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            raise ModelFileError(f"{path}: preprocessing.image_shape must be a list of positive integers, got {shape!r}")
+        if math.prod(shape) != n_in:
+            raise ModelFileError(f"{path}: preprocessing.image_shape {shape} has {math.prod(shape)} pixels, "
+                                 f"the network takes {n_in} inputs")
+    pixel_max = prep.get("pixel_max")
+    if pixel_max is not None and (isinstance(pixel_max, bool) or not isinstance(pixel_max, (int, float))
+                                  or not pixel_max > 0):
+        raise ModelFileError(f"{path}: preprocessing.pixel_max must be a positive number, got {pixel_max!r}")
+    if "scaler" in prep:
+        if not isinstance(prep["scaler"], dict):
+            raise ModelFileError(f"{path}: preprocessing.scaler must be a table")
+        try:
+            scaler = Scaler.from_dict(prep["scaler"], extra)
+        except (MlplabError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: preprocessing.scaler: {exc}") from None
+        if scaler.n_features_ is not None and scaler.n_features_ != n_in:
+            raise ModelFileError(f"{path}: the scaler was fit on {scaler.n_features_} features, the network "
+                                 f"takes {n_in} inputs")
+
+
 def load_model(path: str | Path) -> ModelFile:
     """Read and validate a model file; a bad file raises :class:`ModelFileError`."""
     path = Path(path)
@@ -172,7 +212,7 @@ def load_model(path: str | Path) -> ModelFile:
         raise ModelFileError(f"{path}: metadata has no network description")
     try:
         net = MLP.from_config(cfg)
-    except MlplabError as exc:
+    except (MlplabError, TypeError, ValueError) as exc:  # hand-edited: e.g. sizes = "abc"
         raise ModelFileError(f"{path}: inconsistent network description ({exc})") from None
     params = net.parameters()
     for i, p in enumerate(params):
@@ -190,6 +230,7 @@ def load_model(path: str | Path) -> ModelFile:
         raise ModelFileError(f"{path}: more parameter arrays than the architecture has")
     trainer_arrays = {k[len("trainer/"):]: v for k, v in members.items() if k.startswith("trainer/")}
     extra = {k[len("extra/"):]: v for k, v in members.items() if k.startswith("extra/")}
+    _check_inputs_and_outputs(path, net, meta, extra)
     return ModelFile(
         net=net,
         preprocessing=meta.get("preprocessing") or {},

@@ -18,6 +18,16 @@ def _model(path: Path, n_in=64):
                preprocessing={"scaler": {"kind": "unit", "pixel_max": 16}, "image_shape": [8, 8], "pixel_max": 16})
 
 
+def _edited_model(**changes):
+    """A model file whose metadata was edited by hand (saved with inconsistent descriptions)."""
+    def write(path: Path):
+        prep = {"scaler": {"kind": "unit", "pixel_max": 16}, "image_shape": [8, 8], "pixel_max": 16}
+        prep.update(changes.pop("preprocessing", {}))
+        save_model(path, MLP([64, 8, 10], "relu", "softmax", "cross_entropy", init="he"), preprocessing=prep,
+                   **changes)
+    return write
+
+
 def _mnist_model(path: Path):
     _model(path, n_in=784)
 
@@ -128,6 +138,14 @@ CASES = [
     ("evaluate-bad-test-fraction", ["evaluate", "{d}/m.npz", "--dataset", "digits", "--split", "stratified",
                                     "--test-fraction", "1.5", "--out", "{d}/out"], {"m.npz": _model}, "--test-fraction"),
     ("predict-top-0", ["predict", "{d}/m.npz", "{d}/x.png", "--top", "0"], {"m.npz": _model}, "--top"),
+    ("predict-model-class-count", ["predict", "{d}/m.npz", "{d}/x.png"], {"m.npz": _edited_model(classes=["a", "b", "c"])},
+     "3 class names"),
+    ("predict-model-negative-image-shape", ["predict", "{d}/m.npz", "{d}/x.png"],
+     {"m.npz": _edited_model(preprocessing={"image_shape": [-8, -8]})}, "image_shape"),
+    ("predict-model-image-shape-mismatch", ["predict", "{d}/m.npz", "{d}/x.png"],
+     {"m.npz": _edited_model(preprocessing={"image_shape": [28, 28]})}, "image_shape"),
+    ("evaluate-model-bad-scaler", ["evaluate", "{d}/m.npz", "--dataset", "digits", "--out", "{d}/out"],
+     {"m.npz": _edited_model(preprocessing={"scaler": {"kind": "zzz"}})}, "scaler"),
     ("predict-missing-model", ["predict", "{d}/m.npz", "{d}/x.png"], {}, "no such model file"),
     ("predict-missing-picture", ["predict", "{d}/m.npz", "{d}/x.png"], {"m.npz": _model}, "x.png"),
     ("predict-not-a-picture", ["predict", "{d}/m.npz", "{d}/x.png"], {"m.npz": _model, "x.png": b"not png"}, "x.png"),
