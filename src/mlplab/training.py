@@ -285,7 +285,12 @@ class Trainer:
         """Check data and settings before anything runs (or is written)."""
         net = self.net
         X = net._as_input(X)
-        y = np.ascontiguousarray(y, dtype=np.int64)
+        y_in = np.asarray(y)
+        if y_in.dtype.kind not in "iub":  # labels are class indices: 1.5 must not become 1
+            if y_in.dtype.kind != "f" or not np.all(np.isfinite(y_in)) or not np.all(y_in == np.round(y_in)):
+                raise ConfigError(f"{what} labels must be integer class indices, got dtype {y_in.dtype}"
+                                  + (" with fractional or non-finite values" if y_in.dtype.kind == "f" else ""))
+        y = np.ascontiguousarray(y_in, dtype=np.int64)
         if y.shape != (X.shape[0],):
             raise ConfigError(f"{what} labels have shape {y.shape}, expected ({X.shape[0]},)")
         if int(epochs) < 1:

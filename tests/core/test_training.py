@@ -204,3 +204,16 @@ def test_no_activation_sized_allocation_per_minibatch(digits, optimizer):
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     assert peak < 64 * 1024, peak
+
+
+def test_fractional_labels_are_refused_not_truncated():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 4))
+    trainer = Trainer(MLP([4, 3], "identity", "softmax", "cross_entropy", seed=0), "sgd", lr=0.1, batch_size=5)
+    with pytest.raises(ConfigError, match="integer class indices"):
+        trainer.fit(X, np.full(20, 1.5), epochs=1)
+    with pytest.raises(ConfigError, match="integer class indices"):
+        trainer.fit(X, np.array([0.0, np.nan] * 10), epochs=1)
+    assert trainer.epochs_done == 0
+    trainer.fit(X, np.arange(20) % 3 * 1.0, epochs=1)  # whole-valued floats are class indices
+    assert trainer.epochs_done == 1
