@@ -275,6 +275,9 @@ class Trainer:
 
         # one batch of everything: the order cannot matter, so skip the shuffle and the copy
         full_batch = bs == n and self.batch_order is None
+        # a new fit asks for more epochs: an earlier early stop does not veto them (its callback
+        # keeps its best value and patience count, so it stops again unless the loss improves)
+        self.stop_training, self.stop_reason = False, None
         for cb in self.callbacks:
             cb.on_train_begin(self)
         good_weights = net.get_weights()

@@ -217,3 +217,15 @@ def test_fractional_labels_are_refused_not_truncated():
     assert trainer.epochs_done == 0
     trainer.fit(X, np.arange(20) % 3 * 1.0, epochs=1)  # whole-valued floats are class indices
     assert trainer.epochs_done == 1
+
+
+def test_a_fit_after_an_early_stop_trains_again():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), np.arange(40) % 3
+    stopper = EarlyStopping(monitor="loss", patience=0, min_delta=1e9)  # stops after the 2nd epoch
+    trainer = Trainer(MLP([4, 3], "identity", "softmax", "cross_entropy", seed=0), "sgd", lr=0.1,
+                      batch_size=10, callbacks=[stopper])
+    trainer.fit(X, y, epochs=10)
+    assert trainer.epochs_done == 2 and trainer.stop_reason
+    trainer.fit(X, y, epochs=10)
+    assert trainer.epochs_done == 3  # one more epoch, then the same criterion stops it again
