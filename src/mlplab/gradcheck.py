@@ -20,15 +20,20 @@ class GradCheckResult:
         return self.max_rel_error < tol
 
 
-#: Entries whose gradients are both below this in magnitude are compared absolutely: float64
-#: round-off in a loss of order 1 leaves about 1e-13 of noise in any finite difference, so a
-#: relative error of an exactly-zero gradient (a dead ReLU unit's weights) is meaningless.
-REL_ERROR_FLOOR = 1e-6
+#: Entries whose gradients are both below ``REL_ERROR_FLOOR * max(1, |loss|)`` are compared
+#: absolutely. A central difference carries float64 round-off of about ``2**-52 * |loss| / eps``
+#: (a few 1e-12 for a loss of order 1) whatever the true gradient, so an exactly-zero gradient (a
+#: dead ReLU unit, the weights of an always-zero input column) differs from its finite difference
+#: by a few 1e-12. A floor of 1e-6 read that as a relative error of a few 1e-6 and failed correct
+#: networks; 1e-4 reads it as a few 1e-8, while an error above ``1e-10 * max(1, |loss|)`` on a
+#: tiny entry, or a relative error above the tolerance on a larger one, still fails.
+REL_ERROR_FLOOR = 1e-4
 
 
 def rel_error(a: np.ndarray, b: np.ndarray, floor: float = REL_ERROR_FLOOR) -> np.ndarray:
-    """``|a - b| / max(|a| + |b|, floor)``, elementwise (PyTorch's gradcheck, by comparison,
-    accepts ``|a - b| <= 1e-5 + 1e-3 |b|``)."""
+    """``|a - b| / max(|a| + |b|, floor)``, elementwise: relative for large entries, absolute
+    (divided by ``floor``) for tiny ones (PyTorch's gradcheck, by comparison, accepts
+    ``|a - b| <= 1e-5 + 1e-3 |b|``)."""
     return np.abs(a - b) / np.maximum(np.abs(a) + np.abs(b), floor)
 
 
@@ -62,7 +67,8 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
         out = net.forward(X, training=True)
         return net.loss.value(out, y) + net.penalty()
 
-    _, analytic = loss_and_grads()
+    value, analytic = loss_and_grads()
+    floor = REL_ERROR_FLOOR * max(1.0, abs(float(value)))  # round-off grows with the loss
     rng = np.random.default_rng(seed)
     per, worst, count = [], 0.0, 0
     for i, (p, g) in enumerate(zip(net.parameters(), analytic)):
@@ -79,7 +85,7 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
                 f[step] = loss_only()
             flat[k] = old
             numeric[j] = (-f[2] + 8 * f[1] - 8 * f[-1] + f[-2]) / (12 * eps)
-        err = float(rel_error(g.reshape(-1)[idx], numeric).max()) if len(idx) else 0.0
+        err = float(rel_error(g.reshape(-1)[idx], numeric, floor).max()) if len(idx) else 0.0
         name = ("W" if i % 2 == 0 else "b") + str(i // 2)
         per.append((name, err))
         worst = max(worst, err)

@@ -100,3 +100,28 @@ def test_gradcheck_requires_float64():
     net = MLP([3, 2], dtype="float32")
     with pytest.raises(ConfigError, match="float64"):
         gradcheck(net, np.zeros((2, 3)), np.array([0, 1]))
+
+
+def test_gradcheck_passes_zero_gradients_of_always_zero_inputs(monkeypatch):
+    """An input column that is always 0 has exactly-zero weight gradients, and the finite
+    differences only round-off (~1e-12): that must not count as a relative error of ~1e-6."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:20] / 16.0, y[:20]
+    assert not X[:, 0].any()  # the digits' first pixel is always 0
+    net = MLP([64, 5, 4, 10], "sigmoid", "sigmoid", "mse", init="glorot", dtype="float64", seed=1)
+    result = gradcheck(net, X, y)
+    assert result.passed(), result.per_parameter
+    # a wrong gradient is still caught on the same data
+    from mlplab import layers
+
+    original = layers.Dense.backward
+
+    def broken(self, dz, need_dx=True):
+        out = original(self, dz, need_dx)
+        self.dW *= 1.01
+        return out
+
+    monkeypatch.setattr(layers.Dense, "backward", broken)
+    assert gradcheck(net, X, y, max_entries=40).max_rel_error > 1e-3
