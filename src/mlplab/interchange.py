@@ -286,9 +286,13 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
         raise ValueError("output='sigmoid-mse' needs a final Sigmoid module")
     if output == "sigmoid-mse" and n_out == 1:
         loss = "mse"
-    hidden_spec: Any = hidden[0] if hidden else "relu"
-    if hidden_spec == "leaky_relu":
-        hidden_spec = {"name": "leaky_relu", "slope": slope}
+    hidden_spec = hidden[0] if hidden else "relu"
+    # the estimator names activations by string only, and activation='leaky_relu' is mlplab's
+    # default slope (0.01, also PyTorch's default): that is the only slope it can represent
+    default_slope = get_activation("leaky_relu").config()["slope"]
+    if hidden_spec == "leaky_relu" and slope != default_slope:
+        raise ValueError(f"LeakyReLU(negative_slope={slope}) hidden layers are not supported by MLPClassifier "
+                         f"(activation='leaky_relu' has negative_slope={default_slope})")
     w = linears[0].weight
     dt = "float32" if w.dtype == torch.float32 else "float64"
     sizes = [linears[0].in_features] + [lin.out_features for lin in linears]
@@ -299,6 +303,4 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
         arrays.append(lin.weight.detach().cpu().numpy().T)
         arrays.append(lin.bias.detach().cpu().numpy())
     net.set_weights(arrays)
-    if isinstance(hidden_spec, dict):  # the estimator names activations by string only
-        raise ValueError("LeakyReLU hidden layers are not supported by MLPClassifier")
     return MLPClassifier.from_mlp(net, np.asarray(classes), **params)

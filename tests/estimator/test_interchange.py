@@ -125,3 +125,20 @@ def test_from_torch_trained_model(data):
     assert est.n_iter_ == 2
     with pytest.raises(ValueError, match="unsupported module"):
         from_torch(torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.GELU(), torch.nn.Linear(3, 2)), [0, 1])
+
+
+def test_torch_round_trip_leaky_relu(data):
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional dependency (pip install 'mlplab[torch]')")
+    X, y = data
+    est = MLPClassifier(hidden_layer_sizes=(8,), activation="leaky_relu", max_iter=3, random_state=0).fit(X, y)
+    model = to_torch(est)
+    assert isinstance(model[1], torch.nn.LeakyReLU)
+    back = from_torch(model, est.classes_)
+    assert back.activation == "leaky_relu"
+    for a, b in zip(_params(back), _params(est)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    # a slope the estimator cannot name is refused rather than silently changed
+    model[1] = torch.nn.LeakyReLU(0.2)
+    with pytest.raises(ValueError, match="negative_slope=0.2"):
+        from_torch(model, est.classes_)
