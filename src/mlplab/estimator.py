@@ -218,7 +218,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue from the previous fit. Unlike scikit-learn, the optimizer state (Adam's
         moments, step count), the schedule position and the shuffling stream are kept, so
-        ``fit(max_iter=a)`` followed by a warm ``fit(max_iter=b)`` equals ``fit(max_iter=a+b)``.
+        without early stopping ``fit(max_iter=a)`` followed by a warm ``fit(max_iter=b)`` equals
+        ``fit(max_iter=a+b)``. With ``early_stopping`` it does not: every fit ends by restoring
+        its best weights, so the next one continues from those, not from the last epoch's.
+
+        Between warm fits, the training settings may change and take effect: learning rate,
+        ``alpha``, ``batch_size``, ``dropout``, the stopping rule, the schedule (a new one
+        continues at epoch ``n_iter_`` with fresh state) and the optimizer's hyperparameters
+        (momentum, betas, epsilon: the optimizer state is kept). Another ``optimizer`` (or SGD
+        switching momentum on or off) starts that optimizer's state afresh (``t_`` restarts at 0).
+        The network itself cannot change: another ``hidden_layer_sizes``, ``activation``,
+        ``output`` or ``dtype`` raises ValueError (refit without ``warm_start``); ``init``,
+        ``init_params`` and ``random_state`` only act when a network is built and are ignored.
     shuffle : bool, default=True — reshuffle the training set each epoch.
 
     Attributes
@@ -228,6 +239,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     validation_scores_ / validation_loss_curve_ / best_validation_score_ (early stopping
     only, else None), seed_, net_ (the :class:`mlplab.network.MLP`), n_layers_, n_outputs_,
     out_activation_ ('softmax', 'logistic' or 'logistic-mse').
+
+    If the training loss becomes non-finite, ``fit``/``partial_fit`` restore the weights of the
+    last finite epoch (the initial ones if it was the first) and a fresh optimizer state, then
+    raise :class:`mlplab.errors.DivergenceError`: the model never holds NaN weights, and can be
+    refitted (warm) with a smaller ``learning_rate_init``.
     """
 
     #: run unweighted minibatches through steps bound per batch size (same bits, less Python per step)
@@ -304,10 +320,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         hl = self.hidden_layer_sizes
         if isinstance(hl, numbers.Integral):
             hl = (hl,)
-        try:
-            hl = tuple(int(h) for h in hl)
-        except TypeError:
-            raise ValueError(f"hidden_layer_sizes must be a tuple of ints, got {self.hidden_layer_sizes!r}") from None
+        # strictly ints: int() would silently read "55" as (5, 5) and (5.7,) as (5,)
+        hl = None if isinstance(hl, (str, bytes)) or not hasattr(hl, "__iter__") else tuple(hl)
+        if hl is None or not all(isinstance(h, numbers.Integral) and not isinstance(h, (bool, np.bool_))
+                                 for h in hl):
+            raise ValueError(f"hidden_layer_sizes must be a tuple of ints, got {self.hidden_layer_sizes!r}")
+        hl = tuple(int(h) for h in hl)
         if any(h < 1 for h in hl):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
         self._hidden = hl
@@ -340,8 +358,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         bs = self.batch_size
         if not (bs is None or bs in ("auto", "full") or (isinstance(bs, numbers.Integral) and bs >= 1)):
             raise ValueError(f"batch_size must be a positive int, 'auto', 'full' or None, got {bs!r}")
-        if not (self.class_weight is None or self.class_weight == "balanced" or isinstance(self.class_weight, dict)):
-            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {self.class_weight!r}")
+        cw = self.class_weight  # (no == on it: an array would compare elementwise)
+        if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, dict)):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
+        for label, weight in (cw.items() if isinstance(cw, dict) else ()):
+            if (isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real)
+                    or not (0 <= weight < math.inf)):
+                raise ValueError(f"class_weight of class {label!r} must be a finite number >= 0, got {weight!r}")
         _dtype_of(self.dtype)
         _init_spec(self.init, self.init_params)
 
@@ -385,9 +408,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             return {"name": "rmsprop", "eps": self.epsilon}
         return {"name": "sgd", "momentum": self.momentum, "nesterov": bool(self.nesterov and self.momentum)}
 
+    def _new_optimizer(self):
+        return get_optimizer(self._optimizer_spec(), self.net_.parameters(), lr=self.learning_rate_init)
+
+    def _new_schedule(self):
+        return get_schedule({"name": self.schedule, **dict(self.schedule_params or {})})
+
     def _new_training_state(self) -> None:
-        self._optimizer = get_optimizer(self._optimizer_spec(), self.net_.parameters(), lr=self.learning_rate_init)
-        self._schedule = get_schedule({"name": self.schedule, **dict(self.schedule_params or {})})
+        self._optimizer = self._new_optimizer()
+        self._schedule = self._new_schedule()
         self._shuffle_rng = rng_for(self.seed_, STREAM_SHUFFLE)
         self.n_iter_ = 0
         self.t_ = 0
@@ -398,13 +427,45 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.validation_loss_curve_ = None
         self.best_validation_score_ = None
 
+    def _check_same_network(self) -> None:
+        """A warm fit continues the existing network: the settings that define it must not have
+        changed (checked before anything is modified)."""
+        from mlplab.activations import get_activation
+
+        net = self.net_
+        before = {"hidden_layer_sizes": tuple(net.sizes[1:-1]),
+                  "activation": get_activation(net.hidden_activation).name,
+                  "output": "sigmoid-mse" if net.loss.name == "mse" else "softmax",
+                  "dtype": net.dtype.name}
+        now = {"hidden_layer_sizes": self._hidden, "activation": get_activation(self.activation).name,
+               "output": self.output, "dtype": _dtype_of(self.dtype).name}
+        for name, old in before.items():
+            if now[name] != old:
+                raise ValueError(f"{name} changed from {old!r} to {now[name]!r} between fits; "
+                                 "refit without warm_start")
+
     def _ensure_training_state(self) -> None:
-        """A model made by :meth:`from_mlp`/:meth:`load` without optimizer state gets a fresh one."""
+        """Before a warm fit: a model made by :meth:`from_mlp`/:meth:`load` without optimizer
+        state gets a fresh one, and the training settings changed since the last fit apply."""
         if getattr(self, "_optimizer", None) is None:
             n_iter, curve = getattr(self, "n_iter_", 0), list(getattr(self, "loss_curve_", []))
             self._new_training_state()
             self.n_iter_, self.loss_curve_ = n_iter, curve
-        # hyperparameters a user may change between warm fits
+        else:
+            spec, opt = self._optimizer_spec(), self._optimizer
+            if opt.name != spec["name"] or (opt.name == "sgd" and bool(opt.momentum) != bool(spec["momentum"])):
+                # another optimizer, or SGD gaining/losing its velocity: no state carries over
+                self._optimizer = self._new_optimizer()
+                self.t_ = 0
+            else:  # the same state, new hyperparameters (as when scikit-learn's are changed)
+                for key, value in spec.items():
+                    if key != "name":
+                        setattr(opt, key, bool(value) if key == "nesterov" else float(value))
+            schedule = self._new_schedule()
+            if schedule.config() != self._schedule.config():
+                self._schedule = schedule  # continues at epoch n_iter_, its own state fresh
+        if self.net_.dropout != float(self.dropout):
+            _set_dropout(self.net_, float(self.dropout))
         self._optimizer.lr = float(self.learning_rate_init)
 
     # -- fitting ----------------------------------------------------------------------------
@@ -418,6 +479,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit(self, X, y, sample_weight, incremental: bool, classes=None):
         self._validate_hyperparameters()
+        if incremental and self.early_stopping:  # (scikit-learn's rule and message)
+            raise ValueError("partial_fit does not support early_stopping=True")
         fitted = hasattr(self, "net_")
         first = not fitted or not (incremental or self.warm_start)
         if incremental and not fitted and classes is None:
@@ -445,25 +508,32 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if len(present) < 2 and (first or not incremental):
                 raise ValueError("at least 2 classes need a positive total sample weight; "
                                  f"only 1 class has one ({cls[present].tolist()})")
+        early = self.early_stopping and not incremental
+        if early:  # (checked here: the split itself would name its own parameter, test_fraction)
+            n_val = round(float(self.validation_fraction) * len(y_enc))
+            if n_val == 0 or n_val == len(y_enc):
+                raise ValueError(f"validation_fraction={self.validation_fraction} leaves an empty training or "
+                                 f"validation set for {len(y_enc)} samples")
         dt = _dtype_of(self.dtype)
         if first:
             self.classes_ = cls
             self.seed_ = _resolve_seed(self.random_state)
             self._build(X.shape[1], len(cls))
         else:
-            if tuple(self.net_.sizes[1:-1]) != self._hidden:
-                raise ValueError(f"hidden_layer_sizes changed from {tuple(self.net_.sizes[1:-1])} to "
-                                 f"{self._hidden} between fits; refit without warm_start")
+            self._check_same_network()
             self._ensure_training_state()
-        if self.net_.dtype != dt:
-            raise ValueError(f"dtype changed from {self.net_.dtype.name} to {dt.name} between fits; "
-                             "refit without warm_start")
+        # best_loss_ is None exactly while early stopping runs: a warm fit that switches it on or
+        # off starts the new rule's count afresh (the old rule's best is not comparable)
+        if (self.best_loss_ is None) != early:
+            self._no_improvement_count = 0
+            self.best_loss_ = None if early else np.inf
+            if early:
+                self.best_validation_score_, self._best_weights = -np.inf, None
         # Minibatches are gathered (and cast) from the caller's float64 array itself: no
         # float32 copy of the whole training set. Full batch needs the set in the network dtype.
         minibatch = self._batch(X.shape[0]) < X.shape[0]
         X = _as_dense(X, X.dtype if minibatch and X.dtype in (np.float32, np.float64) else dt)
 
-        early = self.early_stopping and not incremental
         X_val = y_val = w_val = None
         if early:
             from mlplab.data.splits import stratified_split
@@ -475,8 +545,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 w, w_val = w[tr], w[va]
             if self.validation_scores_ is None:
                 self.validation_scores_, self.validation_loss_curve_ = [], []
-                self.best_validation_score_ = -np.inf
-                self._best_weights = None
         epochs = 1 if incremental else int(self.max_iter)
         try:
             self._train(X, y_enc, w, epochs, X_val, y_val, w_val, incremental)
@@ -492,7 +560,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             w = np.array(w, dtype=np.float64, copy=True)
         cw = self.class_weight
         if cw is not None:
-            if cw == "balanced":
+            if isinstance(cw, str):  # 'balanced' (validated)
                 if incremental:
                     raise ValueError("class_weight='balanced' is not supported by partial_fit (the "
                                      "class frequencies of one batch are not those of the data): use "
@@ -533,6 +601,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # steps bound to the minibatch buffers (unweighted fits), per (batch size, prescale): kept
         # across epochs, rebound only when the buffers changed (their cache was cleared)
         steps: dict[tuple[int, float | None], Any] = {}
+        # the weights after the last finite epoch: a diverged epoch is undone (as Trainer does),
+        # never leaving NaN weights in a model that counts as fitted
+        good_weights = net.get_weights()
         for _ in range(epochs):
             opt.lr = self._schedule(self.n_iter_, base_lr)
             order = None
@@ -564,12 +635,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                             net.l2 = alpha / k  # what _step sets: the bound backward holds it
                             bound = steps[key] = bind_training_step(net, Xb, yb, prescale) or False
                 loss_sum += self._step(Xb, yb, wb, alpha, bound or None)
-            self.n_iter_ += 1
-            self.t_ = opt.t
             loss = loss_sum / total_w
             if not math.isfinite(loss):
-                raise DivergenceError(f"training loss became non-finite at epoch {self.n_iter_} (learning "
-                                      f"rate {opt.lr:g}); try a smaller learning_rate_init", self.n_iter_)
+                net.set_weights(good_weights)
+                self._optimizer = self._new_optimizer()  # the old one's moments are not finite either
+                self.t_ = 0
+                raise DivergenceError(f"training loss became non-finite at epoch {self.n_iter_ + 1} (learning "
+                                      f"rate {opt.lr:g}); the last finite weights (after epoch {self.n_iter_}) "
+                                      "were restored; try a smaller learning_rate_init", self.n_iter_ + 1)
+            for good, p in zip(good_weights, net.parameters()):
+                np.copyto(good, p)
+            self.n_iter_ += 1
+            self.t_ = opt.t
             self.loss_ = loss
             self.loss_curve_.append(loss)
             if self.verbose:
@@ -774,6 +851,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             state["shuffle_rng"] = self._shuffle_rng.bit_generator.state
             state["dropout_rng"] = self.net_.dropout_rng.bit_generator.state
             state["schedule_state"] = self._schedule.state()
+            state["schedule_config"] = self._schedule.config()
             extra.update({f"optimizer/{k}": v for k, v in opt_arrays.items()})
         return save_model(path, self.net_, classes=self.classes_.tolist(), training=state, extra_arrays=extra)
 
@@ -797,6 +875,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             est.seed_ = int(st["seed"])
             if st.get("optimizer") is not None:
                 est._new_training_state()
+                # the optimizer and schedule the state belongs to: after a set_params() that
+                # changed them without a refit, they are not the params' (a warm fit switches)
+                est._optimizer = get_optimizer(st["optimizer"]["config"], est.net_.parameters())
+                if st.get("schedule_config") is not None:
+                    est._schedule = get_schedule(st["schedule_config"])
                 est._optimizer.load_state_dict(st["optimizer"], {
                     k[len("optimizer/"):]: v for k, v in model.extra_arrays.items() if k.startswith("optimizer/")})
                 est._shuffle_rng.bit_generator.state = st["shuffle_rng"]
@@ -870,6 +953,20 @@ def _forward64(net: MLP, X: np.ndarray, batch_size: int = 8192) -> np.ndarray:
             # Dropout is the identity at inference
         out[start:start + batch_size] = a
     return out
+
+
+def _set_dropout(net: MLP, rate: float) -> None:
+    """Change a built network's dropout rate in place (weights kept), for a warm fit that
+    changed ``dropout``: a Dropout layer follows every hidden activation (rate 0 drops them)."""
+    from mlplab.layers import ActivationLayer, Dropout
+
+    layers = [layer for layer in net.layers if not isinstance(layer, Dropout)]
+    if rate > 0:
+        hidden = [i for i, layer in enumerate(layers) if isinstance(layer, ActivationLayer) and i + 1 < len(layers)]
+        for i in reversed(hidden):
+            layers.insert(i + 1, Dropout(rate, net.dropout_rng, net.dtype))
+    net.layers = layers
+    net.dropout = rate
 
 
 def _drop_caches(net: MLP) -> None:

@@ -209,6 +209,110 @@ def test_partial_fit(digits_small):
         est.partial_fit(X[:5], np.full(5, 11))
 
 
+def test_partial_fit_refuses_early_stopping_before_changing_anything(digits_small):
+    X, y = digits_small
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, early_stopping=True, random_state=0).fit(X, y)
+    before = _weights(est)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        est.partial_fit(X, y)
+    assert est.n_iter_ == 3 and len(est.loss_curve_) == 3
+    for a, b in zip(before, _weights(est)):
+        np.testing.assert_array_equal(a, b)
+    # switching early stopping off continues with the training-loss rule, warm or incremental
+    est.set_params(early_stopping=False, warm_start=True, max_iter=2).fit(X, y)
+    assert est.n_iter_ == 5 and est.best_loss_ == min(est.loss_curve_[3:])
+    est.partial_fit(X, y)
+    assert est.n_iter_ == 6
+    # and back on: a fresh validation count, best weights from this fit
+    est.set_params(early_stopping=True).fit(X, y)
+    assert est.best_loss_ is None and len(est.validation_scores_) == 5
+    assert est.best_validation_score_ == max(est.validation_scores_[3:])
+
+
+def test_warm_start_applies_training_settings_and_refuses_architecture_changes(digits_small):
+    from mlplab.layers import Dropout
+
+    X, y = digits_small
+    est = MLPClassifier(hidden_layer_sizes=(8, 6), max_iter=2, optimizer="sgd", random_state=0,
+                        warm_start=True).fit(X, y)
+    before, params = _weights(est), est.get_params()
+    for change in ({"activation": "tanh"}, {"output": "sigmoid-mse"}, {"hidden_layer_sizes": (8, 5)},
+                   {"dtype": "float64"}):
+        with pytest.raises(ValueError, match=f"{next(iter(change))} changed from .* refit without warm_start"):
+            est.set_params(**change).fit(X, y)
+        est.set_params(**params)
+    assert est.n_iter_ == 2
+    for a, b in zip(before, _weights(est)):
+        np.testing.assert_array_equal(a, b)
+    # optimizer hyperparameters change in place (the velocity is kept), dropout and schedule apply
+    opt = est._optimizer
+    est.set_params(momentum=0.5, dropout=0.3, schedule="step", schedule_params={"step_size": 1}).fit(X, y)
+    assert est._optimizer is opt and opt.momentum == 0.5
+    assert est.net_.dropout == 0.3 and sum(isinstance(layer, Dropout) for layer in est.net_.layers) == 2
+    assert est._schedule.config()["name"] == "step" and est.n_iter_ == 4
+    # the same layers as a network built with that dropout
+    fresh = MLPClassifier(**{**est.get_params(), "warm_start": False, "max_iter": 1}).fit(X, y)
+    assert [type(layer) for layer in est.net_.layers] == [type(layer) for layer in fresh.net_.layers]
+    est.set_params(dropout=0.0).fit(X, y)
+    assert not any(isinstance(layer, Dropout) for layer in est.net_.layers)
+
+
+def test_warm_start_switches_optimizer_and_saves_it(tmp_path, digits_small):
+    """A warm fit after set_params(optimizer=...) trains with the new optimizer (fresh state),
+    and a model saved in between, whatever its params say, loads and continues exactly."""
+    X, y = digits_small
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0, warm_start=True).fit(X, y)
+    est.set_params(optimizer="sgd").fit(X, y)
+    assert est._optimizer.name == "sgd" and est.t_ == est._optimizer.t == 2 * 3  # 600 rows / 200
+    MLPClassifier.load(est.save(tmp_path / "a.npz"))
+    # params changed after the last fit: the file holds the sgd state under optimizer='adam'
+    est.set_params(optimizer="adam")
+    back = MLPClassifier.load(est.save(tmp_path / "b.npz"))
+    assert back.optimizer == "adam" and back._optimizer.name == "sgd"
+    est.fit(X, y)
+    back.fit(X, y)
+    assert est._optimizer.name == back._optimizer.name == "adam"
+    _assert_same_weights(est, back)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_restores_the_last_finite_weights(digits_small):
+    from mlplab.errors import DivergenceError
+
+    X, y = digits_small
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0, warm_start=True).fit(X, y)
+    before = _weights(est)
+    with pytest.raises(DivergenceError, match=r"non-finite at epoch 3.*weights \(after epoch 2\) were restored"):
+        est.set_params(learning_rate_init=1e30).fit(X, y)
+    for a, b in zip(before, _weights(est)):
+        np.testing.assert_array_equal(a, b)
+    assert est.n_iter_ == len(est.loss_curve_) == 2
+    assert np.isfinite(est.predict_proba(X)).all()
+    # a fresh optimizer state (the old one's moments were not finite): training can go on
+    est.set_params(learning_rate_init=1e-3).fit(X, y)
+    assert est.n_iter_ == 4 and all(np.isfinite(w).all() for w in _weights(est))
+    # a first fit that diverges leaves its (finite) initial weights
+    with pytest.raises(DivergenceError):
+        MLPClassifier(hidden_layer_sizes=(8,), learning_rate_init=1e30, random_state=0).fit(X, y)
+
+
+@pytest.mark.parametrize("params,match", [
+    ({"hidden_layer_sizes": "55"}, "hidden_layer_sizes"),
+    ({"hidden_layer_sizes": (5.7,)}, "hidden_layer_sizes"),
+    ({"hidden_layer_sizes": (True,)}, "hidden_layer_sizes"),
+    ({"class_weight": {0: -5.0}}, "class_weight of class 0"),
+    ({"class_weight": {0: float("nan")}}, "class_weight of class 0"),
+    ({"class_weight": np.ones(10)}, "class_weight must be"),
+    ({"early_stopping": True, "validation_fraction": 1e-4}, "validation_fraction=0.0001"),
+])
+def test_bad_hyperparameters_raise_clear_errors(digits_small, params, match):
+    X, y = digits_small
+    est = MLPClassifier(max_iter=1, **params)
+    with pytest.raises(ValueError, match=match):
+        est.fit(X, y)
+    assert not hasattr(est, "net_")
+
+
 # -- persistence ---------------------------------------------------------------------------------
 def test_save_load_roundtrip(tmp_path, digits_small):
     X, y = digits_small
