@@ -356,7 +356,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
         bs = self.batch_size
-        if not (bs is None or bs in ("auto", "full") or (isinstance(bs, numbers.Integral) and bs >= 1)):
+        if not (bs is None or (isinstance(bs, str) and bs in ("auto", "full"))
+                or (isinstance(bs, numbers.Integral) and not isinstance(bs, (bool, np.bool_)) and bs >= 1)):
             raise ValueError(f"batch_size must be a positive int, 'auto', 'full' or None, got {bs!r}")
         cw = self.class_weight  # (no == on it: an array would compare elementwise)
         if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, dict)):

@@ -304,6 +304,7 @@ def test_divergence_restores_the_last_finite_weights(digits_small):
     ({"class_weight": {0: float("nan")}}, "class_weight of class 0"),
     ({"class_weight": np.ones(10)}, "class_weight must be"),
     ({"early_stopping": True, "validation_fraction": 1e-4}, "validation_fraction=0.0001"),
+    ({"batch_size": True}, "batch_size"),
 ])
 def test_bad_hyperparameters_raise_clear_errors(digits_small, params, match):
     X, y = digits_small
