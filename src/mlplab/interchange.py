@@ -101,7 +101,8 @@ def to_sklearn(est: MLPClassifier) -> Any:
 
     Only ``output='softmax'`` networks (softmax, or one logistic unit for two classes) with
     scikit-learn's hidden activations (identity, logistic, tanh, relu) have an equivalent.
-    The arrays keep ``est``'s dtype.
+    The arrays keep ``est``'s dtype. scikit-learn has no RMSprop: an ``optimizer='rmsprop'``
+    estimator becomes ``solver='adam'`` (the weights are the same; only later fits differ).
     """
     from sklearn.neural_network import MLPClassifier as SkMLPClassifier
     from sklearn.preprocessing import LabelBinarizer
@@ -117,7 +118,7 @@ def to_sklearn(est: MLPClassifier) -> Any:
                          f"(it knows {sorted(_MLPLAB_TO_SK)})")
     if net.shared_bias:
         raise ValueError("networks with a shared scalar bias have no scikit-learn equivalent")
-    solver = est.optimizer if est.optimizer in ("adam", "sgd") else "adam"
+    solver = est.optimizer if est.optimizer in ("adam", "sgd") else "adam"  # (no rmsprop there)
     bs = est.batch_size
     sk = SkMLPClassifier(
         hidden_layer_sizes=tuple(net.sizes[1:-1]), activation=_MLPLAB_TO_SK[hidden], solver=solver,
@@ -185,7 +186,8 @@ def to_torch(est: MLPClassifier, output_activation: bool = False):
 
     By default the model ends where mlplab's graph ends: at the logits for ``output='softmax'``
     (feed them to ``CrossEntropyLoss`` / ``BCEWithLogitsLoss``), at the sigmoid outputs for
-    ``'sigmoid-mse'``. ``output_activation=True`` appends the ``Softmax(dim=1)`` / ``Sigmoid``
+    ``'sigmoid-mse'``. A network with dropout gets ``Dropout`` after each hidden activation
+    (active only in ``train()`` mode, like mlplab's). ``output_activation=True`` appends the ``Softmax(dim=1)`` / ``Sigmoid``
     of fused losses, so the model outputs probabilities (one column for two classes).
     Parameters keep ``est``'s dtype.
     """
@@ -205,6 +207,8 @@ def to_torch(est: MLPClassifier, output_activation: bool = False):
         modules.append(lin)
         if i < len(pairs) - 1:
             modules.append(_torch_activation(net.hidden_activation))
+            if net.dropout > 0:  # inverted dropout after each hidden activation, as in mlplab
+                modules.append(torch.nn.Dropout(net.dropout))
     fused = net.loss.fused_activation
     if fused is None:
         modules.append(_torch_activation(net.output_activation))
@@ -230,6 +234,11 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
     """
     torch = _torch()
     mods = list(sequential.children()) if isinstance(sequential, torch.nn.Module) else list(sequential)
+    # Dropout acts in training only: kept as the estimator's one rate for later fits
+    rates = {float(m.p) for m in mods if isinstance(m, torch.nn.Dropout)}
+    if len(rates) > 1:
+        raise ValueError(f"Dropout layers with different rates {sorted(rates)}: MLPClassifier has one dropout rate")
+    dropout = rates.pop() if rates else 0.0
     mods = [m for m in mods if not isinstance(m, torch.nn.Dropout)]
     linears = [m for m in mods if isinstance(m, torch.nn.Linear)]
     if not linears or not isinstance(mods[0], torch.nn.Linear):
@@ -297,7 +306,8 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
     dt = "float32" if w.dtype == torch.float32 else "float64"
     sizes = [linears[0].in_features] + [lin.out_features for lin in linears]
     net = MLP(sizes, hidden_activation=hidden_spec, output_activation=out_act, loss=loss, init="glorot",
-              dtype=dt, seed=int(params.get("random_state") or 0))
+              dtype=dt, dropout=dropout,
+              seed=int(rs) if isinstance(rs := params.get("random_state"), (int, np.integer)) and rs >= 0 else 0)
     arrays = []
     for lin in linears:
         arrays.append(lin.weight.detach().cpu().numpy().T)

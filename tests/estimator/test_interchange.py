@@ -142,3 +142,17 @@ def test_torch_round_trip_leaky_relu(data):
     model[1] = torch.nn.LeakyReLU(0.2)
     with pytest.raises(ValueError, match="negative_slope=0.2"):
         from_torch(model, est.classes_)
+
+
+def test_torch_round_trip_keeps_dropout_and_takes_any_random_state(data):
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional dependency (pip install 'mlplab[torch]')")
+    X, y = data
+    est = MLPClassifier(hidden_layer_sizes=(8, 8), dropout=0.25, max_iter=3, random_state=0).fit(X, y)
+    model = to_torch(est).eval()
+    assert [type(m).__name__ for m in model].count("Dropout") == 2
+    back = from_torch(model, est.classes_, random_state=np.random.RandomState(0))
+    assert back.dropout == 0.25 and back.net_.dropout == 0.25
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    model[2] = torch.nn.Dropout(0.5)
+    with pytest.raises(ValueError, match="different rates"):
+        from_torch(model, est.classes_)
