@@ -144,7 +144,11 @@ class MLP:
 
     # -- computation -----------------------------------------------------------------------
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
-        """The graph's output: logits for fused losses, else the output activation."""
+        """The graph's output: logits for fused losses, else the output activation.
+
+        With ``training=True`` the result is the network's own reusable buffer (training
+        allocates nothing per minibatch): the next training forward overwrites it, so copy it
+        to keep it. ``training=False`` returns a new array."""
         out = X
         for layer in self.layers:
             out = layer.forward(out, training)
