@@ -14,8 +14,10 @@ from mlplab.serialization import save_model
 
 
 def _model(path: Path, n_in=64):
+    side = int(n_in ** 0.5)
     save_model(path, MLP([n_in, 8, 10], "relu", "softmax", "cross_entropy", init="he"),
-               preprocessing={"scaler": {"kind": "unit", "pixel_max": 16}, "image_shape": [8, 8], "pixel_max": 16})
+               preprocessing={"scaler": {"kind": "unit", "pixel_max": 16}, "image_shape": [side, side],
+                              "pixel_max": 16})
 
 
 def _edited_model(**changes):
