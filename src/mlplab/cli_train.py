@@ -55,6 +55,12 @@ def _parse_sizes(text: str | None, option: str = "--hidden", what: str = "hidden
     return sizes
 
 
+def _warn_if_unscaled(path: Path, mf) -> None:
+    if "scaler" not in mf.preprocessing:  # e.g. saved from the library without preprocessing=
+        typer.echo(f"mlplab: warning: {path} records no input scaling; the pixels are fed to "
+                   "the network unscaled", err=True)
+
+
 class _Progress:
     """A rich progress bar over epochs showing loss and accuracy (stderr, hidden when quiet)."""
 
@@ -272,6 +278,7 @@ def register(app: typer.Typer) -> None:
         if len(data.class_names) != max(mf.net.sizes[-1], 2):
             raise ConfigError(f"{model}: the model has {mf.net.sizes[-1]} outputs but dataset {dataset!r} "
                               f"has {len(data.class_names)} classes")
+        _warn_if_unscaled(model, mf)
         scaler = Scaler.from_dict(mf.preprocessing.get("scaler", {"kind": "none"}), mf.extra_arrays)
         data.X_test = scaler.transform(data.test_images, dtype=mf.net.dtype)
         data.X_train = scaler.transform(data.X_train, dtype=mf.net.dtype)  # was unscaled ("none")
@@ -300,6 +307,7 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"{model}: input size {mf.net.sizes[0]} is not an image")
             shape = (side, side)
         pixel_max = float(prep.get("pixel_max", 255))
+        _warn_if_unscaled(model, mf)
         scaler = Scaler.from_dict(prep.get("scaler", {"kind": "none"}), mf.extra_arrays)
         rows = np.stack([image_to_input(p, shape, pixel_max) for p in images])
         proba = mf.net.predict_proba(scaler.transform(rows, dtype=mf.net.dtype))

@@ -165,3 +165,15 @@ def test_predict_refuses_a_decompression_bomb_in_one_line(tmp_path, capsys, monk
     assert main(["predict", str(out / "model.npz"), str(tmp_path / "big.png")]) == 2
     err = capsys.readouterr().err.strip()
     assert "big.png" in err and len(err.splitlines()) == 1
+
+
+def test_a_model_file_without_preprocessing_gets_a_warning(tmp_path, capsys):
+    from PIL import Image
+
+    from mlplab.network import MLP
+    from mlplab.serialization import save_model
+
+    save_model(tmp_path / "m.npz", MLP([64, 8, 10], "relu", "softmax", "cross_entropy"))
+    Image.new("L", (8, 8)).save(tmp_path / "x.png")
+    assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.png")]) == 0
+    assert "records no input scaling" in capsys.readouterr().err
