@@ -28,7 +28,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import expit
 
-from mlplab.registry import Registry
+from mlplab.errors import ConfigError
+from mlplab.registry import Registry, check_settings
 
 ACTIVATIONS: Registry[type["Activation"]] = Registry("activation")
 
@@ -200,7 +201,10 @@ def get_activation(spec: str | dict | Activation) -> Activation:
         return spec
     if isinstance(spec, dict):
         params = dict(spec)
+        if "name" not in params:
+            raise ConfigError(f"activation {spec!r}: a table needs a 'name'")
         cls = ACTIVATIONS.get(params.pop("name"))
+        check_settings("activation", getattr(cls, "name", cls.__name__), cls, params)
         return cls(**params)
     return ACTIVATIONS.get(spec)()
 

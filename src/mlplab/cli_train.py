@@ -44,7 +44,7 @@ def _parse_sizes(text: str | None, option: str = "--hidden", what: str = "hidden
         return []
     sep = "," if "," in text else "-"
     parts = [part.strip() for part in text.split(sep)]
-    if not text or not all(part.isdigit() for part in parts):
+    if not text or not all(part.isascii() and part.isdigit() for part in parts):  # not '²' or '١٦'
         raise ConfigError(f"{option} {text!r}: expected positive integers separated by commas, e.g. 500,500"
                           + (" (or 'none')" if option == "--hidden" else ""))
     sizes = [int(part) for part in parts]
@@ -53,6 +53,36 @@ def _parse_sizes(text: str | None, option: str = "--hidden", what: str = "hidden
     if any(s > 1_000_000 for s in sizes):
         raise ConfigError(f"{option} {text!r}: a {what} above 1,000,000 does not fit in memory")
     return sizes
+
+
+def _keep_off_kinks(net, X: np.ndarray, rng: np.random.Generator, margin: float = 0.05) -> None:
+    """Random non-zero biases, then nudge the bias of every hidden unit whose pre-activation
+    comes within ``margin`` of 0 for some row: the finite differences (steps up to 2e-4) would
+    straddle a ReLU kink there and disagree with the exact derivative of a correct network."""
+    from mlplab.layers import Dense
+
+    for layer in net.dense_layers:
+        layer.b[...] = rng.normal(0, 0.1, layer.b.shape)
+    a = X
+    for layer in net.layers:
+        if isinstance(layer, Dense):
+            for _ in range(100):
+                near = np.flatnonzero((np.abs(a @ layer.W + layer.b) < margin).any(axis=0))
+                if near.size == 0:
+                    break
+                layer.b[near] += rng.choice([-1.0, 1.0], near.size) * rng.uniform(margin, 4 * margin, near.size)
+        a = layer.forward(a, training=False)
+
+
+def _dataset_name(dataset: str, data_dir: str | None) -> str:
+    """The name a dataset argument loads as (a folder holding MNIST's files is 'mnist')."""
+    from mlplab.data import load_dataset
+    from mlplab.data.datasets import KNOWN_DATASETS
+
+    key = dataset.strip().lower()
+    if key in (*KNOWN_DATASETS, "digits"):
+        return key
+    return str(load_dataset(dataset, data_dir=data_dir).name).lower()
 
 
 def _warn_if_unscaled(path: Path, mf) -> None:
@@ -260,9 +290,11 @@ def register(app: typer.Typer) -> None:
         mf = load_model(model)
         check_out_dir(out)
         trained = mf.preprocessing.get("split") or {}
-        same_data = str(mf.preprocessing.get("dataset", "")).lower() == Path(dataset).name.lower()
-        if not (same_data and isinstance(trained, dict)):
-            trained = {}
+        if trained and str(mf.preprocessing.get("dataset", "")).lower() != _dataset_name(dataset, data_dir):
+            trained = {}  # another dataset: its own canonical split unless one is given
+        elif not trained and split is None and "dataset" in mf.preprocessing:
+            typer.echo(f"mlplab: warning: {model} does not record the split it was trained on; evaluating on "
+                       "the canonical test set (give --split if it was trained on another)", err=True)
         cfg = {"data": {"dataset": dataset, "data_dir": data_dir,
                         "split": split or trained.get("kind", "canonical"),
                         "test_fraction": test_fraction if test_fraction is not None else trained.get("test_fraction", 0.3),
@@ -338,10 +370,11 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"--sizes {sizes!r}: give at least an input and an output size")
         net = MLP(size_list, hidden_activation, output_activation, loss, init="glorot",
                   dtype="float64", seed=seed, l2=l2, dropout=dropout)
+        if not (np.isfinite(tol) and tol > 0):
+            raise ConfigError(f"--tol {tol}: must be a finite number > 0")
         rng = np.random.default_rng(seed)
-        for layer in net.dense_layers:  # non-zero biases: no pre-activation sits on a ReLU kink
-            layer.b[...] = rng.normal(0, 0.1, layer.b.shape)
         X = rng.normal(size=(samples, size_list[0]))
+        _keep_off_kinks(net, X, rng)
         y = rng.integers(0, max(size_list[-1], 2), samples)
         result = check(net, X, y)
         for name, err in result.per_parameter:

@@ -47,6 +47,12 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
     ``(L(p+e) - L(p-e)) / 2e`` cannot get below about 1e-10, which is a large *relative*
     error for the tiny gradients of saturated sigmoid units.
 
+    Resolution: a central difference carries round-off of about ``2**-52 * |loss| / eps``, so
+    gradient entries smaller than about ``1e-10 * max(1, |loss|)`` cannot be verified by any
+    finite difference; they are compared absolutely (see :data:`REL_ERROR_FLOOR`). Near a kink
+    (ReLU at 0) the stencil straddles the kink and disagrees with either one-sided derivative:
+    keep pre-activations farther than a few ``eps`` from 0 (the CLI's ``gradcheck`` does).
+
     The network must be float64. Dropout masks are held fixed by replaying the dropout
     generator's state before every evaluation. ``max_entries`` checks a random subset of
     each parameter's entries (all by default).

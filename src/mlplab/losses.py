@@ -26,7 +26,7 @@ import numpy as np
 from mlplab.activations import sigmoid
 from mlplab.blas import dot
 from mlplab.errors import ConfigError
-from mlplab.registry import Registry
+from mlplab.registry import Registry, check_settings
 
 LOSSES: Registry[type["Loss"]] = Registry("loss")
 
@@ -216,7 +216,10 @@ class BinaryCrossEntropy(Loss):
 
 def get_loss(spec: str | dict, n_outputs: int, dtype=np.float32) -> Loss:
     params = dict(spec) if isinstance(spec, dict) else {"name": spec}
+    if "name" not in params:
+        raise ConfigError(f"loss {spec!r}: a table needs a 'name'")
     cls = LOSSES.get(params.pop("name"))
+    check_settings("loss", getattr(cls, "name", cls.__name__), cls, params, skip=("n_outputs", "dtype"))
     return cls(n_outputs, dtype=dtype, **params)
 
 

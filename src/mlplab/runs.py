@@ -126,6 +126,10 @@ def build_trainer(cfg: dict[str, Any], net: MLP, callbacks: list[Callback]) -> T
     opt: dict[str, Any] = {"name": t["optimizer"]}
     ignored = [k for k in ("momentum", "nesterov") if t[k]] if t["optimizer"] != "sgd" else []
     ignored += ["weight_decay"] if t["optimizer"] == "rmsprop" and t["weight_decay"] else []
+    for key in ("lr", "momentum", "nesterov", "weight_decay"):
+        if key in t["optimizer_params"]:  # two values for one setting: which one trained is unclear
+            raise ConfigError(f"training.optimizer_params.{key}: set training.{key} (--{key.replace('_', '-')}) "
+                              "instead, not as an optimizer parameter")
     if ignored:  # silently dropping a setting the user gave would train something else than asked
         raise ConfigError(f"training.{ignored[0]} does not apply to optimizer {t['optimizer']!r} "
                           f"(momentum and nesterov are sgd's; weight_decay is sgd's and adam's)")

@@ -170,6 +170,16 @@ def _check_inputs_and_outputs(path: Path, net: MLP, meta: dict[str, Any], extra:
         if math.prod(shape) != n_in:
             raise ModelFileError(f"{path}: preprocessing.image_shape {shape} has {math.prod(shape)} pixels, "
                                  f"the network takes {n_in} inputs")
+    split = prep.get("split")
+    if split is not None:  # what `mlplab evaluate` rebuilds its default test set from
+        if not isinstance(split, dict):
+            raise ModelFileError(f"{path}: preprocessing.split must be a table")
+        kind, frac, seed = split.get("kind"), split.get("test_fraction"), split.get("split_seed")
+        if split and not (isinstance(kind, str)
+                          and isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0 < frac < 1
+                          and isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+            raise ModelFileError(f"{path}: preprocessing.split must hold kind, test_fraction (0 to 1) and "
+                                 f"split_seed (>= 0), got {split!r}")
     pixel_max = prep.get("pixel_max")
     if pixel_max is not None and (isinstance(pixel_max, bool) or not isinstance(pixel_max, (int, float))
                                   or not pixel_max > 0):

@@ -66,12 +66,27 @@ def check_names(spec: Spec, cells) -> None:
                 name = value.get("name") if isinstance(value, dict) else value
                 if isinstance(name, str):
                     registry.get(name)
+            if isinstance(m.get("hidden"), list) and "loss" in m:
+                _tiny_network(m)  # the activations', loss's and initialiser's settings, and their pairing
             if isinstance(t.get("optimizer"), str):
                 get_optimizer({"name": t["optimizer"], **(t.get("optimizer_params") or {})}, [np.zeros(1)], lr=0.1)
             if isinstance(t.get("schedule"), str):
                 get_schedule({"name": t["schedule"], **(t.get("schedule_params") or {})})
-        except (ConfigError, DataError) as exc:
+        except (ConfigError, DataError, TypeError, ValueError) as exc:
             raise ConfigError(f"{spec.origin}: cell {c.name!r}: {exc}") from None
+
+
+def _tiny_network(m: dict[str, Any]) -> None:
+    """Build the cell's network at toy size: the constructor checks what it is made of."""
+    from mlplab.losses import LOSSES
+    from mlplab.network import MLP
+
+    loss = m["loss"].get("name") if isinstance(m["loss"], dict) else m["loss"]
+    binary = isinstance(loss, str) and LOSSES.get(loss) is LOSSES.get("binary_cross_entropy")
+    MLP([2, *[1] * len(m["hidden"]), 1 if binary else 3], hidden_activation=m.get("hidden_activation", "sigmoid"),
+        output_activation=m.get("output_activation", "softmax"), loss=m["loss"], init=m.get("init", "glorot"),
+        init_params=m.get("init_params") or None, dropout=m.get("dropout", 0.0), l2=m.get("l2", 0.0),
+        dtype="float64", seed=0, shared_bias=m.get("shared_bias", False))
 
 
 def check_batch_sizes(spec: Spec, cells) -> None:

@@ -102,8 +102,17 @@ def prepare(cfg: dict[str, Any]) -> PreparedData:
         X_test=scaler.transform(X_all[te], dtype=dtype), y_test=np.asarray(y_all[te], dtype=np.int64),
         test_images=np.asarray(X_all[te]), scaler=scaler, image_shape=tuple(ds.image_shape),
         class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
-        split_desc=desc,
+        split_desc=desc, split=_split_record(cfg),
     )
+
+
+def _split_record(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The split as ``mlplab evaluate`` rebuilds it (the model file records it), or ``{}`` when
+    it cannot: scikit-learn's split and a test subset are not among ``evaluate``'s splits."""
+    s = cfg["split"]
+    if s["kind"] not in ("canonical", "stratified", "textbook") or cfg["data"].get("max_test_samples"):
+        return {}
+    return {"kind": s["kind"], "test_fraction": float(s.get("test_fraction", 0.3)), "split_seed": int(s["seed"])}
 
 
 # ----------------------------------------------------------------------------- networks

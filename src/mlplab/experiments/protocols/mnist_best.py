@@ -55,6 +55,9 @@ def check_spec(spec) -> None:
             if problem:  # checked here, not when the cell runs: nothing is written for a bad spec
                 raise common.ConfigError(f"{spec.origin}: options.{r}.{k} = {v!r} {problem}")
     for r, target in spec.options["targets"].items():
+        if r not in spec.options["recipes"] and r not in ("fast", "best"):
+            raise common.ConfigError(f"{spec.origin}: options.targets.{r}: no recipe {r!r} "
+                                     f"(recipes: {', '.join(spec.options['recipes'])})")
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
             raise common.ConfigError(f"{spec.origin}: options.targets.{r} = {target!r} must be an accuracy "
                                      "between 0 and 1")
