@@ -56,9 +56,10 @@ def _parse_sizes(text: str | None, option: str = "--hidden", what: str = "hidden
 
 
 def _keep_off_kinks(net, X: np.ndarray, rng: np.random.Generator, margin: float = 0.05) -> None:
-    """Random non-zero biases, then nudge the bias of every hidden unit whose pre-activation
-    comes within ``margin`` of 0 for some row: the finite differences (steps up to 2e-4) would
-    straddle a ReLU kink there and disagree with the exact derivative of a correct network."""
+    """Random non-zero biases, then nudge the bias of every unit whose pre-activation comes
+    within ``margin`` of 0 for some row of ``X``: the finite differences (steps up to 2e-4)
+    would straddle a ReLU kink there and disagree with the exact derivative of a correct
+    network. (Harmless for smooth activations, so it is done for all.)"""
     from mlplab.layers import Dense
 
     for layer in net.dense_layers:
