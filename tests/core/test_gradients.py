@@ -79,8 +79,7 @@ def test_shared_bias_gradient():
     assert gradcheck(net, X, y).max_rel_error < 1e-6
 
 
-def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
-    net, X, y = _net_and_data([5, 4, 3], "sigmoid", "sigmoid", "mse")
+def _make_dense_weight_gradients_1_percent_wrong(monkeypatch):
     from mlplab import layers
 
     original = layers.Dense.backward
@@ -91,6 +90,11 @@ def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
         return out
 
     monkeypatch.setattr(layers.Dense, "backward", broken)
+
+
+def test_gradcheck_detects_a_wrong_gradient(monkeypatch):
+    net, X, y = _net_and_data([5, 4, 3], "sigmoid", "sigmoid", "mse")
+    _make_dense_weight_gradients_1_percent_wrong(monkeypatch)
     assert gradcheck(net, X, y).max_rel_error > 1e-3
 
 
@@ -114,14 +118,5 @@ def test_gradcheck_passes_zero_gradients_of_always_zero_inputs(monkeypatch):
     result = gradcheck(net, X, y)
     assert result.passed(), result.per_parameter
     # a wrong gradient is still caught on the same data
-    from mlplab import layers
-
-    original = layers.Dense.backward
-
-    def broken(self, dz, need_dx=True):
-        out = original(self, dz, need_dx)
-        self.dW *= 1.01
-        return out
-
-    monkeypatch.setattr(layers.Dense, "backward", broken)
+    _make_dense_weight_gradients_1_percent_wrong(monkeypatch)
     assert gradcheck(net, X, y, max_entries=40).max_rel_error > 1e-3

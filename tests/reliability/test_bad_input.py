@@ -76,6 +76,12 @@ lr = 0.1
 epochs = 2
 """
 
+def _mnist_best_spec(options: bytes, quick: bytes = b"") -> bytes:
+    """SPEC_OK run by the mnist-best runner, whose recipes live in [options]."""
+    return (SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
+            + b"[options]\n" + options + quick)
+
+
 CASES = [
     ("train-negative-lr", TRAIN + ["--lr", "-1"], {}, "training.lr"),
     ("train-zero-epochs", TRAIN + ["--epochs", "0"], {}, "training.epochs"),
@@ -200,19 +206,15 @@ CASES = [
     ("experiment-run-seeds-0", EXP_RUN("two-hidden-layers", "--seeds", "0"), {}, "--seeds"),
     ("experiment-run-bad-backend", EXP_RUN("two-hidden-layers", "--backend", "slurm"), {}, "--backend"),
     ("experiment-run-recipe-bad-activation", EXP_RUN("{d}/s.toml"),
-     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
-      + b'[options]\nfast = { hidden = [8], hidden_activation = "swish" }\nbest = { hidden = [8] }\n'}, "swish"),
+     {"s.toml": _mnist_best_spec(b'fast = { hidden = [8], hidden_activation = "swish" }\nbest = { hidden = [8] }\n')}, "swish"),
     ("experiment-run-recipe-epochs-text", EXP_RUN("{d}/s.toml"),
-     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
-      + b'[options]\nfast = { hidden = [8], epochs = "ten" }\nbest = { hidden = [8] }\n'}, "options.fast.epochs"),
+     {"s.toml": _mnist_best_spec(b'fast = { hidden = [8], epochs = "ten" }\nbest = { hidden = [8] }\n')}, "options.fast.epochs"),
     ("experiment-run-target-text", EXP_RUN("{d}/s.toml"),
-     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
-      + b'[options]\nfast = { hidden = [8] }\nbest = { hidden = [8] }\ntargets = { fast = "high" }\n'},
+     {"s.toml": _mnist_best_spec(b'fast = { hidden = [8] }\nbest = { hidden = [8] }\ntargets = { fast = "high" }\n')},
      "options.targets.fast"),
     ("experiment-run-full-recipe-bad-under-quick", EXP_RUN("{d}/s.toml"),
-     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
-      + b'[options]\nfast = { hidden = [8], optimizer = "lbfgs" }\nbest = { hidden = [8] }\n'
-      + b'[quick]\noptions = { fast = { hidden = [8] } }\n'}, "lbfgs"),
+     {"s.toml": _mnist_best_spec(b'fast = { hidden = [8], optimizer = "lbfgs" }\nbest = { hidden = [8] }\n',
+                       quick=b'[quick]\noptions = { fast = { hidden = [8] } }\n')}, "lbfgs"),
     ("experiment-run-unknown-dataset", EXP_RUN("{d}/s.toml"), {"s.toml": SPEC_OK.replace(b'"digits"', b'"cifar"')},
      "cifar"),
     ("experiment-run-bad-optimizer", EXP_RUN("{d}/s.toml"),
@@ -225,8 +227,7 @@ CASES = [
     ("experiment-run-loss-pairing", EXP_RUN("{d}/s.toml"),
      {"s.toml": SPEC_OK.replace(b"hidden = [8]", b'hidden = [8]\nloss = "binary_cross_entropy"')}, "binary_cross_entropy"),
     ("experiment-run-target-typo", EXP_RUN("{d}/s.toml"),
-     {"s.toml": SPEC_OK.replace(b'runner = "generic"', b'runner = "mnist-best"').replace(b"hidden = [8]\n", b"")
-      + b'[options]\nfast = { hidden = [8] }\nbest = { hidden = [8] }\ntargets = { bets = 0.9 }\n'}, "bets"),
+     {"s.toml": _mnist_best_spec(b'fast = { hidden = [8] }\nbest = { hidden = [8] }\ntargets = { bets = 0.9 }\n')}, "bets"),
     ("experiment-run-bad-protocol", EXP_RUN("two-hidden-layers", "--protocol", "mine"), {}, "mine"),
     ("experiment-run-checkpoint-0", EXP_RUN("two-hidden-layers", "--checkpoint-every", "0"), {}, "--checkpoint-every"),
     ("experiment-run-out-is-file", EXP_RUN("two-hidden-layers", out="{d}/f"), {"f": b"x"}, "f"),

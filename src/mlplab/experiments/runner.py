@@ -42,10 +42,7 @@ def check_names(spec: Spec, cells) -> None:
     schedule with their settings) exist, so a typo is refused before any cell runs and writes."""
     import numpy as np
 
-    from mlplab.activations import ACTIVATIONS
     from mlplab.data.datasets import KNOWN_DATASETS, _looks_like_path, _unknown
-    from mlplab.initializers import INITIALIZERS
-    from mlplab.losses import LOSSES
     from mlplab.optimizers import get_optimizer
     from mlplab.schedules import get_schedule
 
@@ -61,13 +58,8 @@ def check_names(spec: Spec, cells) -> None:
             ds = d.get("dataset")
             if isinstance(ds, str) and ds.strip().lower() not in (*KNOWN_DATASETS, "digits") and not _looks_like_path(ds):
                 raise _unknown(ds)
-            for registry, value in ((ACTIVATIONS, m.get("hidden_activation")), (ACTIVATIONS, m.get("output_activation")),
-                                    (LOSSES, m.get("loss")), (INITIALIZERS, m.get("init"))):
-                name = value.get("name") if isinstance(value, dict) else value
-                if isinstance(name, str):
-                    registry.get(name)
             if isinstance(m.get("hidden"), list) and "loss" in m:
-                _tiny_network(m)  # the activations', loss's and initialiser's settings, and their pairing
+                _tiny_network(m)  # activations, loss and initialiser: names, settings and pairing
             if isinstance(t.get("optimizer"), str):
                 get_optimizer({"name": t["optimizer"], **(t.get("optimizer_params") or {})}, [np.zeros(1)], lr=0.1)
             if isinstance(t.get("schedule"), str):
