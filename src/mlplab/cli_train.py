@@ -180,12 +180,15 @@ def register(app: typer.Typer) -> None:
         config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file (sections data, model, training)."),
         dataset: Optional[str] = typer.Option(None, help="mnist, fashion-mnist, digits, or a folder of IDX files."),
         data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset (else $MLPLAB_DATA_DIR)."),
-        split: Optional[str] = typer.Option(None, help="canonical, stratified (all samples) or textbook (55k/5k/10k)."),
-        test_fraction: Optional[float] = typer.Option(None, help="Test fraction of a stratified split."),
+        split: Optional[str] = typer.Option(
+            None, help="canonical, stratified (all samples), sklearn (all samples, scikit-learn's stratified "
+                       "train_test_split as the report used it) or textbook (55k/5k/10k)."),
+        test_fraction: Optional[float] = typer.Option(None, help="Test fraction of a stratified or sklearn split."),
         split_seed: Optional[int] = typer.Option(None, help="Seed of the split."),
         scaling: Optional[str] = typer.Option(None, help="unit (0 to 1), symmetric (-1 to 1), standard or none."),
         validation_fraction: Optional[float] = typer.Option(None, help="Stratified validation fraction of the training set."),
         max_train_samples: Optional[int] = typer.Option(None, help="Train on a stratified subset of this size."),
+        max_test_samples: Optional[int] = typer.Option(None, help="Test on a stratified subset of this size."),
         hidden: Optional[str] = typer.Option(None, help="Hidden layer sizes, e.g. 500,500 ('none' for no hidden layer)."),
         hidden_activation: Optional[str] = typer.Option(None, help="identity, sigmoid, tanh, relu, leaky_relu, softmax."),
         output_activation: Optional[str] = typer.Option(None, help="Output activation (softmax for cross_entropy)."),
@@ -224,7 +227,7 @@ def register(app: typer.Typer) -> None:
             overrides = {
                 "data": {"dataset": dataset, "data_dir": data_dir, "split": split, "test_fraction": test_fraction,
                          "split_seed": split_seed, "scaling": scaling, "validation_fraction": validation_fraction,
-                         "max_train_samples": max_train_samples},
+                         "max_train_samples": max_train_samples, "max_test_samples": max_test_samples},
                 "model": {"hidden": _parse_sizes(hidden), "hidden_activation": hidden_activation,
                           "output_activation": output_activation, "loss": loss, "init": init,
                           "init_params": _parse_kv(init_param, "--init-param") or None, "dropout": dropout,
@@ -273,10 +276,13 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option("mnist", help="Dataset to evaluate on (its test split)."),
         data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset."),
         split: Optional[str] = typer.Option(
-            None, help="canonical, stratified or textbook: the test part is used. Default: the split the model "
-                       "was trained on when --dataset is its dataset, else canonical."),
-        test_fraction: Optional[float] = typer.Option(None, help="Test fraction of a stratified split (default: the model's, else 0.3)."),
-        split_seed: Optional[int] = typer.Option(None, help="Seed of a stratified or textbook split (default: the model's, else 123)."),
+            None, help="canonical, stratified, sklearn or textbook: the test part is used. Default: the split the "
+                       "model was trained on when --dataset is its dataset, else canonical."),
+        test_fraction: Optional[float] = typer.Option(None, help="Test fraction of a stratified or sklearn split (default: the model's, else 0.3)."),
+        split_seed: Optional[int] = typer.Option(None, help="Seed of the split (default: the model's, else 123)."),
+        max_test_samples: Optional[int] = typer.Option(
+            None, min=1, help="Evaluate on a stratified subset of the test part of this size (default: the model's "
+                              "when it was tested on one and the split is its own)."),
         out: Path = typer.Option(..., "--out", "-o", help="Folder to write the evaluation into."),
         no_report: bool = typer.Option(False, "--no-report", help="Skip figures and report."),
     ) -> None:
@@ -296,12 +302,15 @@ def register(app: typer.Typer) -> None:
         elif not trained and split is None and "dataset" in mf.preprocessing:
             typer.echo(f"mlplab: warning: {model} does not record the split it was trained on; evaluating on "
                        "the canonical test set (give --split if it was trained on another)", err=True)
-        cfg = {"data": {"dataset": dataset, "data_dir": data_dir,
-                        "split": split or trained.get("kind", "canonical"),
-                        "test_fraction": test_fraction if test_fraction is not None else trained.get("test_fraction", 0.3),
-                        "split_seed": split_seed if split_seed is not None else trained.get("split_seed", 123),
-                        "scaling": "none", "validation_fraction": 0.0, "max_train_samples": None},
-               "model": {"dtype": mf.net.dtype.name}}
+        d = {"dataset": dataset, "data_dir": data_dir, "split": split or trained.get("kind", "canonical"),
+             "test_fraction": test_fraction if test_fraction is not None else trained.get("test_fraction", 0.3),
+             "split_seed": split_seed if split_seed is not None else trained.get("split_seed", 123),
+             "scaling": "none", "validation_fraction": 0.0, "max_train_samples": None}
+        same_split = bool(trained) and (d["split"], d["test_fraction"], d["split_seed"]) == (
+            trained.get("kind"), trained.get("test_fraction"), trained.get("split_seed"))
+        d["max_test_samples"] = (max_test_samples if max_test_samples is not None
+                                 else trained.get("test_samples") if same_split else None)
+        cfg = {"data": d, "model": {"dtype": mf.net.dtype.name}}
         if not 0.0 < float(cfg["data"]["test_fraction"]) < 1.0:
             raise ConfigError(f"--test-fraction {cfg['data']['test_fraction']}: must be between 0 and 1")
         data = prepare_data(cfg)

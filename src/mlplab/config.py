@@ -33,12 +33,13 @@ SCHEMA: dict[str, dict[str, tuple[Any, Check]]] = {
     "data": {
         "dataset": ("digits", string),
         "data_dir": (None, optional(string)),
-        "split": ("canonical", choice("canonical", "stratified", "textbook")),
+        "split": ("canonical", choice("canonical", "stratified", "sklearn", "textbook")),
         "test_fraction": (0.3, open_fraction),
         "split_seed": (123, nonneg_int),
         "scaling": ("unit", choice("unit", "symmetric", "standard", "none")),
         "validation_fraction": (0.0, fraction),
         "max_train_samples": (None, optional(pos_int)),
+        "max_test_samples": (None, optional(pos_int)),
     },
     "model": {
         "hidden": ([100], lambda v: None if isinstance(v, list) and (not v or _sizes(v) is None)

@@ -60,8 +60,8 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
     from mlplab.data.preprocessing import Scaler
 
     d = cfg["data"]
-    if d["split"] not in ("canonical", "stratified", "textbook"):
-        raise ConfigError(f"split {d['split']!r}: expected canonical, stratified or textbook")
+    if d["split"] not in ("canonical", "stratified", "sklearn", "textbook"):
+        raise ConfigError(f"split {d['split']!r}: expected canonical, stratified, sklearn or textbook")
     if d.get("data_dir") and not Path(d["data_dir"]).expanduser().is_dir():  # a typo would silently fall back
         raise ConfigError(f"data.data_dir {d['data_dir']}: no such directory")
     ds = load_dataset(d["dataset"], data_dir=d.get("data_dir"), progress=progress)
@@ -76,6 +76,12 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         tr, te = splits.stratified_split(y_all, d["test_fraction"], d["split_seed"])
         Xtr, ytr, Xte, yte = X_all[tr], y_all[tr], X_all[te], y_all[te]
         desc = f"stratified {len(tr)}/{len(te)} of all {len(y_all)} (test fraction {d['test_fraction']}, seed {d['split_seed']})"
+    elif d["split"] == "sklearn":  # the report's train_test_split(stratify=y), in its shuffled order
+        X_all, y_all = splits.all_samples(ds)
+        tr, te = splits.sklearn_train_test_split_indices(len(y_all), y_all, d["test_fraction"], d["split_seed"])
+        Xtr, ytr, Xte, yte = X_all[tr], y_all[tr], X_all[te], y_all[te]
+        desc = (f"scikit-learn train_test_split(test_size={d['test_fraction']}, random_state={d['split_seed']}, "
+                f"stratify=y) over all {len(y_all)}: {len(tr)}/{len(te)}")
     else:  # textbook 55k/5k/10k
         sp = splits.textbook_split(ds, random_state=d["split_seed"])
         X_all, y_all = splits.all_samples(ds)
@@ -86,6 +92,14 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         keep = np.sort(keep)
         Xtr, ytr = Xtr[keep], ytr[keep]
         desc += f", training subset of {len(ytr)}"
+    test_samples = d.get("max_test_samples")
+    if not (test_samples and test_samples < len(yte)):
+        test_samples = None
+    else:  # as experiment cells take theirs (same seed, same rows)
+        keep, _ = splits.stratified_split(yte, 1 - test_samples / len(yte), d["split_seed"])
+        keep = np.sort(keep)
+        Xte, yte = Xte[keep], yte[keep]
+        desc += f", test subset of {len(yte)}"
     Xv = yv = None
     if d["validation_fraction"] > 0:
         tr, va = splits.validation_split(ytr, d["validation_fraction"], d["split_seed"])
@@ -101,8 +115,17 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         test_images=np.asarray(Xte), scaler=scaler, image_shape=tuple(ds.image_shape),
         class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
         split_desc=desc,
-        split={"kind": d["split"], "test_fraction": d["test_fraction"], "split_seed": d["split_seed"]},
+        split=split_record(d["split"], d["test_fraction"], d["split_seed"], test_samples),
     )
+
+
+def split_record(kind: str, test_fraction: float, seed: int, test_samples: int | None = None) -> dict[str, Any]:
+    """What a model file records about its split, so ``mlplab evaluate`` can rebuild its test set:
+    kind, test fraction and seed, and the size asked of a stratified test subset if one was taken."""
+    record: dict[str, Any] = {"kind": kind, "test_fraction": float(test_fraction), "split_seed": int(seed)}
+    if test_samples:
+        record["test_samples"] = int(test_samples)
+    return record
 
 
 def preprocessing_meta(data: PreparedData) -> dict[str, Any]:

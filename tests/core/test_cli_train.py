@@ -186,18 +186,42 @@ def test_gradcheck_command_keeps_relu_pre_activations_off_the_kink(activation):
         assert main(["gradcheck", "--sizes", "4,5,3", "--hidden-activation", activation, "--seed", str(seed)]) == 0
 
 
-def test_evaluate_rebuilds_the_split_of_an_experiment_cell(tmp_path):
+@pytest.mark.parametrize("kind, data_extra", [("stratified", ""), ("sklearn", ""),
+                                              ("sklearn", "max_test_samples = 120\n")])
+def test_evaluate_rebuilds_the_split_of_an_experiment_cell(tmp_path, capsys, kind, data_extra):
     spec = tmp_path / "s.toml"
-    spec.write_text('name = "cell-split"\nrunner = "generic"\n[data]\ndataset = "digits"\n'
-                    '[split]\nkind = "stratified"\ntest_fraction = 0.25\nseed = 5\n'
+    spec.write_text(f'name = "cell-split"\nrunner = "generic"\n[data]\ndataset = "digits"\n{data_extra}'
+                    f'[split]\nkind = "{kind}"\ntest_fraction = 0.25\nseed = 5\n'
                     '[model]\nhidden = [16]\n[training]\nepochs = 3\n')
     assert main(["experiment", "run", str(spec), "--out", str(tmp_path / "ex")]) == 0
     (cell,) = (tmp_path / "ex" / "cells").iterdir()
+    capsys.readouterr()
     assert main(["evaluate", str(cell / "model.npz"), "--dataset", "digits", "--out", str(tmp_path / "ev"),
                  "--no-report"]) == 0
+    assert "warning" not in capsys.readouterr().err
     a = json.loads((cell / "metrics.json").read_text())["test"]
     b = json.loads((tmp_path / "ev" / "metrics.json").read_text())["test"]
-    assert a["n_samples"] == b["n_samples"] and a["accuracy"] == b["accuracy"]
+    # 1,797 digits: 449 test rows by rounding, scikit-learn's ceil gives 450
+    assert a["n_samples"] == b["n_samples"] == (120 if data_extra else 449 if kind == "stratified" else 450)
+    assert a["accuracy"] == b["accuracy"] and a["confusion_matrix"] == b["confusion_matrix"]
+
+
+def test_train_on_scikit_learns_split_tests_on_its_rows_and_evaluate_rebuilds_it(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--split", "sklearn", "--test-fraction", "0.3", "--split-seed", "9",
+                 "--max-test-samples", "200", "--hidden", "16", "--epochs", "3", "--quiet", "--no-report",
+                 "--out", str(out)]) == 0
+    trained = json.loads((out / "metrics.json").read_text())
+    assert "train_test_split" in trained["split"] and "test subset of 200" in trained["split"]
+    assert trained["test"]["n_samples"] == 200
+    ev = tmp_path / "ev"
+    assert main(["evaluate", str(out / "model.npz"), "--dataset", "digits", "--out", str(ev), "--no-report"]) == 0
+    again = json.loads((ev / "metrics.json").read_text())
+    assert again["split"] == trained["split"] and again["test"]["accuracy"] == trained["test"]["accuracy"]
+    whole = tmp_path / "whole"  # another split than the model's: no subset unless asked
+    assert main(["evaluate", str(out / "model.npz"), "--dataset", "digits", "--split-seed", "1", "--out", str(whole),
+                 "--no-report"]) == 0
+    assert json.loads((whole / "metrics.json").read_text())["test"]["n_samples"] == 540
 
 
 def test_evaluate_on_a_folder_holding_mnist_uses_the_recorded_split(tmp_path, mnist_dir):
@@ -212,3 +236,19 @@ def test_evaluate_on_a_folder_holding_mnist_uses_the_recorded_split(tmp_path, mn
     a = json.loads((out / "metrics.json").read_text())
     b = json.loads((ev / "metrics.json").read_text())
     assert "stratified" in b["split"] and b["test"]["accuracy"] == a["test"]["accuracy"]
+
+
+def test_the_sklearn_split_is_scikit_learns_train_test_split_over_all_samples():
+    from sklearn.model_selection import train_test_split
+
+    from mlplab.data import load_dataset, splits
+    from mlplab.runs import load_config, prepare_data
+
+    cfg = load_config(None, {"data": {"dataset": "digits", "split": "sklearn", "test_fraction": 0.3,
+                                      "split_seed": 9, "scaling": "none"}})
+    data = prepare_data(cfg)
+    X_all, y_all = splits.all_samples(load_dataset("digits"))
+    X_tr, X_te, y_tr, y_te = train_test_split(X_all, y_all, test_size=0.3, random_state=9, stratify=y_all)
+    assert np.array_equal(data.test_images, X_te) and np.array_equal(data.y_test, y_te)
+    assert np.array_equal(data.y_train, y_tr)
+    assert data.split == {"kind": "sklearn", "test_fraction": 0.3, "split_seed": 9}

@@ -83,6 +83,7 @@ def prepare(cfg: dict[str, Any]) -> PreparedData:
     ds, X_all, y_all, tr, te, desc = split_indices(cfg)
     d = cfg["data"]
     tr = _subset(tr, y_all, d.get("max_train_samples"), cfg["split"]["seed"])
+    n_split_test = len(te)
     te = _subset(te, y_all, d.get("max_test_samples"), cfg["split"]["seed"])
     if d.get("max_train_samples") or d.get("max_test_samples"):
         desc += f", subsets {len(tr)}/{len(te)}"
@@ -102,17 +103,17 @@ def prepare(cfg: dict[str, Any]) -> PreparedData:
         X_test=scaler.transform(X_all[te], dtype=dtype), y_test=np.asarray(y_all[te], dtype=np.int64),
         test_images=np.asarray(X_all[te]), scaler=scaler, image_shape=tuple(ds.image_shape),
         class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
-        split_desc=desc, split=_split_record(cfg),
+        split_desc=desc, split=_split_record(cfg, d.get("max_test_samples") if len(te) < n_split_test else None),
     )
 
 
-def _split_record(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The split as ``mlplab evaluate`` rebuilds it (the model file records it), or ``{}`` when
-    it cannot: scikit-learn's split and a test subset are not among ``evaluate``'s splits."""
+def _split_record(cfg: dict[str, Any], test_samples: int | None) -> dict[str, Any]:
+    """The split as ``mlplab evaluate`` rebuilds it (the model file records it), with the size
+    asked of the stratified test subset, if the cell took one (the same call then draws the same rows)."""
+    from mlplab.runs import split_record
+
     s = cfg["split"]
-    if s["kind"] not in ("canonical", "stratified", "textbook") or cfg["data"].get("max_test_samples"):
-        return {}
-    return {"kind": s["kind"], "test_fraction": float(s.get("test_fraction", 0.3)), "split_seed": int(s["seed"])}
+    return split_record(s["kind"], s.get("test_fraction", 0.3), s["seed"], test_samples)
 
 
 # ----------------------------------------------------------------------------- networks
