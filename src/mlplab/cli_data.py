@@ -90,7 +90,8 @@ def fetch_cmd(
 
     with _progress() as progress:
         ds = load_dataset(name, data_dir=data_dir, download=True, progress=progress, warn=_warn)
-    state = "checksums verified" if ds.verified else "parse-validated (no known checksum)"
+    state = ("checksums verified" if ds.verified else "parse-validated (no known checksum)") if ds.sha256 \
+        else "bundled with scikit-learn (no checksum)"
     typer.echo(f"{ds.name}: {ds.n_train} train + {ds.n_test} test images, {state}; source: {ds.source}")
 
 
@@ -123,7 +124,8 @@ def info_cmd(
     head.add_row("train / test", f"{info['n_train']} / {info['n_test']}")
     head.add_row("image shape", "x".join(map(str, info["image_shape"])))
     head.add_row("pixel max", str(info["pixel_max"]))
-    head.add_row("checksums verified", "yes" if info["checksums_verified"] else "no (no known checksum)")
+    head.add_row("checksums verified", "yes" if info["checksums_verified"] else
+                 "no (no known checksum)" if info["sha256"] else "no checksum (bundled with scikit-learn)")
     console.print(head)
     bal = Table(title="class balance")
     for col in ("class", "name", "train", "train %", "test", "test %"):
@@ -175,15 +177,18 @@ def show_cmd(
     """Write a grid of randomly chosen images with their labels."""
     from mlplab.data import load_dataset
     from mlplab.data.splits import as_generator
-    from mlplab.io import atomic_write_bytes
+    from mlplab.io import atomic_write_bytes, check_file_target
 
     if split not in ("train", "test"):
         raise ConfigError(f"--split {split!r}: valid values are train, test")
     if not 1 <= n <= 400:
         raise ConfigError(f"--n {n}: must be between 1 and 400")
+    if seed < 0:
+        raise ConfigError(f"--seed {seed}: must be >= 0")
     suffix = out.suffix.lower()
     if suffix not in _IMAGE_SUFFIXES:
         raise ConfigError(f"--out {out}: unsupported picture type {suffix or '(none)'}; use {', '.join(_IMAGE_SUFFIXES)}")
+    check_file_target(out, "--out")
     with _progress() as progress:
         ds = load_dataset(name, data_dir=data_dir, download=True, progress=progress, warn=_warn)
     X, y = (ds.X_train, ds.y_train) if split == "train" else (ds.X_test, ds.y_test)

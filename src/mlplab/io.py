@@ -6,6 +6,7 @@ half-written file. Readers never see a partial write.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -25,7 +26,9 @@ _UMASK = _current_umask()
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():  # else the error would name the temporary file
+        raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
+    make_parent_dirs(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
@@ -43,6 +46,27 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def make_parent_dirs(path: Path) -> None:
+    """Create ``path``'s missing parent folders; a parent that is a file is named as such
+    (``mkdir`` would say "File exists", which reads like a refusal to overwrite)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+        raise NotADirectoryError(errno.ENOTDIR, f"{blocking} is a file, not a folder", str(path)) from None
+
+
+def check_file_target(path: Path, option: str) -> None:
+    """Refuse, before any work, a file target that cannot be written: a folder, or a path under a file."""
+    from mlplab.errors import ConfigError
+
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; give a file name")
+    blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ConfigError(f"{option} {path}: {blocking} is a file, not a folder")
 
 
 def _fsync_dir(folder: Path) -> None:

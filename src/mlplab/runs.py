@@ -63,7 +63,7 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
     if d["split"] not in ("canonical", "stratified", "sklearn", "textbook"):
         raise ConfigError(f"split {d['split']!r}: expected canonical, stratified, sklearn or textbook")
     if d.get("data_dir") and not Path(d["data_dir"]).expanduser().is_dir():  # a typo would silently fall back
-        raise ConfigError(f"data.data_dir {d['data_dir']}: no such directory")
+        raise ConfigError(f"--data-dir (data.data_dir) {d['data_dir']}: no such directory")
     ds = load_dataset(d["dataset"], data_dir=d.get("data_dir"), progress=progress)
     if d["split"] == "textbook" and len(ds.y_train) + len(ds.y_test) < 20000:
         raise ConfigError(f"split 'textbook' (55,000/5,000/10,000) needs at least 20,000 samples; dataset "

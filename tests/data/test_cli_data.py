@@ -90,6 +90,35 @@ def test_show_bad_options(app, tmp_path):
     assert not (tmp_path / "g.png").exists()
 
 
+def test_show_refuses_an_unwritable_out_before_loading(app, tmp_path, monkeypatch):
+    import mlplab.data
+
+    monkeypatch.setattr(mlplab.data, "load_dataset", lambda *a, **k: pytest.fail("loaded the data first"))
+    (tmp_path / "dir.png").mkdir()
+    r = run(app, "data", "show", "digits", "--out", str(tmp_path / "dir.png"))
+    assert isinstance(r.exception, ConfigError) and str(r.exception) == f"--out {tmp_path / 'dir.png'}: is a folder; give a file name"
+    (tmp_path / "afile").write_text("x")
+    r = run(app, "data", "show", "digits", "--out", str(tmp_path / "afile" / "x.png"))
+    assert isinstance(r.exception, ConfigError) and "afile is a file, not a folder" in str(r.exception)
+    r = run(app, "data", "show", "digits", "--seed", "-1", "--out", str(tmp_path / "g.png"))
+    assert isinstance(r.exception, ConfigError) and str(r.exception) == "--seed -1: must be >= 0"
+
+
+def test_digits_do_not_claim_a_checksum(app):
+    r = run(app, "data", "fetch", "digits")
+    assert r.exit_code == 0 and "bundled with scikit-learn (no checksum)" in r.output and "verified" not in r.output
+    r = run(app, "data", "info", "digits", "--json")
+    info = json.loads(r.output)
+    assert info["checksums_verified"] is False and info["sha256"] == {}
+
+
+def test_an_empty_dataset_name_is_not_the_current_folder(app, tmp_path, synth, monkeypatch):
+    synth.write(tmp_path / "here")
+    monkeypatch.chdir(tmp_path / "here")  # holds the four IDX files
+    r = run(app, "data", "info", "")
+    assert isinstance(r.exception, DataError) and str(r.exception).startswith("dataset name is empty")
+
+
 def test_main_cli_prints_one_line_error(capsys):
     cli = pytest.importorskip("mlplab.cli")
     try:

