@@ -273,7 +273,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def evaluate(
         model: Path = typer.Argument(..., help="Model file (.npz) written by mlplab."),
-        dataset: str = typer.Option("mnist", help="Dataset to evaluate on (its test split)."),
+        dataset: Optional[str] = typer.Option(
+            None, help="Dataset to evaluate on (its test split). Default: the one the model was trained on "
+                       "(mnist, fashion-mnist or digits; a model trained on a folder needs the folder here)."),
         data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset."),
         split: Optional[str] = typer.Option(
             None, help="canonical, stratified, sklearn or textbook: the test part is used. Default: the split the "
@@ -291,15 +293,26 @@ def register(app: typer.Typer) -> None:
         By default the test part of the split the model was trained on is used, so a model trained on a
         stratified 70/30 split is not scored on images it was trained on."""
         from mlplab.data.preprocessing import Scaler
+        from mlplab.data.datasets import KNOWN_DATASETS
         from mlplab.runs import check_out_dir, evaluate_into, prepare_data, write_report
         from mlplab.serialization import load_model
 
+        if split_seed is not None and split_seed < 0:
+            raise ConfigError(f"--split-seed {split_seed}: must be >= 0")
         mf = load_model(model)
         check_out_dir(out)
+        trained_on = mf.preprocessing.get("dataset")
+        if dataset is None:
+            if trained_on is not None and str(trained_on).lower() not in (*KNOWN_DATASETS, "digits"):
+                raise ConfigError(f"{model} was trained on dataset {trained_on!r} (a folder of IDX files): "
+                                  "give that folder as --dataset")
+            dataset = str(trained_on or "mnist")
         trained = mf.preprocessing.get("split") or {}
-        if trained and str(mf.preprocessing.get("dataset", "")).lower() != _dataset_name(dataset, data_dir):
+        if trained_on is not None and str(trained_on).lower() != _dataset_name(dataset, data_dir):
+            typer.echo(f"mlplab: warning: {model} was trained on {trained_on}, not on {dataset}; evaluating on "
+                       f"{'the --split given' if split else 'its canonical test set'}", err=True)
             trained = {}  # another dataset: its own canonical split unless one is given
-        elif not trained and split is None and "dataset" in mf.preprocessing:
+        elif not trained and split is None and trained_on is not None:
             typer.echo(f"mlplab: warning: {model} does not record the split it was trained on; evaluating on "
                        "the canonical test set (give --split if it was trained on another)", err=True)
         d = {"dataset": dataset, "data_dir": data_dir, "split": split or trained.get("kind", "canonical"),
@@ -308,6 +321,13 @@ def register(app: typer.Typer) -> None:
              "scaling": "none", "validation_fraction": 0.0, "max_train_samples": None}
         same_split = bool(trained) and (d["split"], d["test_fraction"], d["split_seed"]) == (
             trained.get("kind"), trained.get("test_fraction"), trained.get("split_seed"))
+        if same_split:  # the training rows the model's own train metrics were measured on
+            d["max_train_samples"] = trained.get("train_samples")
+            d["validation_fraction"] = trained.get("validation_fraction", 0.0)
+        elif trained:
+            typer.echo(f"mlplab: warning: {model} was trained on another split ({trained.get('kind')}, test "
+                       f"fraction {trained.get('test_fraction')}, seed {trained.get('split_seed')}): this test "
+                       "part may hold images it was trained on", err=True)
         d["max_test_samples"] = (max_test_samples if max_test_samples is not None
                                  else trained.get("test_samples") if same_split else None)
         cfg = {"data": d, "model": {"dtype": mf.net.dtype.name}}

@@ -87,7 +87,10 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         X_all, y_all = splits.all_samples(ds)
         Xtr, ytr, Xte, yte = X_all[sp.train], y_all[sp.train], X_all[sp.test], y_all[sp.test]
         desc = f"textbook {len(sp.train)}/{len(sp.valid)}/{len(sp.test)} (validation part unused)"
-    if d.get("max_train_samples") and d["max_train_samples"] < len(ytr):
+    train_samples = d.get("max_train_samples")
+    if not (train_samples and train_samples < len(ytr)):
+        train_samples = None
+    else:
         keep, _ = splits.stratified_split(ytr, 1 - d["max_train_samples"] / len(ytr), d["split_seed"])
         keep = np.sort(keep)
         Xtr, ytr = Xtr[keep], ytr[keep]
@@ -115,16 +118,23 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         test_images=np.asarray(Xte), scaler=scaler, image_shape=tuple(ds.image_shape),
         class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
         split_desc=desc,
-        split=split_record(d["split"], d["test_fraction"], d["split_seed"], test_samples),
+        split=split_record(d["split"], d["test_fraction"], d["split_seed"], test_samples, train_samples,
+                           d["validation_fraction"]),
     )
 
 
-def split_record(kind: str, test_fraction: float, seed: int, test_samples: int | None = None) -> dict[str, Any]:
-    """What a model file records about its split, so ``mlplab evaluate`` can rebuild its test set:
-    kind, test fraction and seed, and the size asked of a stratified test subset if one was taken."""
+def split_record(kind: str, test_fraction: float, seed: int, test_samples: int | None = None,
+                 train_samples: int | None = None, validation_fraction: float = 0.0) -> dict[str, Any]:
+    """What a model file records about its split, so ``mlplab evaluate`` can rebuild its test and
+    training rows: kind, test fraction and seed, the sizes asked of stratified test and training
+    subsets if they were taken, and the validation fraction taken out of training."""
     record: dict[str, Any] = {"kind": kind, "test_fraction": float(test_fraction), "split_seed": int(seed)}
     if test_samples:
         record["test_samples"] = int(test_samples)
+    if train_samples:
+        record["train_samples"] = int(train_samples)
+    if validation_fraction:
+        record["validation_fraction"] = float(validation_fraction)
     return record
 
 
@@ -331,9 +341,17 @@ def _write_predictions(out: Path, data: PreparedData, proba: np.ndarray, net: ML
 
 
 def write_report(out: Path) -> None:
+    """Figures and report of a run folder whose results are written; a failure says they are kept."""
+    from mlplab.errors import MlplabError
     from mlplab.report import write_run_report
 
-    write_run_report(out)  # draws the figures too
+    try:
+        write_run_report(out)  # draws the figures too
+    except (OSError, MlplabError) as exc:
+        where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+        what = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        raise MlplabError(f"{where}{what}; the results are saved in {out}: fix this, then `mlplab report {out}` "
+                          "writes the figures and the report") from None
 
 
 def resume_config(run_dir: Path) -> dict[str, Any]:

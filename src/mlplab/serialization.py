@@ -180,9 +180,13 @@ def _check_inputs_and_outputs(path: Path, net: MLP, meta: dict[str, Any], extra:
                           and isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
             raise ModelFileError(f"{path}: preprocessing.split must hold kind, test_fraction (0 to 1) and "
                                  f"split_seed (>= 0), got {split!r}")
-        n_test = split.get("test_samples")
-        if n_test is not None and (not isinstance(n_test, int) or isinstance(n_test, bool) or n_test < 1):
-            raise ModelFileError(f"{path}: preprocessing.split.test_samples must be a positive integer, got {n_test!r}")
+        for key in ("test_samples", "train_samples"):
+            n = split.get(key)
+            if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+                raise ModelFileError(f"{path}: preprocessing.split.{key} must be a positive integer, got {n!r}")
+        vf = split.get("validation_fraction", 0.0)
+        if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0 <= vf < 1:
+            raise ModelFileError(f"{path}: preprocessing.split.validation_fraction must be in [0, 1), got {vf!r}")
     pixel_max = prep.get("pixel_max")
     if pixel_max is not None and (isinstance(pixel_max, bool) or not isinstance(pixel_max, (int, float))
                                   or not pixel_max > 0):

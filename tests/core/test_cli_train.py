@@ -187,7 +187,7 @@ def test_gradcheck_command_keeps_relu_pre_activations_off_the_kink(activation):
 
 
 @pytest.mark.parametrize("kind, data_extra", [("stratified", ""), ("sklearn", ""),
-                                              ("sklearn", "max_test_samples = 120\n")])
+                                              ("sklearn", "max_test_samples = 120\nmax_train_samples = 500\n")])
 def test_evaluate_rebuilds_the_split_of_an_experiment_cell(tmp_path, capsys, kind, data_extra):
     spec = tmp_path / "s.toml"
     spec.write_text(f'name = "cell-split"\nrunner = "generic"\n[data]\ndataset = "digits"\n{data_extra}'
@@ -204,6 +204,9 @@ def test_evaluate_rebuilds_the_split_of_an_experiment_cell(tmp_path, capsys, kin
     # 1,797 digits: 449 test rows by rounding, scikit-learn's ceil gives 450
     assert a["n_samples"] == b["n_samples"] == (120 if data_extra else 449 if kind == "stratified" else 450)
     assert a["accuracy"] == b["accuracy"] and a["confusion_matrix"] == b["confusion_matrix"]
+    a, b = (json.loads((d / "metrics.json").read_text())["train"] for d in (cell, tmp_path / "ev"))
+    assert a["n_samples"] == b["n_samples"] == (500 if data_extra else 1797 - 449 if kind == "stratified" else 1347)
+    assert a["accuracy"] == b["accuracy"]
 
 
 def test_train_on_scikit_learns_split_tests_on_its_rows_and_evaluate_rebuilds_it(tmp_path):
@@ -252,3 +255,58 @@ def test_the_sklearn_split_is_scikit_learns_train_test_split_over_all_samples():
     assert np.array_equal(data.test_images, X_te) and np.array_equal(data.y_test, y_te)
     assert np.array_equal(data.y_train, y_tr)
     assert data.split == {"kind": "sklearn", "test_fraction": 0.3, "split_seed": 9}
+
+
+def test_evaluate_uses_the_models_dataset_and_its_training_rows(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--split", "stratified", "--max-train-samples", "600",
+                 "--validation-fraction", "0.2", "--hidden", "16", "--epochs", "3", "--quiet", "--no-report",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    ev = tmp_path / "ev"  # no --dataset: the model's (it used to be mnist, whatever the model)
+    assert main(["evaluate", str(out / "model.npz"), "--out", str(ev), "--no-report"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    a = json.loads((out / "metrics.json").read_text())
+    b = json.loads((ev / "metrics.json").read_text())
+    assert b["dataset"] == "digits" and b["test"]["accuracy"] == a["test"]["accuracy"]
+    # the train column is the rows the model trained on: the 600-row subset less its validation part
+    assert b["train"]["n_samples"] == a["train"]["n_samples"] == 480
+    assert b["train"]["accuracy"] == a["train"]["accuracy"]
+
+
+def test_evaluate_warns_when_the_test_rows_may_be_training_rows(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--split", "stratified", "--hidden", "8", "--epochs", "1",
+                 "--quiet", "--no-report", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.npz"), "--split-seed", "7", "--out", str(tmp_path / "ev"),
+                 "--no-report"]) == 0
+    assert "was trained on another split" in capsys.readouterr().err
+    assert main(["evaluate", str(out / "model.npz"), "--split-seed", "-5", "--out", str(tmp_path / "ev2")]) == 2
+    assert capsys.readouterr().err.strip() == "mlplab: error: --split-seed -5: must be >= 0"
+
+
+def test_evaluate_of_a_folder_trained_model_needs_the_folder(tmp_path, capsys, mnist_dir):
+    link = tmp_path / "mine"
+    link.symlink_to(mnist_dir / "mnist")
+    from mlplab.network import MLP
+    from mlplab.serialization import save_model
+
+    save_model(tmp_path / "m.npz", MLP([784, 4, 10]), preprocessing={"dataset": "invmnist"})
+    assert main(["evaluate", str(tmp_path / "m.npz"), "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err
+    assert "trained on dataset 'invmnist'" in err and "--dataset" in err and not (tmp_path / "ev").exists()
+
+
+def test_a_failed_report_says_the_results_are_kept(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--quiet", "--no-report",
+                 "--out", str(out)]) == 0
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "figures").write_text("a file where the figures folder goes")
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.npz"), "--out", str(ev)]) == 2
+    err = capsys.readouterr().err
+    assert f"the results are saved in {ev}" in err and f"mlplab report {ev}" in err and len(err.splitlines()) == 1
+    assert (ev / "metrics.json").exists()
