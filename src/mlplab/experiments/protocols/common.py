@@ -82,11 +82,12 @@ def prepare(cfg: dict[str, Any]) -> PreparedData:
 
     ds, X_all, y_all, tr, te, desc = split_indices(cfg)
     d = cfg["data"]
+    n_split_train, n_split_test = len(tr), len(te)
     tr = _subset(tr, y_all, d.get("max_train_samples"), cfg["split"]["seed"])
-    n_split_test = len(te)
     te = _subset(te, y_all, d.get("max_test_samples"), cfg["split"]["seed"])
     if d.get("max_train_samples") or d.get("max_test_samples"):
         desc += f", subsets {len(tr)}/{len(te)}"
+    n_train = len(tr)  # before the validation rows are taken out
     Xv = yv = None
     vf = cfg["split"].get("validation_fraction", 0.0)
     if vf:
@@ -103,17 +104,20 @@ def prepare(cfg: dict[str, Any]) -> PreparedData:
         X_test=scaler.transform(X_all[te], dtype=dtype), y_test=np.asarray(y_all[te], dtype=np.int64),
         test_images=np.asarray(X_all[te]), scaler=scaler, image_shape=tuple(ds.image_shape),
         class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
-        split_desc=desc, split=_split_record(cfg, d.get("max_test_samples") if len(te) < n_split_test else None),
+        split_desc=desc, split=_split_record(cfg, d.get("max_test_samples") if len(te) < n_split_test else None,
+                                                 d.get("max_train_samples") if n_train < n_split_train else None),
     )
 
 
-def _split_record(cfg: dict[str, Any], test_samples: int | None) -> dict[str, Any]:
-    """The split as ``mlplab evaluate`` rebuilds it (the model file records it), with the size
-    asked of the stratified test subset, if the cell took one (the same call then draws the same rows)."""
+def _split_record(cfg: dict[str, Any], test_samples: int | None, train_samples: int | None) -> dict[str, Any]:
+    """The split as ``mlplab evaluate`` rebuilds it (the model file records it), with the sizes
+    asked of stratified test and training subsets, if the cell took them (the same calls then draw
+    the same rows), and the validation fraction taken out of training."""
     from mlplab.runs import split_record
 
     s = cfg["split"]
-    return split_record(s["kind"], s.get("test_fraction", 0.3), s["seed"], test_samples)
+    return split_record(s["kind"], s.get("test_fraction", 0.3), s["seed"], test_samples, train_samples,
+                        s.get("validation_fraction", 0.0))
 
 
 # ----------------------------------------------------------------------------- networks
