@@ -319,8 +319,10 @@ def register(app: typer.Typer) -> None:
              "test_fraction": test_fraction if test_fraction is not None else trained.get("test_fraction", 0.3),
              "split_seed": split_seed if split_seed is not None else trained.get("split_seed", 123),
              "scaling": "none", "validation_fraction": 0.0, "max_train_samples": None}
-        same_split = bool(trained) and (d["split"], d["test_fraction"], d["split_seed"]) == (
-            trained.get("kind"), trained.get("test_fraction"), trained.get("split_seed"))
+        fields = {"canonical": ("kind",), "textbook": ("kind", "split_seed")}.get(
+            d["split"], ("kind", "test_fraction", "split_seed"))  # what defines each kind's rows
+        same_split = bool(trained) and all(
+            trained.get(f) == d["split" if f == "kind" else f] for f in fields)
         if same_split:  # the training rows the model's own train metrics were measured on
             d["max_train_samples"] = trained.get("train_samples")
             d["validation_fraction"] = trained.get("validation_fraction", 0.0)
