@@ -486,8 +486,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         first = not fitted or not (incremental or self.warm_start)
         if incremental and not fitted and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
-        X, y = validate_data(self, X, y, reset=first, accept_sparse=("csr", "csc"),
-                             dtype=(np.float64, np.float32))
+        # (n_features_in_ is set with classes_ below: a refit refused before then keeps the old model)
+        X, y, features = _validate_keeping_features(self, X, y, reset=first, accept_sparse=("csr", "csc"),
+                                                    dtype=(np.float64, np.float32))
         check_classification_targets(y)
         if first:
             cls = unique_labels(y) if classes is None else unique_labels(np.asarray(classes))
@@ -517,6 +518,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                  f"validation set for {len(y_enc)} samples")
         dt = _dtype_of(self.dtype)
         if first:
+            _commit_features(self, features)
             self.classes_ = cls
             self.seed_ = _resolve_seed(self.random_state)
             self._build(X.shape[1], len(cls))
@@ -979,7 +981,51 @@ def _drop_caches(net: MLP) -> None:
                 setattr(layer, attr, None)
 
 
+_FEATURE_ATTRS = ("n_features_in_", "feature_names_in_")
+
+
+def _validate_keeping_features(est, X, y, reset: bool, **kwargs):
+    """``validate_data(est, X, y, reset=reset, **kwargs)`` that leaves ``est``'s
+    ``n_features_in_`` / ``feature_names_in_`` as they were; returns ``(X, y, features)``,
+    the attributes to set with :func:`_commit_features` once the fit has succeeded."""
+    saved = {a: vars(est)[a] for a in _FEATURE_ATTRS if a in vars(est)}
+    try:
+        X, y = validate_data(est, X, y, reset=reset, **kwargs)
+        features = {a: vars(est)[a] for a in _FEATURE_ATTRS if a in vars(est)}
+    finally:
+        _commit_features(est, saved)
+    return X, y, features
+
+
+def _commit_features(est, features: dict) -> None:
+    for a in _FEATURE_ATTRS:
+        vars(est).pop(a, None)
+    vars(est).update(features)
+
+
 # -- one-vs-rest logistic regression ---------------------------------------------------------
+def _ovr_subset(y: np.ndarray, target: int, k: int, n_pos: int, n_neg: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """Indices (shuffled) of ``min(n_pos, count)`` samples of class ``target`` and
+    ``min(n_neg, count)`` of each other class, each class capped at its own count ``count``,
+    drawn without replacement. Where no class is short this draws exactly what
+    :func:`mlplab.data.splits.balanced_ovr_subset` draws from the same generator."""
+    parts = []
+    for c in range(k):
+        members = np.flatnonzero(y == c)
+        want = min(n_pos if c == target else n_neg, len(members))
+        parts.append(rng.choice(members, size=want, replace=False))
+    idx = np.concatenate(parts).astype(np.int64)
+    return idx[rng.permutation(len(idx))]
+
+
+def _ovr_decision(z: np.ndarray) -> np.ndarray:
+    """:meth:`OneVsRestLogisticRegression.decision_function` from the logits ``z``."""
+    if z.shape[1] == 2:
+        return np.logaddexp(0.0, -z[:, 0]) - np.logaddexp(0.0, -z[:, 1])  # log s1 - log s0
+    return z
+
+
 class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
     """One sigmoid neuron per class, each trained (binary cross-entropy, SGD) on its class
     against the rest: report 2's part 1, with its options.
@@ -996,7 +1042,7 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
     n_pos, n_neg_per_class : int or None
         Balanced subsets: neuron ``c`` trains on ``n_pos`` samples of class ``c`` plus
         ``n_neg_per_class`` (default ``n_pos // (k - 1)``) of each other class, drawn without
-        replacement, capped at what each class has (the report: 5000 + 555 of each other digit).
+        replacement, each class capped at what it has (the report: 5000 + 555 of each other digit).
         None (default) trains every neuron on all the data.
     dtype : {'float32', 'float64'}
     random_state : int, RandomState, Generator or None (a seed drawn once per fit, in ``seed_``)
@@ -1059,18 +1105,18 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
                    init=init, init_params=params, dtype=self.dtype, seed=seed)
 
     def fit(self, X, y):
-        """Train one neuron per class; returns ``self``."""
-        from mlplab.data.splits import balanced_ovr_subset
+        """Train one neuron per class; returns ``self``. A fit that fails (a bad input, a
+        :class:`~mlplab.errors.DivergenceError`) leaves the estimator as it was."""
         from mlplab.training import Trainer
 
         self._validate_hyperparameters()
-        X, y = validate_data(self, X, y, accept_sparse=("csr", "csc"), dtype=(np.float64, np.float32))
+        X, y, features = _validate_keeping_features(self, X, y, reset=True, accept_sparse=("csr", "csc"),
+                                                    dtype=(np.float64, np.float32))
         check_classification_targets(y)
         cls = unique_labels(y)
         if len(cls) < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; got 1 class ({cls.tolist()})")
-        self.classes_ = cls
-        self.seed_ = _resolve_seed(self.random_state)
+        seed = _resolve_seed(self.random_state)
         y_enc = _encode(cls, y)
         X = _as_dense(X, _dtype_of(self.dtype))
         n, d = X.shape
@@ -1085,28 +1131,25 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
             return list(hist.loss)
 
         if self.n_pos is None:
-            net = self._net(d, k, self.seed_)  # one-hot targets: column c is neuron c vs the rest
-            self.loss_curve_ = train(net, X, y_enc)
+            net = self._net(d, k, seed)  # one-hot targets: column c is neuron c vs the rest
+            loss_curve = train(net, X, y_enc)
             W, b = net.dense_layers[0].W, net.dense_layers[0].b
-            self.coef_, self.intercept_ = W.T.astype(np.float64), b.astype(np.float64)
+            coef, intercept = W.T.astype(np.float64), b.astype(np.float64)
         else:
-            counts = np.bincount(y_enc, minlength=k)
+            n_neg = int(self.n_pos) // (k - 1) if self.n_neg_per_class is None else int(self.n_neg_per_class)
             coef, intercept, curves = np.empty((k, d)), np.empty(k), []
-            seeds = np.random.SeedSequence(self.seed_, spawn_key=(STREAM_SPLIT,)).spawn(k)
+            seeds = np.random.SeedSequence(seed, spawn_key=(STREAM_SPLIT,)).spawn(k)
             for c in range(k):
-                rest = np.delete(counts, c)
-                n_pos = min(int(self.n_pos), int(counts[c]))
-                n_neg = self.n_neg_per_class if self.n_neg_per_class is not None else n_pos // (k - 1)
-                n_neg = min(int(n_neg), int(rest.min()))
-                idx = balanced_ovr_subset(y_enc, c, n_pos=n_pos, n_neg_per_class=n_neg,
-                                          seed=np.random.default_rng(seeds[c]), n_classes=k)
-                net = self._net(d, 1, self.seed_ + c)
+                idx = _ovr_subset(y_enc, c, k, int(self.n_pos), n_neg, np.random.default_rng(seeds[c]))
+                net = self._net(d, 1, seed + c)
                 curves.append(train(net, X[idx], (y_enc[idx] == c).astype(np.int64)))
                 coef[c] = net.dense_layers[0].W[:, 0]
                 intercept[c] = net.dense_layers[0].b[0]
-            self.coef_, self.intercept_ = coef, intercept
-            self.loss_curve_ = [float(v) for v in np.sum(curves, axis=0)]
-        self.n_iter_ = epochs
+            loss_curve = [float(v) for v in np.sum(curves, axis=0)]
+        # learned state is committed only now: a fit that fails leaves the previous one intact
+        _commit_features(self, features)
+        self.classes_, self.seed_ = cls, seed
+        self.coef_, self.intercept_, self.loss_curve_, self.n_iter_ = coef, intercept, loss_curve, epochs
         return self
 
     def _logits(self, X) -> np.ndarray:
@@ -1127,15 +1170,34 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Logits (n, n_classes); for two classes the 1-D ``log s_1 - log s_0`` of the two neurons'
         scores ``s`` (positive for ``classes_[1]``, ranked like ``predict_proba[:, 1]``)."""
-        z = self._logits(X)
-        if z.shape[1] == 2:
-            return np.logaddexp(0.0, -z[:, 0]) - np.logaddexp(0.0, -z[:, 1])  # log s1 - log s0
-        return z
+        return _ovr_decision(self._logits(X))
 
     def predict_proba(self, X):
-        """The neurons' scores normalised per row (they are not calibrated probabilities)."""
-        s = self.binary_scores(X) + 1e-300
-        return s / s.sum(axis=1, keepdims=True)
+        """The neurons' scores normalised per row, ``s / sum(s)`` (not calibrated probabilities).
+
+        Computed in log space (``log s = -log(1 + exp(-z))``), so scores that round to 0 or 1
+        keep their order. Where float64 cannot tell two of a row apart (two logits above ~37),
+        they are set one ulp apart in the order of the logits: each row ranks the classes as
+        :meth:`decision_function` does, and :meth:`predict` is ``classes_[argmax(predict_proba)]``.
+        For two classes, column 1 is ``expit(decision_function)``.
+        """
+        z = self._logits(X)
+        if z.shape[1] == 2:  # s1 / (s0 + s1) = expit(log s1 - log s0)
+            d = _ovr_decision(z)
+            key = np.column_stack([-d, d])
+            p = expit(key)
+        else:
+            key = z
+            log_s = -np.logaddexp(0.0, -z)
+            p = np.exp(log_s - logsumexp(log_s, axis=1, keepdims=True))
+        order = np.argsort(key, axis=1, kind="stable")
+        ks, ps = np.take_along_axis(key, order, axis=1), np.take_along_axis(p, order, axis=1)
+        for j in range(1, ps.shape[1]):  # ascending key: equal keys equal, larger keys larger
+            prev = ps[:, j - 1]
+            up = np.where(ps[:, j] > prev, ps[:, j], np.nextafter(prev, np.inf))
+            ps[:, j] = np.where(ks[:, j] == ks[:, j - 1], prev, up)
+        np.put_along_axis(p, order, ps, axis=1)
+        return p
 
     def predict(self, X):
         """The class of the neuron with the highest score."""

@@ -101,8 +101,12 @@ def to_sklearn(est: MLPClassifier) -> Any:
 
     Only ``output='softmax'`` networks (softmax, or one logistic unit for two classes) with
     scikit-learn's hidden activations (identity, logistic, tanh, relu) have an equivalent.
-    The arrays keep ``est``'s dtype. scikit-learn has no RMSprop: an ``optimizer='rmsprop'``
-    estimator becomes ``solver='adam'`` (the weights are the same; only later fits differ).
+    The arrays keep ``est``'s dtype. The hyperparameters map one to one, except two that
+    scikit-learn cannot express (the weights, hence the predictions, are the same; only later
+    fits differ): it has no RMSprop, so an ``optimizer='rmsprop'`` estimator becomes
+    ``solver='adam'``; and it has no full batch (its ``batch_size`` is a number of samples, and
+    ``est`` does not record how many it was trained on), so ``batch_size=None`` or ``'full'``
+    becomes ``'auto'``, that is ``min(200, n_samples)``.
     """
     from sklearn.neural_network import MLPClassifier as SkMLPClassifier
     from sklearn.preprocessing import LabelBinarizer
@@ -125,7 +129,7 @@ def to_sklearn(est: MLPClassifier) -> Any:
         alpha=float(est.alpha), batch_size="auto" if bs in ("auto", None, "full") else int(bs),
         learning_rate_init=float(est.learning_rate_init), max_iter=int(est.max_iter), shuffle=bool(est.shuffle),
         random_state=est.random_state if isinstance(est.random_state, (int, np.integer)) else None,
-        tol=float(est.tol), momentum=float(est.momentum) if est.momentum else 0.9,
+        tol=float(est.tol), momentum=float(est.momentum),
         nesterovs_momentum=bool(est.nesterov), early_stopping=bool(est.early_stopping),
         validation_fraction=float(est.validation_fraction), beta_1=float(est.beta_1), beta_2=float(est.beta_2),
         epsilon=float(est.epsilon), n_iter_no_change=int(est.n_iter_no_change),

@@ -402,3 +402,114 @@ def test_convergence_warning_points_at_the_callers_fit(digits_small):
         MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, random_state=0).fit(X, y)
     hits = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
     assert len(hits) == 1 and hits[0].filename == __file__
+
+
+def _spy_training_sets(monkeypatch):
+    """The training rows of each one-vs-rest neuron, as the trainer receives them."""
+    from mlplab.training import Trainer
+
+    seen, fit = [], Trainer.fit
+    monkeypatch.setattr(Trainer, "fit", lambda self, X, y, *a, **kw: seen.append(X.copy()) or fit(self, X, y, *a, **kw))
+    return seen
+
+
+def test_one_vs_rest_subsets_cap_each_class_at_its_own_count(monkeypatch):
+    from sklearn.datasets import make_classification
+
+    X, y = make_classification(n_samples=300, n_features=5, n_informative=3, n_redundant=0, n_classes=3,
+                               n_clusters_per_class=1, flip_y=0.2, random_state=0)
+    label = {row.tobytes(): c for row, c in zip(X, y)}
+    assert len(label) == len(X) and np.bincount(y).tolist() == [101, 100, 99]
+
+    def counts(Xs):
+        return np.bincount([label[row.tobytes()] for row in Xs], minlength=3).tolist()
+
+    seen = _spy_training_sets(monkeypatch)
+    kw = {"max_iter": 1, "dtype": "float64", "random_state": 0}
+    OneVsRestLogisticRegression(n_pos=10**6, n_neg_per_class=10**6, **kw).fit(X, y)
+    assert [counts(Xs) for Xs in seen] == [[101, 100, 99]] * 3  # all the data
+    # a short class caps only itself; the default n_neg is n_pos // (k - 1) of the n_pos asked for
+    m = (y != 2) | (np.arange(len(y)) % 20 == 0)
+    assert np.bincount(y[m]).tolist() == [101, 100, 5]
+    seen.clear()
+    OneVsRestLogisticRegression(n_pos=100, **kw).fit(X[m], y[m])
+    assert [counts(Xs) for Xs in seen] == [[100, 50, 5], [50, 100, 5], [50, 50, 5]]
+
+
+def test_one_vs_rest_subsets_unchanged_where_no_class_is_short(digits_small, monkeypatch):
+    """Where every class has enough samples, the subsets are those of ``balanced_ovr_subset``
+    (the report's experiment) and those the estimator drew before each class had its own cap."""
+    import hashlib
+
+    from mlplab.data.splits import balanced_ovr_subset
+    from mlplab.estimator import _ovr_subset
+
+    X, y = digits_small
+    for c, n_pos, n_neg in [(0, 40, 5), (3, 45, 5), (9, 50, 0)]:
+        a = _ovr_subset(y, c, 10, n_pos, n_neg, np.random.default_rng(7))
+        b = balanced_ovr_subset(y, c, n_pos=n_pos, n_neg_per_class=n_neg, seed=np.random.default_rng(7),
+                                n_classes=10)
+        np.testing.assert_array_equal(a, b)
+    seen = _spy_training_sets(monkeypatch)
+    for kw, digest in [({"n_pos": 40, "n_neg_per_class": 5}, "644c545ac0ffa38c"), ({"n_pos": 45}, "ccc0c8bc70459051")]:
+        seen.clear()
+        OneVsRestLogisticRegression(max_iter=1, random_state=0, dtype="float64", **kw).fit(X, y)
+        got = hashlib.sha256(b"".join(Xs.tobytes() for Xs in seen)).hexdigest()[:16]
+        assert got == digest, kw  # (the rows, in order, that the estimator trained on before the fix)
+
+
+def test_failed_refit_keeps_the_fitted_state(digits_small):
+    from mlplab.errors import DivergenceError
+
+    X, y = digits_small
+    o = OneVsRestLogisticRegression(learning_rate=0.5, max_iter=30, random_state=0).fit(X, y)
+    before = {k: v for k, v in vars(o).items() if k.endswith("_")}
+    pred = o.predict(X)
+    o.set_params(learning_rate=1e6, random_state=None)
+    with pytest.raises(DivergenceError):
+        o.fit(X[y < 2] * 1000, y[y < 2])
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        o.fit(X[:, :5], np.zeros(len(y)))
+    after = {k: v for k, v in vars(o).items() if k.endswith("_")}
+    assert after.keys() == before.keys()
+    for k, v in before.items():
+        np.testing.assert_array_equal(after[k], v, err_msg=k)
+    np.testing.assert_array_equal(o.predict(X), pred)
+    # a first fit that fails leaves the estimator unfitted
+    fresh = OneVsRestLogisticRegression(learning_rate=1e6, max_iter=30)
+    with pytest.raises(DivergenceError):
+        fresh.fit(X[y < 2] * 1000, y[y < 2])
+    assert not [k for k in vars(fresh) if k.endswith("_")]
+    # MLPClassifier: a refit refused before training keeps n_features_in_ with the old network
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    pred = est.predict(X)
+    for bad_y, params in [(np.zeros(len(y)), {}), (y, {"class_weight": {99: 1.0}})]:
+        with pytest.raises(ValueError):
+            est.set_params(**params).fit(X[:, :5], bad_y)
+        assert est.n_features_in_ == 64
+        np.testing.assert_array_equal(est.predict(X), pred)
+
+
+def test_one_vs_rest_proba_ranks_classes_like_decision_function():
+    from scipy.special import expit
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)  # unscaled (0..16): logits far above 37 saturate expit
+    o = OneVsRestLogisticRegression(learning_rate=0.5, max_iter=200, random_state=0).fit(X, y)
+    p, z = o.predict_proba(X), o.decision_function(X)
+    assert (np.sort(z, axis=1)[:, -2] > 37).any()  # rows whose two best scores are both 1.0 in float64
+    np.testing.assert_array_equal(o.predict(X), o.classes_[p.argmax(axis=1)])
+    np.testing.assert_array_equal(np.sign(p[:, :, None] - p[:, None, :]), np.sign(z[:, :, None] - z[:, None, :]))
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-14)
+    # far below the sigmoid's range (expit underflows to 0): still ranked, not uniform
+    o.coef_, o.intercept_ = np.zeros_like(o.coef_), -800.0 - 10.0 * np.arange(10)
+    p = o.predict_proba(X[:1])[0]
+    assert (np.diff(p) < 0).all() and p[0] > 0.99
+    # two classes: column 1 is expit(decision_function), and ties go where predict goes
+    b = OneVsRestLogisticRegression(learning_rate=0.5, max_iter=50, random_state=0).fit(X[y < 2], y[y < 2])
+    np.testing.assert_allclose(b.predict_proba(X)[:, 1], expit(b.decision_function(X)), rtol=1e-15)
+    b.coef_, b.intercept_ = np.zeros_like(b.coef_), np.array([40.0, 41.0])  # decision ~ 2.6e-18 > 0
+    assert b.decision_function(X[:1])[0] > 0 and b.predict(X[:1])[0] == 1
+    assert b.predict_proba(X[:1]).argmax() == 1
+    b.intercept_ = np.array([40.0, 40.0])
+    assert b.predict(X[:1])[0] == b.predict_proba(X[:1]).argmax() == 0

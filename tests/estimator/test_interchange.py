@@ -156,3 +156,17 @@ def test_torch_round_trip_keeps_dropout_and_takes_any_random_state(data):
     model[2] = torch.nn.Dropout(0.5)
     with pytest.raises(ValueError, match="different rates"):
         from_torch(model, est.classes_)
+
+
+def test_to_sklearn_maps_momentum_exactly_and_full_batch_to_auto(data):
+    X, y = data
+    for momentum in (0.0, 0.5):
+        est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, optimizer="sgd", momentum=momentum,
+                            random_state=0).fit(X, y)
+        assert to_sklearn(est).momentum == momentum
+    # scikit-learn has no full batch (documented): the predictions are the same
+    for bs in (None, "full"):
+        est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, batch_size=bs, random_state=0).fit(X, y)
+        sk = to_sklearn(est)
+        assert sk.batch_size == "auto" and "full" in to_sklearn.__doc__
+        np.testing.assert_allclose(sk.predict_proba(X), est.predict_proba(X), rtol=1e-6)
