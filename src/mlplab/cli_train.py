@@ -373,7 +373,7 @@ def register(app: typer.Typer) -> None:
         pixel_max = float(prep.get("pixel_max", 255))
         _warn_if_unscaled(model, mf)
         scaler = Scaler.from_dict(prep.get("scaler", {"kind": "none"}), mf.extra_arrays)
-        rows = np.stack([image_to_input(p, shape, pixel_max) for p in images])
+        rows = np.stack([image_to_input(p, shape, pixel_max, dataset=prep.get("dataset")) for p in images])
         proba = mf.net.predict_proba(scaler.transform(rows, dtype=mf.net.dtype))
         names = [str(c) for c in mf.classes] or [str(i) for i in range(proba.shape[1])]
         for path, p in zip(images, proba):

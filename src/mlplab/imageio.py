@@ -1,4 +1,22 @@
-"""Turning a user's own picture into a model input row."""
+"""Turning a user's own picture into a model input row.
+
+The picture is made to look like the images the model was trained on:
+
+* it is read as the viewer shows it (EXIF orientation applied), at its real bit depth
+  (8-bit, 16-bit, 32-bit integer or floating point, each scaled by its own range);
+* transparent parts are treated as background (composited onto the colour opposite to the
+  strokes), then the picture becomes greyscale, stretched to its full contrast and made light
+  on dark (every bundled dataset is light on dark; ``ink="dark"`` returns dark on light);
+* it is framed the way the dataset was: MNIST (28x28) scales the digit's bounding box to 20/28
+  of the frame and centres it by its centre of mass; scikit-learn's 8x8 digits (32x32 bitmaps
+  whose digit fills the frame, counted in 4x4 blocks) and Fashion-MNIST (items resized so the
+  longest edge fills the frame) scale the bounding box to fill the frame keeping its aspect
+  ratio and centre it;
+* values are scaled to ``[0, pixel_max]``.
+
+A picture with no visible digit (blank, one colour, fully transparent) raises
+:class:`~mlplab.errors.ConfigError` naming the file instead of being classified.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +26,74 @@ import numpy as np
 
 from mlplab.errors import ConfigError
 
+#: Framing of each known dataset; other datasets: ``mnist`` for 28x28 images, else ``fill``.
+DATASET_FRAMING = {"mnist": "mnist", "fashion-mnist": "fill", "digits": "fill"}
+FRAMINGS = ("mnist", "fill")
 
-def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 255.0) -> np.ndarray:
-    """Load a picture, make it look like an MNIST digit, return a flat row in ``[0, pixel_max]``.
+#: Pictures whose darkest and lightest pixels differ by less than this (fraction of the full
+#: range, about 10/255) hold no digit: a blank page, JPEG noise on one colour.
+MIN_CONTRAST = 0.04
+_FILL_OVERSAMPLE = 4
+_INK_THRESHOLD = 0.2  # after stretching to [0, 1], light-on-dark: what counts as part of the digit
 
-    Grayscale; a light background is inverted (MNIST digits are light on dark); the digit's
-    bounding box is scaled to fit 20/28 of the frame keeping its aspect ratio and centred by
-    its centre of mass, as MNIST's were.
-    """
-    from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such picture file")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L")
-            arr = np.asarray(im, dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-        raise ConfigError(f"{path}: not a readable picture ({exc})") from None
-    if arr.size == 0:
-        raise ConfigError(f"{path}: empty picture")
-    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    if border.mean() > 0.5:
-        arr = 1.0 - arr
+def framing_for(shape: tuple[int, ...], dataset: str | None = None) -> str:
+    """The framing convention (``"mnist"`` or ``"fill"``) of a model's input images."""
+    key = str(dataset or "").strip().lower()
+    if key in DATASET_FRAMING:
+        return DATASET_FRAMING[key]
     h, w = shape[0], shape[1] if len(shape) > 1 else 1
-    mask = arr > 0.2
-    if mask.any():
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        arr = arr[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return "mnist" if (h, w) == (28, 28) else "fill"
+
+
+def _scaled_gray(im) -> np.ndarray:
+    """The picture as float greyscale in ``[0, 1]`` (alpha composited), by the mode's own range."""
+    has_alpha = "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
+        lum = rgba[..., 0] * 0.299 + rgba[..., 1] * 0.587 + rgba[..., 2] * 0.114
+        alpha = rgba[..., 3]
+        if alpha.sum() <= 0:
+            return np.zeros(lum.shape)  # fully transparent: blank
+        # the transparent parts are background: composite onto the colour opposite to the strokes
+        ink = float((lum * alpha).sum() / alpha.sum())
+        background = 1.0 if ink < 0.5 else 0.0
+        return lum * alpha + background * (1.0 - alpha)
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return np.asarray(im, dtype=np.float64) / 65535.0
+    if mode in ("I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            raise ValueError("the picture holds non-finite pixel values")
+        lo, hi = float(arr.min()), float(arr.max())
+        if mode == "F" and lo >= 0.0 and hi <= 1.0:
+            return arr
+        for top in (255.0, 65535.0):
+            if lo >= 0.0 and hi <= top:
+                return arr / top
+        return (arr - lo) / (hi - lo) if hi > lo else np.zeros(arr.shape)
+    if mode != "L":
+        im = im.convert("L")
+    return np.asarray(im, dtype=np.float64) / 255.0
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(arr, dtype=np.float32), "F")
+    return np.clip(np.asarray(im.resize(size, resample), dtype=np.float64), 0.0, 1.0)
+
+
+def _frame_mnist(arr: np.ndarray, h: int, w: int) -> np.ndarray:
+    """MNIST: bounding box scaled to 20/28 of the frame, centred by its centre of mass."""
+    from PIL import Image
+
     box = max(1, int(round(max(h, w) * 20 / 28)))
     scale = box / max(arr.shape)
     new = (max(1, int(round(arr.shape[1] * scale))), max(1, int(round(arr.shape[0] * scale))))
-    small = np.asarray(Image.fromarray((arr * 255).astype(np.uint8)).resize(new, Image.LANCZOS), dtype=np.float64)
+    small = np.asarray(Image.fromarray((arr * 255).astype(np.uint8)).resize(new, Image.LANCZOS),
+                       dtype=np.float64) / 255.0
     canvas = np.zeros((h, w))
     total = small.sum()
     if total > 0:
@@ -53,4 +106,84 @@ def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 
     top = min(max(top, 0), h - small.shape[0])
     left = min(max(left, 0), w - small.shape[1])
     canvas[top:top + small.shape[0], left:left + small.shape[1]] = small[: h, : w]
-    return (canvas.reshape(-1) / 255.0 * pixel_max).astype(np.float64)
+    return canvas
+
+
+def _frame_fill(arr: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Bounding box scaled to fill the frame keeping its aspect ratio, centred (digits, Fashion).
+
+    Framed on a grid ``_FILL_OVERSAMPLE`` times finer, then averaged in blocks, as the 8x8
+    digits were made (a 32x32 bitmap filled by the digit, on-pixels counted in 4x4 blocks):
+    the digit is centred to a fraction of a pixel.
+    """
+    from PIL import Image
+
+    k = _FILL_OVERSAMPLE
+    H, W = h * k, w * k
+    scale = min(H / arr.shape[0], W / arr.shape[1])
+    nh = min(H, max(1, int(round(arr.shape[0] * scale))))
+    nw = min(W, max(1, int(round(arr.shape[1] * scale))))
+    small = _resize(arr, (nw, nh), Image.BOX)  # area averaging (pixel copies when enlarging)
+    canvas = np.zeros((H, W))
+    top, left = (H - nh) // 2, (W - nw) // 2
+    canvas[top:top + nh, left:left + nw] = small
+    return canvas.reshape(h, k, w, k).mean(axis=(1, 3))
+
+
+def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 255.0, *,
+                   dataset: str | None = None, framing: str | None = None, ink: str = "light") -> np.ndarray:
+    """Load a picture, make it look like the model's training images, return a flat row.
+
+    Parameters
+    ----------
+    path : the picture (anything Pillow reads: PNG, JPEG, TIFF, ...).
+    shape : the model's image shape, e.g. ``(28, 28)`` or ``(8, 8)``.
+    pixel_max : the largest pixel value of the model's data (255, or 16 for digits).
+    dataset : the model's dataset name (``preprocessing["dataset"]``), to pick its framing.
+    framing : ``"mnist"`` or ``"fill"``; overrides ``dataset``. By default from
+        :func:`framing_for`.
+    ink : ``"light"`` (light digit on a dark background, every bundled dataset) or ``"dark"``
+        (dark on light, e.g. an inverted IDX dataset): the polarity of the returned row.
+
+    Returns a float64 row of ``prod(shape[:2])`` values in ``[0, pixel_max]``. Raises
+    :class:`ConfigError` naming the file when it is missing, unreadable or blank.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a picture file")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such picture file")
+    framing = framing or framing_for(shape, dataset)
+    if ink not in ("light", "dark"):
+        raise ConfigError(f"ink {ink!r}: valid values are light, dark")
+    if framing not in FRAMINGS:
+        raise ConfigError(f"framing {framing!r}: valid values are {', '.join(FRAMINGS)}")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)  # as viewers show it (phone photos)
+            arr = _scaled_gray(im)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
+            Image.DecompressionBombError) as exc:
+        raise ConfigError(f"{path}: not a readable picture ({exc})") from None
+    if arr.size == 0:
+        raise ConfigError(f"{path}: empty picture")
+    arr = np.clip(arr, 0.0, 1.0)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi - lo < MIN_CONTRAST:
+        raise ConfigError(f"{path}: no digit found: the picture is blank/uniform")
+    arr = (arr - lo) / (hi - lo)  # full contrast, so faint pencil strokes count as ink too
+    border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    if border.mean() > 0.5:
+        arr = 1.0 - arr  # light background: every bundled dataset is light on dark
+    h, w = shape[0], shape[1] if len(shape) > 1 else 1
+    mask = arr > _INK_THRESHOLD
+    if not mask.any():
+        raise ConfigError(f"{path}: no digit found: the picture is blank/uniform")
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    arr = arr[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    canvas = _frame_mnist(arr, h, w) if framing == "mnist" else _frame_fill(arr, h, w)
+    if ink == "dark":
+        canvas = 1.0 - canvas
+    return (canvas.reshape(-1) * pixel_max).astype(np.float64)

@@ -174,7 +174,9 @@ def test_a_model_file_without_preprocessing_gets_a_warning(tmp_path, capsys):
     from mlplab.serialization import save_model
 
     save_model(tmp_path / "m.npz", MLP([64, 8, 10], "relu", "softmax", "cross_entropy"))
-    Image.new("L", (8, 8)).save(tmp_path / "x.png")
+    im = Image.new("L", (8, 8))  # a stroke: a blank picture is refused ("no digit found")
+    im.paste(255, (3, 1, 5, 7))
+    im.save(tmp_path / "x.png")
     assert main(["predict", str(tmp_path / "m.npz"), str(tmp_path / "x.png")]) == 0
     assert "records no input scaling" in capsys.readouterr().err
 
