@@ -39,10 +39,12 @@ def compare(
     from mlplab.report import (
         COMPARE_COLUMNS,
         compare_runs,
+        comparison_warnings,
         format_comparison_cell,
         write_comparison,
     )
 
+    _check_out_option(out)  # before any work, so nothing is half-written
     rows = compare_runs(run_dirs)
     # Runs side by side (one column each), metrics down the rows: fits a terminal for a few runs.
     table = Table(title="Run comparison (test set)")
@@ -52,10 +54,26 @@ def compare(
     for key, label in COMPARE_COLUMNS[1:]:
         table.add_row(label, *(format_comparison_cell(key, row[key]) for row in rows))
     paths = write_comparison(run_dirs, out)
+    for warning in comparison_warnings(rows):
+        typer.echo(f"mlplab: warning: {warning}", err=True)
     console = Console(highlight=False)
     console.print(table)
     for p in paths:
         console.print(f"wrote {p}")
+
+
+def _check_out_option(out: Path) -> None:
+    """``--out`` must be a folder (or not exist yet), not a file nor under one."""
+    from mlplab.errors import ConfigError
+
+    blocking = next((p for p in (*reversed(out.parents), out) if p.exists() and not p.is_dir()), None)
+    if blocking == out:
+        raise ConfigError(f"--out {out}: is a file, not a folder")
+    if blocking is not None:
+        raise ConfigError(f"--out {out}: {blocking} is a file, not a folder")
+    for name in ("comparison.md", "comparison.png"):
+        if (out / name).is_dir():
+            raise ConfigError(f"--out {out}: {out / name} is a folder, not a file")
 
 
 def register(app: typer.Typer) -> None:

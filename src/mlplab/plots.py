@@ -493,7 +493,10 @@ def sweep_heatmap(
 def comparison_bars(
     names: Sequence[str], metrics: Mapping[str, Sequence[Any]], path: str | os.PathLike, title: str = "Comparison"
 ) -> Path:
-    """Grouped bars: one group per metric (``metrics`` maps a metric name to one value per name)."""
+    """Grouped bars: one group per metric (``metrics`` maps a metric name to one value per name).
+
+    Names (run folders) and the title are drawn literally: no mathtext for ``$...$``, and a name
+    starting with ``_`` still gets its legend entry."""
     if not names:
         raise ConfigError("nothing to compare")
     if not metrics:
@@ -506,9 +509,11 @@ def comparison_bars(
     width = 0.8 / len(names)
     fig = _figure(max(6.0, 1.4 * len(keys) + 2), 4)
     ax = fig.subplots()
+    handles = []
     for i, name in enumerate(names):
         vals = _num([metrics[k][i] for k in keys])
-        bars = ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(vals, nan=0.0), width, label=str(name))
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(vals, nan=0.0), width)
+        handles.append(bars)
         for bar, v in zip(bars, vals):
             if np.isfinite(v):
                 ax.annotate(f"{v:.4f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
@@ -517,7 +522,10 @@ def comparison_bars(
     ax.margins(y=0.15)  # room for the value labels above the bars
     ax.set_xticks(x, keys)
     ax.set_ylabel("value")
-    ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=7)
+    ax.set_title(title, parse_math=False)
+    # Explicit handles and labels: matplotlib drops labels starting with "_" only when it collects them.
+    legend = ax.legend(handles, [str(n) for n in names], loc="lower right", fontsize=7)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
     ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)

@@ -11,7 +11,10 @@ A run folder holds::
                        mistake_images? (m, d) uint8 + mistake_index? (m,), first_layer_weights? (d, h)
 
 ``metrics.json`` is required; the other files are optional (the report says which are absent),
-but a file that exists and cannot be read raises :class:`RunFolderError` naming it.
+but a file that exists and cannot be read raises :class:`RunFolderError` naming it. The fields
+of ``metrics.json`` that reports and comparisons use are type- and shape-checked (the error names
+the field), and a ``predictions.npz`` that does not match ``metrics.json`` (row count, classes,
+labels, predicted classes) is refused as coming from another run.
 
 Output is deterministic: the same saved files give byte-identical ``report.md``, ``report.html``
 and PNGs (no timestamps or absolute paths are added).
@@ -26,6 +29,7 @@ import io
 import json
 import math
 import os
+import re
 import tomllib
 import zipfile
 from collections.abc import Sequence
@@ -35,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab.errors import MlplabError
+from mlplab.errors import ConfigError, MlplabError
 from mlplab.io import atomic_write_text
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "RunData",
     "RunFolderError",
     "compare_runs",
+    "comparison_warnings",
     "load_run",
     "write_comparison",
     "write_run_figures",
@@ -83,11 +88,23 @@ class RunData:
 
     @property
     def name(self) -> str:
-        return self.run_dir.name
+        return _display_name(self.run_dir)
 
     @property
     def class_names(self) -> list[str]:
         return [str(c) for c in self.metrics["test"]["classes"]]
+
+
+def _display_name(path: Path) -> str:
+    """The folder's own name, also for ``.``, ``..`` or ``run/`` (made absolute first, symlinks kept)."""
+    return path.name if path.name not in ("", ".", "..") else (Path(os.path.abspath(path)).name or str(path))
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if not run_dir.exists():
+        raise RunFolderError(f"{run_dir}: not a run folder (no such directory)")
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir}: not a run folder (not a directory)")
 
 
 def _read_text(path: Path) -> str:
@@ -106,7 +123,104 @@ def _load_json(path: Path) -> Any:
         raise RunFolderError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _bad(path: Path, where: str, what: str) -> RunFolderError:
+    return RunFolderError(f"{path}: {where} {what}")
+
+
+def _check_number(path: Path, where: str, value: Any, *, integer: bool = False) -> None:
+    """``value`` must be ``None`` or a JSON number (an integer if ``integer``; NaN/inf allowed
+    for floats, shown as n/a)."""
+    if value is None:
+        return
+    if integer:
+        ok = _is_number(value) and (isinstance(value, int) or (math.isfinite(value) and value == int(value)))
+        if not ok or value < 0:
+            raise _bad(path, where, f"must be a non-negative integer, got {value!r}"[:200])
+    elif not _is_number(value):
+        raise _bad(path, where, f"must be a number or null, got {value!r}"[:200])
+
+
+def _check_notes(path: Path, where: str, notes: Any) -> None:
+    if notes is None:
+        return
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise _bad(path, where, f"must be a list of strings, got {notes!r}"[:200])
+
+
+_METRIC_KEYS = ("accuracy", "balanced_accuracy", "log_loss", "roc_auc_ovr_macro", "roc_auc_ovo_macro",
+                "roc_auc_ovr_micro", "roc_auc_ovr_weighted", "majority_baseline")
+_INFERENCE_KEYS = ("median_s", "min_s", "max_s", "iqr_s", "samples_per_second", "seconds_per_sample")
+_INFERENCE_INT_KEYS = ("rows", "repeats", "batch_size", "calls")
+_REPORT_FIELDS = ("precision", "recall", "f1-score", "support")
+
+
+def _check_metric_set(path: Path, part: str, d: dict[str, Any]) -> None:
+    """The numbers and notes of a ``test`` / ``train`` object that the report shows."""
+    for key in _METRIC_KEYS:
+        _check_number(path, f"{part}.{key}", d.get(key))
+    _check_number(path, f"{part}.n_samples", d.get("n_samples"), integer=True)
+    _check_notes(path, f"{part}.notes", d.get("notes"))
+
+
+def _check_test(path: Path, test: dict[str, Any]) -> None:
+    for key in ("accuracy", "classes", "classification_report", "confusion_matrix"):
+        if key not in test:
+            raise RunFolderError(f"{path}: test metrics lack {key!r}")
+    _check_metric_set(path, "test", test)
+    classes = test["classes"]
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in classes)):
+        raise _bad(path, "test.classes", "must be a non-empty list of class names")
+    names = [str(c) for c in classes]
+    if len(set(names)) != len(names):
+        raise _bad(path, "test.classes", f"holds duplicate names: {names}")
+    k = len(names)
+    cm = test["confusion_matrix"]
+    if not (isinstance(cm, list) and len(cm) == k and all(isinstance(r, list) and len(r) == k for r in cm)):
+        raise RunFolderError(f"{path}: test confusion_matrix is not {k}x{k}")
+    for i, row in enumerate(cm):
+        for j, v in enumerate(row):
+            _check_number(path, f"test.confusion_matrix[{i}][{j}]", v, integer=True)
+            if v is None:
+                raise _bad(path, f"test.confusion_matrix[{i}][{j}]", "must be a non-negative integer, got None")
+    n = test.get("n_samples")
+    if n is not None and int(sum(sum(r) for r in cm)) != int(n):
+        raise _bad(path, "test.confusion_matrix", f"counts {int(sum(sum(r) for r in cm))} rows, "
+                                                  f"test.n_samples says {int(n)}")
+    rep = test["classification_report"]
+    if not isinstance(rep, dict):
+        raise _bad(path, "test.classification_report", "must be a JSON object")
+    missing = [c for c in names if c not in rep]
+    if missing:
+        raise _bad(path, "test.classification_report", f"lacks classes: {', '.join(missing)}")
+    for key in names + ["macro avg", "weighted avg"]:
+        if key not in rep:
+            continue
+        entry = rep[key]
+        if not isinstance(entry, dict):
+            raise _bad(path, f"test.classification_report[{key!r}]", f"must be a JSON object, got {entry!r}"[:200])
+        for f in _REPORT_FIELDS:
+            _check_number(path, f"test.classification_report[{key!r}][{f!r}]", entry.get(f))
+    _check_number(path, "test.classification_report['accuracy']", rep.get("accuracy"))
+
+
+def _check_inference(path: Path, inf: dict[str, Any]) -> None:
+    for key, entry in inf.items():
+        if not isinstance(entry, dict):
+            raise _bad(path, f"inference[{key!r}]", f"must be a JSON object, got {entry!r}"[:200])
+        for f in _INFERENCE_KEYS:
+            _check_number(path, f"inference[{key!r}].{f}", entry.get(f))
+        for f in _INFERENCE_INT_KEYS:
+            _check_number(path, f"inference[{key!r}].{f}", entry.get(f), integer=True)
+
+
 def _load_metrics(path: Path) -> dict[str, Any]:
+    """Read metrics.json and check the type and shape of every field report/compare use, so a
+    malformed file is refused as one :class:`RunFolderError` naming the file and the field."""
     if not path.is_file():
         raise RunFolderError(f"{path}: missing; a run folder needs metrics.json (run `mlplab evaluate` first)")
     m = _load_json(path)
@@ -115,16 +229,29 @@ def _load_metrics(path: Path) -> dict[str, Any]:
     test = m.get("test")
     if not isinstance(test, dict):
         raise RunFolderError(f"{path}: lacks the 'test' metrics object")
-    for key in ("accuracy", "classes", "classification_report", "confusion_matrix"):
-        if key not in test:
-            raise RunFolderError(f"{path}: test metrics lack {key!r}")
-    k = len(test["classes"])
-    cm = test["confusion_matrix"]
-    if not (isinstance(cm, list) and len(cm) == k and all(isinstance(r, list) and len(r) == k for r in cm)):
-        raise RunFolderError(f"{path}: test confusion_matrix is not {k}x{k}")
     for optional in ("train", "inference"):
         if m.get(optional) is not None and not isinstance(m[optional], dict):
             raise RunFolderError(f"{path}: {optional!r} must be a JSON object")
+    _check_test(path, test)
+    if m.get("train") is not None:
+        _check_metric_set(path, "train", m["train"])
+    if m.get("inference") is not None:
+        _check_inference(path, m["inference"])
+    for key in ("dataset", "split", "model"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            raise _bad(path, key, f"must be a string, got {m[key]!r}"[:200])
+    _check_number(path, "training_time_s", m.get("training_time_s"))
+    _check_number(path, "epochs_run", m.get("epochs_run"), integer=True)
+    ch = m.get("chunked_auc")
+    if ch is not None:
+        if not isinstance(ch, dict):
+            raise _bad(path, "chunked_auc", "must be a JSON object")
+        for key in ("value", "n_used", "n_skipped"):
+            if key not in ch:
+                raise _bad(path, "chunked_auc", f"lacks {key!r}")
+        _check_number(path, "chunked_auc.value", ch["value"])
+        for key in ("n_used", "n_skipped"):
+            _check_number(path, f"chunked_auc.{key}", ch[key], integer=True)
     return m
 
 
@@ -163,9 +290,21 @@ def _load_history(path: Path) -> dict[str, list[float | None]]:
 
 def _load_predictions(path: Path) -> dict[str, np.ndarray]:
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise RunFolderError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if magic != b"PK\x03\x04":  # np.load would try a pickle (or return a bare .npy array)
+        raise RunFolderError(f"{path}: not a predictions file (not an .npz archive)")
+    try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise RunFolderError(f"{path}: not a predictions file (holds object arrays, "
+                                 "which are never loaded)") from None
+        raise RunFolderError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise RunFolderError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc})") from None
     for key in ("y_true", "proba", "class_names", "image_shape"):
         if key not in arrays:
@@ -189,11 +328,44 @@ def _load_predictions(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _check_predictions_match(path: Path, pred: dict[str, np.ndarray], test: dict[str, Any]) -> None:
+    """Refuse a predictions.npz that is not the one metrics.json was computed from (e.g. copied
+    from another run): row count, score columns, labels per class and predicted classes must agree."""
+    y, proba = pred["y_true"], pred["proba"]
+    cm = np.asarray(test["confusion_matrix"], dtype=np.int64)
+    k = cm.shape[0]
+    n = y.shape[0]
+    expected = test.get("n_samples")
+    if expected is None:
+        expected = int(cm.sum())
+    if n != int(expected):
+        raise RunFolderError(f"{path}: holds {n} rows but metrics.json's test set has {int(expected)} "
+                             "(predictions from another run?)")
+    if proba.shape[1] != k:
+        raise RunFolderError(f"{path}: proba has {proba.shape[1]} score columns but metrics.json has {k} classes")
+    counts = np.bincount(y.astype(np.int64), minlength=k)
+    if not np.array_equal(counts, cm.sum(axis=1)):
+        raise RunFolderError(f"{path}: its labels per class differ from the row totals of metrics.json's "
+                             "confusion matrix (predictions from another run?)")
+    if n:
+        got = np.zeros((k, k), dtype=np.int64)
+        np.add.at(got, (y.astype(np.int64), proba.argmax(axis=1)), 1)
+        moved = int(np.abs(got - cm).sum()) // 2  # rows whose predicted class differs
+        # Slack: rows whose two best scores are (nearly) tied, as the float32 copy stored here can
+        # tie scores the metrics were computed from in float64, plus 1% of the rows.
+        tied = 0
+        if k > 1:
+            top2 = np.sort(proba.astype(np.float64), axis=1)[:, -2:]
+            tied = int(np.count_nonzero(top2[:, 1] - top2[:, 0] <= 1e-6 * np.maximum(1.0, np.abs(top2[:, 1]))))
+        if moved > tied + max(1, n // 100):
+            raise RunFolderError(f"{path}: its predicted classes differ from metrics.json's confusion matrix "
+                                 f"in {moved} of {n} rows (predictions from another run?)")
+
+
 def load_run(run_dir: str | os.PathLike) -> RunData:
     """Read a run folder; raise :class:`RunFolderError` naming the first missing/corrupt file."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: not a run folder (no such directory)")
+    _check_run_dir(run_dir)
     data = RunData(run_dir=run_dir, metrics=_load_metrics(run_dir / "metrics.json"))
     hist, cfg, env, pred = (run_dir / n for n in ("history.csv", "config.toml", "environment.json", "predictions.npz"))
     if hist.is_file():
@@ -221,6 +393,7 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         names = [str(c) for c in data.predictions["class_names"]]
         if names != data.class_names:
             raise RunFolderError(f"{pred}: class_names {names} differ from metrics.json classes {data.class_names}")
+        _check_predictions_match(pred, data.predictions, data.metrics["test"])
     else:
         data.absent.append("predictions.npz")
     return data
@@ -551,6 +724,8 @@ COMPARE_COLUMNS = (
     ("run", "run"),
     ("model", "model"),
     ("dataset", "dataset"),
+    ("split", "split"),
+    ("test_n_samples", "test samples"),
     ("accuracy", "accuracy"),
     ("roc_auc_ovr_macro", "AUC OvR macro"),
     ("roc_auc_ovo_macro", "AUC OvO macro"),
@@ -562,7 +737,7 @@ COMPARE_COLUMNS = (
 
 
 def _run_names(paths: Sequence[Path]) -> list[str]:
-    names = [p.name or str(p) for p in paths]
+    names = [_display_name(p) for p in paths]
     if len(set(names)) == len(names):
         return names
     return [str(p) for p in paths]
@@ -582,21 +757,24 @@ def _inference_per_sample(inf: Any) -> float | None:
 
 
 def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """One row per run: run, model, dataset, accuracy, roc_auc_ovr_macro, roc_auc_ovo_macro,
-    balanced_accuracy, log_loss, training_time_s, inference_s_per_sample (whole-set pass)."""
+    """One row per run: run, model, dataset, split, test_n_samples, accuracy, roc_auc_ovr_macro,
+    roc_auc_ovo_macro, balanced_accuracy, log_loss, training_time_s, inference_s_per_sample
+    (whole-set pass). See :func:`comparison_warnings` for runs scored on different test sets."""
     if not run_dirs:
         raise RunFolderError("compare needs at least one run folder")
     paths = [Path(p) for p in run_dirs]
     rows = []
     for name, path in zip(_run_names(paths), paths):
-        if not path.is_dir():
-            raise RunFolderError(f"{path}: not a run folder (no such directory)")
+        _check_run_dir(path)
         m = _load_metrics(path / "metrics.json")
         test = m["test"]
+        n = test.get("n_samples")
         rows.append({
             "run": name,
             "model": m.get("model"),
             "dataset": m.get("dataset"),
+            "split": m.get("split"),
+            "test_n_samples": int(n) if n is not None else int(sum(sum(r) for r in test["confusion_matrix"])),
             "accuracy": test.get("accuracy"),
             "roc_auc_ovr_macro": test.get("roc_auc_ovr_macro"),
             "roc_auc_ovo_macro": test.get("roc_auc_ovo_macro"),
@@ -606,6 +784,42 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
             "inference_s_per_sample": _inference_per_sample(m.get("inference")),
         })
     return rows
+
+
+_TRAIN_ONLY_SPLIT_PARTS = re.compile(r", (training subset of \d+|validation \d+ taken from training)")
+
+
+def _test_set_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies the test set a run was scored on: dataset, split (without the parts that
+    only change the training rows) and test size."""
+    split = row.get("split")
+    if isinstance(split, str):
+        split = _TRAIN_ONLY_SPLIT_PARTS.sub("", split)
+    return row.get("dataset"), split, row.get("test_n_samples")
+
+
+def comparison_warnings(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One-line warnings when :func:`compare_runs` rows were scored on different data."""
+    if len(rows) < 2:
+        return []
+    datasets = list(dict.fromkeys(_fmt(r.get("dataset")) for r in rows))
+    if len(datasets) > 1:
+        return [f"the runs use different datasets ({', '.join(datasets)}); their metrics are not comparable"]
+    if len({_test_set_key(r) for r in rows}) > 1:
+        sizes = ", ".join(f"{r['run']}: {_fmt(r.get('split'))}, {r['test_n_samples']} test rows" for r in rows)
+        return [f"the runs were scored on different test sets ({sizes}); their metrics are not directly comparable"]
+    return []
+
+
+def _check_out_dir(out: Path) -> None:
+    """Refuse, before any work, an output folder that is a file (or lies under one)."""
+    blocking = next((p for p in (*reversed(out.parents), out) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        what = "is a file, not a folder" if blocking == out else f"{blocking} is a file, not a folder"
+        raise ConfigError(f"{out}: {what}")
+    for name in ("comparison.md", "comparison.png"):
+        if (out / name).is_dir():
+            raise ConfigError(f"{out / name}: is a folder, not a file")
 
 
 def format_comparison_cell(key: str, value: Any) -> str:
@@ -619,9 +833,13 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
     """Write ``comparison.md`` (table + figure link) and ``comparison.png`` into ``out_dir``."""
     from mlplab import plots
 
-    rows = compare_runs(run_dirs)
     out = Path(out_dir)
+    _check_out_dir(out)
+    rows = compare_runs(run_dirs)
+    warnings = comparison_warnings(rows)
     names = [r["run"] for r in rows]
+    if warnings:  # say in the legend which data each run was scored on
+        names = [f"{r['run']} ({_fmt(r.get('dataset'))}, {r['test_n_samples']} test rows)" for r in rows]
     labels = dict(COMPARE_COLUMNS)
     bar_keys = ("accuracy", "balanced_accuracy", "roc_auc_ovr_macro", "roc_auc_ovo_macro")
     png = plots.comparison_bars(names, {labels[k]: [r[k] for r in rows] for k in bar_keys},
@@ -632,6 +850,9 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
         ("h1", "Run comparison"),
         ("p", ("Test-set metrics; AUCs over the whole test set; inference is the forward pass of the "
                "whole set divided by its rows.")),
+    ]
+    blocks += [("p", f"Warning: {w}.") for w in warnings]
+    blocks += [
         ("table", header, table),
         ("img", "Test-set metrics by run", "comparison.png"),
     ]
