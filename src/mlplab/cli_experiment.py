@@ -68,8 +68,8 @@ def run(
 
     from mlplab.errors import ConfigError
     from mlplab.experiments.checkpoint import ENV_VAR
-    from mlplab.experiments.runner import (RUN_FILE, check_batch_sizes, check_experiment_out, check_names, plan,
-                                          run_experiment)
+    from mlplab.experiments.runner import (RUN_FILE, check_batch_sizes, check_data, check_experiment_out,
+                                          check_names, plan, run_experiment)
     from mlplab.experiments.spec import load_spec
 
     if resume is not None:
@@ -77,7 +77,8 @@ def run(
             raise ConfigError("--resume DIR continues DIR with its own spec: give neither NAME nor --out with it")
         if not (resume / "spec.toml").is_file():
             raise ConfigError(f"--resume {resume}: no spec.toml there (not an experiment folder)")
-        name, out, quick = str(resume / "spec.toml"), resume, False  # the saved spec is already resolved
+        # the saved spec is already resolved; it records whether it was a --quick run (quick = true)
+        name, out, quick = str(resume / "spec.toml"), resume, False
         try:
             seeds = int(json.loads((resume / RUN_FILE).read_text(encoding="utf-8"))["seeds"])
         except (OSError, ValueError, KeyError, TypeError):
@@ -122,10 +123,11 @@ def run(
         full = load_spec(name, quick=False, overrides=overrides)
         check_names(full, plan(full, seeds))
     check_batch_sizes(spec, planned)  # before the progress display starts: one clean line
+    check_data(spec)
     total = len(planned)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[current]}"), console=console, transient=False) as bar:
-        task = bar.add_task(f"{spec.name}{' (quick)' if quick else ''}", total=total, current="")
+        task = bar.add_task(f"{spec.name}{' (quick)' if spec.quick else ''}", total=total, current="")
         running: list[str] = []
 
         def progress(event: dict) -> None:

@@ -105,6 +105,14 @@ def check_batch_sizes(spec: Spec, cells) -> None:
                           f"({limit} samples) of cell {c.name!r}")
 
 
+def check_data(spec: Spec) -> None:
+    """The protocol's checks of the spec against the data (optional ``check_data(spec)`` hook of a
+    protocol module, e.g. a class the data does not have), before any cell runs and writes."""
+    check = getattr(get_protocol(spec.runner), "check_data", None)
+    if check is not None:
+        check(spec)
+
+
 def check_experiment_out(out: Path, spec: Spec) -> None:
     """``out`` may be new, empty, or this experiment's folder (its finished cells are reused); never
     a training run or another experiment, whose files the run would overwrite."""
@@ -146,6 +154,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     cells = plan(spec, seeds)
     check_names(spec, cells)  # before anything is written
     check_batch_sizes(spec, cells)
+    check_data(spec)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "spec.toml", to_toml(_tomlable(spec.to_dict())))
     atomic_write_text(out / RUN_FILE, json.dumps({"seeds": int(seeds)}) + "\n")  # what --resume needs besides the spec
@@ -201,7 +210,7 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
         acc = res.get("test_accuracy")
         rows.append([r.cell.name, "cached" if r.cached else "run", f"{r.wall_s:.1f}",
                      "n/a" if acc is None else f"{100 * acc:.2f}", str(r.folder.relative_to(out))])
-    blocks.append(("table", ["cell", "status", "wall (s)", "test accuracy (%)", "folder"], rows))
+    blocks.append(("table", ["cell", "status", "wall (s)", parts.cell_accuracy_label, "folder"], rows))
     if summary["seeds"] > 1:
         from mlplab.experiments.protocols.common import pm
 
@@ -211,7 +220,7 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
             m = agg["metrics"]
             srows.append([g, pm(m.get("test_accuracy")), pm(m.get("train_accuracy")),
                           pm(m.get("test_auc_ovr_macro"), 1, 4), pm(m.get("training_time_s"), 1, 1)])
-        blocks.append(("table", ["group", "test accuracy (%)", "train accuracy (%)", "macro AUC OvR",
+        blocks.append(("table", ["group", parts.cell_accuracy_label, "train accuracy (%)", "macro AUC OvR",
                                  "train time (s)"], srows))
     env = environment_info()
     blocks.append(("h2", "Environment"))

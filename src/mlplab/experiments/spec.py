@@ -210,6 +210,14 @@ def from_dict(raw: dict[str, Any], origin: str = "<spec>", quick: bool = False,
     except ConfigError as exc:
         raise ConfigError(f"{origin}: runner: {exc}") from None
 
+    # a resolved spec (the spec.toml an experiment run saves) records its mode as a boolean
+    # ``quick`` instead of a [quick] table: its sections already hold the quick values
+    resolved_quick = raw.get("quick") if isinstance(raw.get("quick"), bool) else None
+    if resolved_quick is not None and quick:
+        if not resolved_quick:
+            raise ConfigError(f"{origin}: quick = false: this is the resolved spec of a full run (no [quick] "
+                              "table to merge); run the original spec with --quick")
+        quick = False  # already merged: nothing to merge again, the mode stays quick below
     layers: list[tuple[str, dict[str, Any]]] = [(origin, raw)]
     if quick:
         q = raw.get("quick", {})
@@ -250,7 +258,8 @@ def from_dict(raw: dict[str, Any], origin: str = "<spec>", quick: bool = False,
         raise ConfigError(f"{origin}: report.notes must be a list of strings")
     spec = Spec(name=top["name"], title=top["title"] or top["name"], description=top["description"],
                 runner=top["runner"], protocol=protocol, sections=sections, sweep=sweep,
-                report=copy.deepcopy(report), options=options, origin=origin, quick=quick)
+                report=copy.deepcopy(report), options=options, origin=origin,
+                quick=bool(quick or resolved_quick))
     check = getattr(module, "check_spec", None)
     if check is not None:
         check(spec)

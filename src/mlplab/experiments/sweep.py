@@ -4,7 +4,8 @@ A *cell* is one unit of work: a function (``kind``, ``"module:function"`` under
 :mod:`mlplab.experiments.protocols`) applied to a fully resolved, JSON-able ``config``. Its
 identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 
-* a finished cell (its folder holds ``cell.json`` with the same key) is never retrained;
+* a finished cell (its folder holds ``cell.json`` with the same key) is never retrained, even
+  under another cell name (``--seeds`` renames cells: the folder is found by its key suffix);
 * an interrupted sweep resumes: finished cells load, and an unfinished cell continues from the
   checkpoint it writes every minute or so (:mod:`mlplab.experiments.checkpoint`; cells trained
   by PyTorch or scikit-learn start again);
@@ -344,6 +345,20 @@ def load_cached(cell: Cell, folder: Path) -> dict[str, Any] | None:
     return saved
 
 
+def find_cached(cell: Cell, cells_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """A finished folder of ``cell``'s config under another cell name: the cache is keyed by the
+    config hash, and the folder name ends with its first 12 hex digits (``name-key``), so a cell
+    renamed by ``--seeds`` (``name/seed=N``) finds the folder its config finished in."""
+    own = cells_dir / cell.folder_name
+    for folder in sorted(cells_dir.glob(f"*-{cell.key[:12]}")):
+        if folder == own or not folder.is_dir():
+            continue
+        saved = load_cached(cell, folder)  # the full key must match, not only the suffix
+        if saved is not None:
+            return folder, saved
+    return None
+
+
 class CellFailed(MlplabError):
     """A cell raised; the message names the cell and its folder."""
 
@@ -368,6 +383,8 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
     for i, c in enumerate(cells):
         folder = cells_dir / c.folder_name
         saved = load_cached(c, folder)
+        if saved is None:  # the same config finished under another name (e.g. before --seeds renamed it)
+            folder, saved = find_cached(c, cells_dir) or (folder, None)
         if saved is not None:
             results[i] = CellResult(c, folder, saved["result"], True, float(saved.get("wall_s", 0.0)))
             emit({"event": "cell_done", "name": c.name, "cached": True, "wall_s": results[i].wall_s,

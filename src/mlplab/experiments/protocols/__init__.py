@@ -4,7 +4,8 @@
 * ``cells(spec, seeds) -> list[Cell]``: the work, as cells of the sweep machinery;
 * ``report(spec, results, out) -> ReportParts``: the comparison table (published, reproduced,
   corrected), further report blocks and summary entries;
-* optionally ``check_spec(spec)`` for cross-key validation.
+* optionally ``check_spec(spec)`` for cross-key validation, and ``check_data(spec)`` for checks
+  against the data (the runner calls it before any cell runs or anything is written).
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ class ReportParts:
     comparison: tuple[list[str], list[list[str]]]
     blocks: list[tuple] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: what a cell's ``test_accuracy`` is, as the report's "Cells" and "Mean ± sd" tables label it
+    cell_accuracy_label: str = "test accuracy (%)"
 
 
 # ----------------------------------------------------------------------------- data

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.special import expit
 
 from mlplab.experiments.protocols import common
-from mlplab.experiments.protocols.common import ReportParts, num, pct
+from mlplab.experiments.protocols.common import ReportParts, pct
 from mlplab.experiments.spec import choice, list_of, nonneg_int, pos_float, pos_int
 from mlplab.experiments.sweep import Cell
 from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -38,11 +38,64 @@ OPTIONS = {
 SEED_PATH = "training.seed"
 
 
+#: the report's initialisation: the only one the ``as-published`` protocol trains
+PUBLISHED_INIT = "uniform01"
+
+
+def inits(spec) -> list[str]:
+    """The initialisations the protocol trains: ``as-published`` the report's U(0, 1) only;
+    ``corrected`` and ``both`` every one in ``options.inits`` (zeros is the corrected one)."""
+    if spec.protocol == "as-published":
+        return [i for i in spec.options["inits"] if i == PUBLISHED_INIT]
+    return list(spec.options["inits"])
+
+
+def check_spec(spec) -> None:
+    if spec.protocol == "as-published" and PUBLISHED_INIT not in spec.options["inits"]:
+        raise common.ConfigError(f"{spec.origin}: protocol 'as-published' trains the report's init "
+                                 f"{PUBLISHED_INIT!r}, which options.inits = {spec.options['inits']!r} leaves out")
+
+
+#: per-class training-set counts already looked up, per (dataset, data_dir)
+_CLASS_COUNTS: dict[tuple[str, Any], np.ndarray] = {}
+
+
+def check_data(spec) -> None:
+    """``options.digits`` and ``options.n_pos`` against the training set's classes, before any
+    cell runs (the runner calls this before it writes anything): a bad value is refused naming
+    the spec file and the option, not after other cells have trained."""
+    from mlplab.errors import ConfigError
+
+    d = spec.sections["data"]
+    key = (d["dataset"], d.get("data_dir"))
+    if key not in _CLASS_COUNTS:
+        _CLASS_COUNTS[key] = np.bincount(np.asarray(common.dataset(*key).y_train, dtype=np.int64))
+    counts = _CLASS_COUNTS[key]
+    k = len(counts)
+    digits = [int(v) for v in spec.options["digits"]]
+    bad = [v for v in digits if not 0 <= v < k]
+    if bad:
+        raise ConfigError(f"{spec.origin}: options.digits = {spec.options['digits']!r}: "
+                          f"{', '.join(map(str, bad))} not a class of {d['dataset']} (classes 0..{k - 1})")
+    n_pos = int(spec.options["n_pos"])
+    n_neg = n_pos // (k - 1) if k > 1 else 0
+    for v in digits:
+        if counts[v] < n_pos:
+            raise ConfigError(f"{spec.origin}: options.n_pos = {n_pos} is more than digit {v} has "
+                              f"({int(counts[v])} training samples of {d['dataset']})")
+        others = [c for c in range(k) if c != v and counts[c] < n_neg]
+        if others:
+            c = others[0]
+            raise ConfigError(f"{spec.origin}: options.n_pos = {n_pos} asks for {n_neg} negatives of every other "
+                              f"digit, but digit {c} has only {int(counts[c])} training samples of {d['dataset']}")
+
+
 def cells(spec, seeds: int = 1) -> list[Cell]:
     out = []
     for d in spec.options["digits"]:
         cfg = {sec: copy.deepcopy(spec.sections[sec]) for sec in ("data", "split", "preprocessing", "training")}
         cfg["options"] = {k: copy.deepcopy(v) for k, v in spec.options.items() if k != "digits"}
+        cfg["options"]["inits"] = inits(spec)  # "both" and "corrected" train the same cells
         cfg["options"]["digit"] = int(d)
         out.append(Cell(name=f"digit={d}", kind="ovr_logistic:digit_cell", config=cfg,
                         seed=cfg["training"]["seed"], tags={"digit": int(d)}))
@@ -148,14 +201,21 @@ def digit_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
 
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     from mlplab import plots
+    from mlplab.experiments.sweep import mean_sd
 
     pub = spec.report.get("published", {})
     ptr, pte = pub.get("train_lr0.01", []), pub.get("test_lr0.01", [])
-    models = [m for r in results for m in r.result["models"]]
     first_seed = {}
+    per_seed: dict[tuple[int, float, str], list[dict[str, Any]]] = {}  # every seed's model, in seed order
     for r in results:
         first_seed.setdefault(r.result["digit"], r)
+        for m in r.result["models"]:
+            per_seed.setdefault((m["digit"], float(m["lr"]), m["init"]), []).append(m)
     models = [m for r in first_seed.values() for m in r.result["models"]]
+    n_seeds = max((len(v) for v in per_seed.values()), default=1)
+    used_inits = inits(spec)
+    published_side = spec.protocol in ("as-published", "both")
+    corrected_side = spec.protocol in ("corrected", "both")
 
     def get(d, lr, init):
         for m in models:
@@ -163,10 +223,20 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                 return m
         return None
 
+    def over_seeds(d, lr, init, value) -> str:
+        """``value(model)`` as a percentage: mean ± sd over the seeds when there are several."""
+        ms = [m for (dd, ll, ii), v in per_seed.items() if dd == d and abs(ll - lr) < 1e-12 and ii == init for m in v]
+        if not ms:
+            return "not run"
+        return common.pm(mean_sd([value(m) for m in ms]))
+
     digits = sorted(first_seed)
-    header = ["digit", "published train / test (%), lr 0.01, U(0,1)", "reproduced train / test (%), lr 0.01, U(0,1)",
-              "all-negative test baseline (%)", "beats baseline", "corrected: balanced accuracy (%)",
-              "corrected: AUC", "corrected: F1", "corrected: zeros init, test acc / balanced (%)"]
+    over = f", mean ± sd over {n_seeds} seeds" if n_seeds > 1 else ""
+    header = ["digit", "published train / test (%), lr 0.01, U(0,1)",
+              f"reproduced train / test (%), lr 0.01, U(0,1){over}",
+              "all-negative test baseline (%)", "beats baseline" + (f" (seeds of {n_seeds})" if n_seeds > 1 else ""),
+              f"corrected: balanced accuracy (%){over}", f"corrected: AUC{over}", f"corrected: F1{over}",
+              f"corrected: zeros init, test acc / balanced (%){over}"]
     rows = []
     for d in digits:
         m = get(d, 0.01, "uniform01")
@@ -175,15 +245,31 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         if m is None:
             continue
         t = m["test"]
-        rows.append([str(d), p, f"{pct(m['train_accuracy'])} / {pct(t['accuracy'])}", pct(t["baseline_accuracy"]),
-                     "yes" if t["beats_baseline"] else "NO", pct(t["balanced_accuracy"]), num(t["roc_auc"]),
-                     num(t["f1"], 3),
-                     "n/a" if z is None else f"{pct(z['test']['accuracy'])} / {pct(z['test']['balanced_accuracy'])}"])
+        seeds_m = per_seed.get((d, 0.01, "uniform01"), [m])
+        beats = sum(1 for x in seeds_m if x["test"]["beats_baseline"])
+        if n_seeds > 1:
+            beats_txt = f"{beats} of {len(seeds_m)}"
+        else:
+            beats_txt = "yes" if t["beats_baseline"] else "NO"
+        reproduced = (f"{over_seeds(d, 0.01, 'uniform01', lambda x: x['train_accuracy'])} / "
+                      f"{over_seeds(d, 0.01, 'uniform01', lambda x: x['test']['accuracy'])}")
+        if not published_side:
+            reproduced = "not run (protocol corrected)"
+        if corrected_side:
+            corrected = [over_seeds(d, 0.01, "uniform01", lambda x: x["test"]["balanced_accuracy"]),
+                         _pm_num(mean_sd([x["test"]["roc_auc"] for x in seeds_m]), 4),
+                         _pm_num(mean_sd([x["test"]["f1"] for x in seeds_m]), 3),
+                         "n/a" if z is None else
+                         f"{over_seeds(d, 0.01, 'zeros', lambda x: x['test']['accuracy'])} / "
+                         f"{over_seeds(d, 0.01, 'zeros', lambda x: x['test']['balanced_accuracy'])}"]
+        else:
+            corrected = ["not run (protocol as-published)"] * 4
+        rows.append([str(d), p, reproduced, pct(t["baseline_accuracy"]), beats_txt, *corrected])
     blocks: list[tuple] = []
     summary: dict[str, Any] = {"models": models}
     claims = []
     for lr in spec.options["lrs"]:
-        for init in spec.options["inits"]:
+        for init in used_inits:
             ms = [get(d, lr, init) for d in digits]
             ms = [m for m in ms if m is not None]
             if not ms:
@@ -205,10 +291,14 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                            "test, best 97.91% (digit 1); lr 0.001: accuracy collapses, best model 21.67%. "
                            "Raw accuracy at a fixed 0.75 threshold on a test set with about 10% positives is "
                            "misleading: the all-negative baseline scores about 90%."))
+    if n_seeds > 1:
+        seed0 = min(r.cell.seed for r in first_seed.values()) if first_seed else 0
+        blocks.insert(0, ("p", f"This table and the figures below show the first seed (seed {seed0}) of the "
+                               f"{n_seeds} seeds per digit; the table above shows mean ± sd over the seeds."))
     blocks.insert(0, ("h2", "All learning rates and initialisations"))
     # weights as images
     for lr in spec.options["lrs"][:1]:
-        for init in spec.options["inits"]:
+        for init in used_inits:
             ws = []
             for r in first_seed.values():
                 arr = np.load(r.folder / "weights.npz")
@@ -220,4 +310,11 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                 plots.ovr_weight_images(np.stack(ws), (28, 28), out / "figures" / name)
                 blocks.append(("img", f"Weight vectors as 28x28 images, lr {lr:g}, init {init}", f"figures/{name}"))
     summary["claims"] = claims
-    return ReportParts(comparison=(header, rows), blocks=blocks, summary=summary)
+    n_models = len(spec.options["lrs"]) * len(used_inits)
+    return ReportParts(comparison=(header, rows), blocks=blocks, summary=summary,
+                       cell_accuracy_label=f"mean test accuracy over the {n_models} lr x init models (%)")
+
+
+def _pm_num(stats: dict[str, Any] | None, digits: int) -> str:
+    """A plain number (AUC, F1) as ``mean ± sd (n=K)``, or the value alone for one seed."""
+    return common.pm(stats, 1.0, digits)

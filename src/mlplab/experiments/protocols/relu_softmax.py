@@ -18,7 +18,7 @@ import numpy as np
 
 from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float
 from mlplab.experiments.protocols import common
-from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
+from mlplab.experiments.protocols.common import ReportParts, metric_summary
 from mlplab.experiments.spec import list_of, pos_float
 from mlplab.experiments.sweep import Cell
 from mlplab.training import Callback
@@ -159,24 +159,42 @@ def run_stack(cfgs: list[dict[str, Any]], outs: list[Path]) -> list[Any]:
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     from mlplab import plots
 
+    from mlplab.experiments.sweep import mean_sd
+
     pub = spec.report.get("published", {})
     first: dict[tuple[str, float], Any] = {}
+    every: dict[tuple[str, float], list[Any]] = {}  # every seed's result, per (protocol, lr)
     for r in results:
         first.setdefault((r.cell.tags["protocol"], r.cell.tags["lr"]), r)
-    header = ["lr", "epochs", "published score train / test", "reproduced (as-published) score train / test",
-              "as-published real accuracy test (%)", "corrected accuracy train / test (%)"]
+        every.setdefault((r.cell.tags["protocol"], r.cell.tags["lr"]), []).append(r)
+    n_seeds = max((len(v) for v in every.values()), default=1)
+    over = f", mean ± sd over {n_seeds} seeds" if n_seeds > 1 else ""
+
+    def seeds_of(key: tuple[str, float], value, scale: float = 100.0, digits: int = 2) -> str:
+        """``value(result)`` over the seeds of ``key``: the value, or mean ± sd for several seeds."""
+        vals = [value(r.result) for r in every.get(key, [])]
+        return common.pm(mean_sd([v for v in vals if v is not None]), scale, digits)
+
+    def snap(e: int, k: str):
+        return lambda res: (res["snapshots"].get(str(e)) or {}).get(k)
+
+    header = ["lr", "epochs", "published score train / test", f"reproduced (as-published) score train / test{over}",
+              f"as-published real accuracy test (%){over}", f"corrected accuracy train / test (%){over}"]
     rows = []
     for lr in spec.options["lrs"]:
-        ap, co = first.get(("as-published", float(lr))), first.get(("corrected", float(lr)))
+        ka, kc = ("as-published", float(lr)), ("corrected", float(lr))
+        ap, co = first.get(ka), first.get(kc)
         budgets = sorted({int(e) for r in (ap, co) if r is not None for e in r.result["snapshots"]})
         for e in budgets:
             p = pub.get(f"lr{lr:g}", {}).get(str(e))
             sa = ap.result["snapshots"].get(str(e)) if ap else None
             sc = co.result["snapshots"].get(str(e)) if co else None
             rows.append([f"{lr:g}", str(e), f"{p[0]:.2f} / {p[1]:.2f}" if p else "n/a",
-                         f"{sa['train_mae_score']:.2f} / {sa['test_mae_score']:.2f}" if sa else "not run",
-                         pct(sa["test_accuracy"]) if sa else "not run",
-                         f"{pct(sc['train_accuracy'])} / {pct(sc['test_accuracy'])}" if sc else "not run"])
+                         f"{seeds_of(ka, snap(e, 'train_mae_score'), 1.0)} / "
+                         f"{seeds_of(ka, snap(e, 'test_mae_score'), 1.0)}" if sa else "not run",
+                         seeds_of(ka, snap(e, "test_accuracy")) if sa else "not run",
+                         f"{seeds_of(kc, snap(e, 'train_accuracy'))} / {seeds_of(kc, snap(e, 'test_accuracy'))}"
+                         if sc else "not run"])
     blocks: list[tuple] = []
     zp = next(iter(first.values())).result["zero_predictor"] if first else None
     if zp:
@@ -193,9 +211,15 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                         "initialisation the same architecture learns normally."))
     results_rows = []
     for (proto, lr), r in sorted(first.items()):
-        results_rows.append([proto, f"{lr:g}", pct(r.result["test_accuracy"]), num(r.result.get("test_auc_ovr_macro")),
-                             num(r.result.get("training_time_s"), 1)])
-    blocks.append(("table", ["protocol", "lr", "final test accuracy (%)", "macro AUC OvR", "train time (s)"], results_rows))
+        k = (proto, lr)
+        results_rows.append([proto, f"{lr:g}", seeds_of(k, lambda res: res["test_accuracy"]),
+                             seeds_of(k, lambda res: res.get("test_auc_ovr_macro"), 1.0, 4),
+                             seeds_of(k, lambda res: res.get("training_time_s"), 1.0, 1)])
+    blocks.append(("table", ["protocol", "lr", f"final test accuracy (%){over}", f"macro AUC OvR{over}",
+                             f"train time (s){over}"], results_rows))
+    if n_seeds > 1:
+        blocks.append(("p", f"The tables above show mean ± sd over the {n_seeds} seeds of every cell; the figures "
+                            "below show the first seed of each."))
     for proto in ("as-published", "corrected"):
         res = [r for (p, _), r in first.items() if p == proto]
         if not res:

@@ -129,6 +129,17 @@ def _replay_data(cfg: dict[str, Any]):
         ev = te
         desc = (f"train_test_split(test_size={cfg['split']['test_fraction']}, random_state={seed}, stratify=y) "
                 f"over all {len(y_all)}: {len(tr)}/{len(te)}, scikit-learn order")
+    # data.max_train_samples / max_test_samples: the same stratified subsets the other cells take
+    # (common.prepare), so every column of the report is on the same rows; the replayed streams
+    # then run over the subset (no longer the published run: the report says so)
+    d = cfg["data"]
+    if d.get("max_train_samples") or d.get("max_test_samples"):
+        tr = common._subset(np.asarray(tr), y_all, d.get("max_train_samples"), seed)
+        sub_te = common._subset(np.asarray(te), y_all, d.get("max_test_samples"), seed)
+        if ev is te:
+            ev = sub_te
+        te = sub_te
+        desc += f", subsets {len(tr)}/{len(te)}"
     scaler = Scaler(cfg["preprocessing"]["scaling"], pixel_max=ds.pixel_max).fit(X_all[tr])
     dt = np.dtype(cfg["preprocessing"].get("dtype", "float64"))
     data = PreparedData(
@@ -371,6 +382,11 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                                   "max_abs_diff_test_pp": max(d_te), "worst_epoch": worst + 1,
                                   "initial_eval": spec.options["initial_eval"]}
         blocks.append(("h2", "2-hidden: per-epoch accuracy against the published curve"))
+        d = spec.sections["data"]
+        if d.get("max_train_samples") or d.get("max_test_samples"):
+            blocks.append(("p", f"data.max_train_samples = {d.get('max_train_samples')}, data.max_test_samples = "
+                                f"{d.get('max_test_samples')}: every cell, the replay included, ran on these "
+                                "subsets, so the replayed curve is not the published run's."))
         blocks.append(("p", f"Largest per-epoch difference over {n} epochs: train {max(d_tr):.2f} points, "
                             f"test {max(d_te):.2f} points (epoch {worst + 1}); initial-evaluation order: "
                             f"{spec.options['initial_eval']} (the shuffle stream is replayed exactly; remaining "
