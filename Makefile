@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
+	@if [ -n "$$MLPLAB_DATA_DIR" ] && [ ! -d "$$MLPLAB_DATA_DIR" ]; then \
+	  echo "mlplab: error: MLPLAB_DATA_DIR $$MLPLAB_DATA_DIR: no such directory" >&2; exit 2; fi
 	@if $(VENV)/bin/mlplab data fetch mnist; then ds=mnist; else \
 	  echo "MNIST could not be obtained: training on the offline 'digits' dataset instead"; ds=digits; fi; \
 	rm -rf $(RUN); \

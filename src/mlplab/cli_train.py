@@ -321,6 +321,8 @@ def register(app: typer.Typer) -> None:
              "scaling": "none", "validation_fraction": 0.0, "max_train_samples": None}
         fields = {"canonical": ("kind",), "textbook": ("kind", "split_seed")}.get(
             d["split"], ("kind", "test_fraction", "split_seed"))  # what defines each kind's rows
+        if "test_samples" in trained or "train_samples" in trained:
+            fields = (*fields, "split_seed")  # the seed draws the subsets too
         same_split = bool(trained) and all(
             trained.get(f) == d["split" if f == "kind" else f] for f in fields)
         if same_split:  # the training rows the model's own train metrics were measured on

@@ -55,9 +55,19 @@ def _scaled_gray(im) -> np.ndarray:
         alpha = rgba[..., 3]
         if alpha.sum() <= 0:
             return np.zeros(lum.shape)  # fully transparent: blank
-        # the transparent parts are background: composite onto the colour opposite to the strokes
-        ink = float((lum * alpha).sum() / alpha.sum())
-        background = 1.0 if ink < 0.5 else 0.0
+        opaque = alpha > 0.5
+        if im.mode == "P" and (alpha == 0).any():  # a palette picture (GIF-like) was drawn on the
+            background = float(np.median(lum[alpha == 0]))  # colour its transparent entry holds,
+            out = lum * alpha + background * (1.0 - alpha)
+            if float(out.max() - out.min()) >= MIN_CONTRAST:  # unless that is the ink's colour too
+                return out
+        if opaque.mean() >= 0.5:  # an opaque card (with transparent corners): its own colour is the background
+            background = float(np.median(lum[opaque]))
+        else:  # strokes on a transparent sheet: the background is the colour opposite to the ink,
+            # the extreme of the opaque colours farther from mid-grey (a light halo around a dark
+            # digit is not the ink)
+            dark, light = np.percentile(lum[opaque] if opaque.any() else lum[alpha > 0], [5, 95])
+            background = 1.0 if 0.5 - dark >= light - 0.5 else 0.0
         return lum * alpha + background * (1.0 - alpha)
     mode = im.mode
     if mode.startswith("I;16"):
@@ -67,9 +77,9 @@ def _scaled_gray(im) -> np.ndarray:
         if not np.isfinite(arr).all():
             raise ValueError("the picture holds non-finite pixel values")
         lo, hi = float(arr.min()), float(arr.max())
-        if mode == "F" and lo >= 0.0 and hi <= 1.0:
-            return arr
-        for top in (255.0, 65535.0):
+        # floats: [0, 1] or [0, 255] as is, else their own range; 32-bit integers: 8 or 16 bits
+        tops = (1.0, 255.0) if mode == "F" else (255.0, 65535.0)
+        for top in tops:
             if lo >= 0.0 and hi <= top:
                 return arr / top
         return (arr - lo) / (hi - lo) if hi > lo else np.zeros(arr.shape)

@@ -237,7 +237,7 @@ def _load_metrics(path: Path) -> dict[str, Any]:
         _check_metric_set(path, "train", m["train"])
     if m.get("inference") is not None:
         _check_inference(path, m["inference"])
-    for key in ("dataset", "split", "model"):
+    for key in ("dataset", "split", "test_rows", "model"):
         if m.get(key) is not None and not isinstance(m[key], str):
             raise _bad(path, key, f"must be a string, got {m[key]!r}"[:200])
     _check_number(path, "training_time_s", m.get("training_time_s"))
@@ -774,6 +774,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
             "model": m.get("model"),
             "dataset": m.get("dataset"),
             "split": m.get("split"),
+            "test_rows": m.get("test_rows"),
             "test_n_samples": int(n) if n is not None else int(sum(sum(r) for r in test["confusion_matrix"])),
             "accuracy": test.get("accuracy"),
             "roc_auc_ovr_macro": test.get("roc_auc_ovr_macro"),
@@ -786,14 +787,15 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     return rows
 
 
-_TRAIN_ONLY_SPLIT_PARTS = re.compile(r", (training subset of \d+|validation \d+ taken from training)")
+_TRAIN_ONLY_SPLIT_PARTS = re.compile(r", (training subset of \d+( \(seed \d+\))?|validation \d+ taken from training)")
 
 
 def _test_set_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    """What identifies the test set a run was scored on: dataset, split (without the parts that
-    only change the training rows) and test size."""
-    split = row.get("split")
-    if isinstance(split, str):
+    """What identifies the test set a run was scored on: dataset, what picked its test rows (the
+    ``test_rows`` key runs write; for older folders the split text without the parts that only
+    change the training rows) and test size."""
+    split = row.get("test_rows") or row.get("split")
+    if isinstance(split, str) and not row.get("test_rows"):
         split = _TRAIN_ONLY_SPLIT_PARTS.sub("", split)
     return row.get("dataset"), split, row.get("test_n_samples")
 

@@ -94,7 +94,7 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         keep, _ = splits.stratified_split(ytr, 1 - d["max_train_samples"] / len(ytr), d["split_seed"])
         keep = np.sort(keep)
         Xtr, ytr = Xtr[keep], ytr[keep]
-        desc += f", training subset of {len(ytr)}"
+        desc += f", training subset of {len(ytr)} (seed {d['split_seed']})"
     test_samples = d.get("max_test_samples")
     if not (test_samples and test_samples < len(yte)):
         test_samples = None
@@ -102,7 +102,7 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         keep, _ = splits.stratified_split(yte, 1 - test_samples / len(yte), d["split_seed"])
         keep = np.sort(keep)
         Xte, yte = Xte[keep], yte[keep]
-        desc += f", test subset of {len(yte)}"
+        desc += f", test subset of {len(yte)} (seed {d['split_seed']})"
     Xv = yv = None
     if d["validation_fraction"] > 0:
         tr, va = splits.validation_split(ytr, d["validation_fraction"], d["split_seed"])
@@ -136,6 +136,20 @@ def split_record(kind: str, test_fraction: float, seed: int, test_samples: int |
     if validation_fraction:
         record["validation_fraction"] = float(validation_fraction)
     return record
+
+
+def test_rows_key(record: dict[str, Any]) -> str:
+    """What picks the test rows of a split record (see :func:`split_record`), as one string:
+    runs with equal keys on one dataset were scored on the same rows (``mlplab compare`` checks)."""
+    kind = record["kind"]
+    parts = [kind]
+    if kind in ("stratified", "sklearn"):
+        parts.append(f"test fraction {record['test_fraction']:g}")
+    if kind != "canonical" or record.get("test_samples"):
+        parts.append(f"seed {record['split_seed']}")
+    if record.get("test_samples"):
+        parts.append(f"test subset {record['test_samples']}")
+    return ", ".join(parts)
 
 
 def preprocessing_meta(data: PreparedData) -> dict[str, Any]:
@@ -296,6 +310,7 @@ def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], 
         "dataset": data.dataset_name,
         "source": data.source,
         "split": data.split_desc,
+        "test_rows": test_rows_key(data.split) if data.split else None,
         "model": net.describe(),
         "n_parameters": net.n_parameters,
         "test": test,

@@ -312,3 +312,22 @@ def test_a_failed_report_says_the_results_are_kept(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"the results are saved in {ev}" in err and f"mlplab report {ev}" in err and len(err.splitlines()) == 1
     assert (ev / "metrics.json").exists()
+
+
+def test_compare_warns_only_when_the_test_rows_differ(tmp_path, capsys):
+    spec = tmp_path / "s.toml"
+    spec.write_text('name = "cmp"\nrunner = "generic"\n[data]\ndataset = "digits"\nmax_train_samples = 600\n'
+                    'max_test_samples = 200\n[split]\nkind = "canonical"\nseed = 7\n'
+                    '[model]\nhidden = [8]\n[training]\nepochs = 2\n')
+    assert main(["experiment", "run", str(spec), "--out", str(tmp_path / "ex")]) == 0
+    (cell,) = (tmp_path / "ex" / "cells").iterdir()
+    assert main(["evaluate", str(cell / "model.npz"), "--out", str(tmp_path / "own"), "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(cell), str(tmp_path / "own"), "--out", str(tmp_path / "c1")]) == 0
+    assert "warning" not in capsys.readouterr().err  # a cell and its own evaluation: the same rows
+    # another seed draws other subsets of the canonical split: warned, and the rows really differ
+    assert main(["evaluate", str(cell / "model.npz"), "--split-seed", "8", "--out", str(tmp_path / "other"),
+                 "--no-report"]) == 0
+    assert "trained on another split" in capsys.readouterr().err
+    assert main(["compare", str(cell), str(tmp_path / "other"), "--out", str(tmp_path / "c2")]) == 0
+    assert "different test sets" in capsys.readouterr().err

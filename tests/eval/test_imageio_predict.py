@@ -139,6 +139,36 @@ def test_black_strokes_on_a_transparent_background(tmp_path):
     assert np.corrcoef(out, opaque)[0, 1] > 0.95
 
 
+def test_transparent_corners_of_a_card_and_a_gif_halo_are_background(tmp_path):
+    seven = _seven()
+    opaque = image_to_input(_save_gray(tmp_path, "opaque.png", 255 - seven), (28, 28), 255)
+    card = np.zeros((28, 28, 4), np.uint8)  # a white card, black ink, transparent (black) corners
+    card[..., :3] = (255 - seven)[..., None]
+    card[..., 3] = 255
+    for r, c in [(0, 0), (0, 27), (27, 0), (27, 27), (0, 1), (1, 0)]:
+        card[r, c] = 0
+    Image.fromarray(card, "RGBA").save(tmp_path / "card.png")
+    np.testing.assert_allclose(image_to_input(tmp_path / "card.png", (28, 28), 255), opaque, atol=2)
+    ink = seven > 127  # a GIF-like picture: white is the transparent entry, a near-white halo around the ink
+    halo = np.zeros_like(ink)
+    for dr, dc in [(-1, 0), (1, 0), (0, -1), (0, 1)]:
+        halo |= np.roll(ink, (dr, dc), axis=(0, 1))
+    index = np.where(ink, 1, np.where(halo, 2, 0)).astype(np.uint8)
+    pal = Image.fromarray(index, "P")
+    pal.putpalette([255, 255, 255, 0, 0, 0, 250, 250, 250] + [0] * 759)
+    pal.save(tmp_path / "halo.png", transparency=0)
+    out = image_to_input(tmp_path / "halo.png", (28, 28), 255)
+    assert np.corrcoef(out, opaque)[0, 1] > 0.95  # the ink, not a hollow outline of the halo
+
+
+def test_float_pictures_in_any_range_are_scaled_by_it(tmp_path):
+    seven = _seven()
+    expected = image_to_input(_save_gray(tmp_path, "u8.png", seven), (28, 28), 255)
+    for top in (1.0, 255.0, 1000.0):
+        Image.fromarray((seven / 255.0 * top).astype(np.float32), "F").save(tmp_path / "f.tif")
+        np.testing.assert_allclose(image_to_input(tmp_path / "f.tif", (28, 28), 255), expected, atol=2)
+
+
 def _blank_pictures(tmp_path: Path) -> list[Path]:
     paths = []
     for name, im in [

@@ -187,6 +187,19 @@ def test_ovr_as_published_without_its_init_is_refused(tmp_path):
         load_spec(p, overrides={"protocol": "as-published"})
 
 
+def test_ovr_without_the_reports_configuration_says_so_and_no_digits_is_refused(tmp_path):
+    from mlplab.errors import ConfigError
+
+    p = tmp_path / "o4.toml"
+    p.write_text(OVR.format(digits="[0]", n_pos=50).replace("lrs = [0.01, 0.5]", "lrs = [0.5]"))
+    run_experiment(load_spec(p), tmp_path / "o4")
+    header, rows = _table((tmp_path / "o4" / "report.md").read_text(), "digit")
+    assert len(rows) == 1 and rows[0][0] == "none" and "lr 0.01, U(0,1) init) is not among" in rows[0][1]
+    p.write_text(OVR.format(digits="[]", n_pos=50))
+    with pytest.raises(ConfigError, match="options.digits"):
+        load_spec(p)
+
+
 # ----------------------------------------------------------------------------- 13: ovr Cells table label
 
 
@@ -326,6 +339,13 @@ def test_two_hidden_replay_honours_sample_limits(tmp_path):
     assert metrics["split"].endswith("subsets 400/200")
     assert metrics["train"]["n_samples"] == 400
     assert "every cell, the replay included, ran on these subsets" in (tmp_path / "t" / "report.md").read_text()
+    # the replay's model file records its split and subsets: evaluate scores it on the same rows
+    from mlplab.cli import main
+
+    assert main(["evaluate", str(folder / "model.npz"), "--out", str(tmp_path / "ev"), "--no-report"]) == 0
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["test"]["n_samples"] == 200 and again["train"]["n_samples"] == 400
+    assert again["test"]["accuracy"] == metrics["test"]["accuracy"]
 
 
 # ----------------------------------------------------------------------------- 2: --seeds reuses finished cells

@@ -28,7 +28,7 @@ from mlplab.experiments.sweep import Cell
 from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 OPTIONS = {
-    "digits": (list(range(10)), list_of(nonneg_int)),
+    "digits": (list(range(10)), list_of(nonneg_int, allow_empty=False)),
     "lrs": ([0.01, 0.05, 0.001], list_of(pos_float, allow_empty=False)),
     "inits": (["uniform01", "zeros"], list_of(choice("uniform01", "zeros"), allow_empty=False)),
     "threshold": (0.75, lambda v: None if isinstance(v, (int, float)) and 0 < v < 1 else "must be in (0, 1)"),
@@ -265,6 +265,9 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         else:
             corrected = ["not run (protocol as-published)"] * 4
         rows.append([str(d), p, reproduced, pct(t["baseline_accuracy"]), beats_txt, *corrected])
+    if not rows:  # the spec leaves the report's configuration out: say so instead of an empty table
+        rows.append(["none", "the report's configuration (lr 0.01, U(0,1) init) is not among options.lrs x "
+                     "options.inits: see the table of all learning rates", *[""] * (len(header) - 2)])
     blocks: list[tuple] = []
     summary: dict[str, Any] = {"models": models}
     claims = []

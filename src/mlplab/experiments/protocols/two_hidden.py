@@ -115,7 +115,7 @@ def _replay_data(cfg: dict[str, Any]):
     """(PreparedData with the test part as test, X_eval/y_eval of the per-epoch pass, desc)."""
     from mlplab.data import splits
     from mlplab.data.preprocessing import Scaler
-    from mlplab.runs import PreparedData
+    from mlplab.runs import PreparedData, split_record
 
     ds = common.dataset(cfg["data"]["dataset"], cfg["data"].get("data_dir"))
     X_all, y_all = splits.all_samples(ds)
@@ -133,6 +133,7 @@ def _replay_data(cfg: dict[str, Any]):
     # (common.prepare), so every column of the report is on the same rows; the replayed streams
     # then run over the subset (no longer the published run: the report says so)
     d = cfg["data"]
+    n_split_train, n_split_test = len(tr), len(te)
     if d.get("max_train_samples") or d.get("max_test_samples"):
         tr = common._subset(np.asarray(tr), y_all, d.get("max_train_samples"), seed)
         sub_te = common._subset(np.asarray(te), y_all, d.get("max_test_samples"), seed)
@@ -146,7 +147,11 @@ def _replay_data(cfg: dict[str, Any]):
         X_train=scaler.transform(X_all[tr], dtype=dt), y_train=np.ascontiguousarray(y_all[tr], dtype=np.int64),
         X_val=None, y_val=None, X_test=scaler.transform(X_all[te], dtype=dt), y_test=np.asarray(y_all[te], np.int64),
         test_images=np.asarray(X_all[te]), scaler=scaler, image_shape=tuple(ds.image_shape),
-        class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source), split_desc=desc)
+        class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source), split_desc=desc,
+        # what `mlplab evaluate` rebuilds (no validation rows are taken out of training here)
+        split=split_record(cfg["split"]["kind"], cfg["split"].get("test_fraction", 0.3), seed,
+                           d.get("max_test_samples") if len(te) < n_split_test else None,
+                           d.get("max_train_samples") if len(tr) < n_split_train else None))
     X_eval = data.X_test if ev is te else scaler.transform(X_all[ev], dtype=dt)
     return data, X_eval, np.asarray(y_all[ev], np.int64)
 
