@@ -1055,6 +1055,8 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
     ----------
     classes_, n_features_in_, coef_ (k, d), intercept_ (k,), n_iter_, loss_curve_ (summed
     over the neurons), seed_.
+
+    :meth:`save` / :meth:`load` keep a fitted model in an mlplab model file (no pickle).
     """
 
     def __init__(self, learning_rate=0.01, max_iter=1000, batch_size=None, init="zeros", threshold=0.5,
@@ -1204,3 +1206,55 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
         dec = self.decision_function(X)
         idx = (dec > 0).astype(np.int64) if dec.ndim == 1 else dec.argmax(axis=1)
         return self.classes_[idx]
+
+    def save(self, path) -> Path:
+        """Write the fitted neurons (one ``d -> k`` sigmoid layer, float64), hyperparameters
+        (threshold included) and ``classes_`` to an mlplab model file (never pickle)."""
+        from mlplab.serialization import save_model
+
+        check_is_fitted(self)
+        k, d = self.coef_.shape
+        net = MLP([d, k], hidden_activation="sigmoid", output_activation="sigmoid", loss="binary_cross_entropy",
+                  init="zeros", dtype="float64")
+        net.dense_layers[0].W[...] = self.coef_.T
+        net.dense_layers[0].b[...] = self.intercept_
+        state = {
+            "estimator": type(self).__name__,
+            "format": _ESTIMATOR_FORMAT,
+            "params": _jsonable_params(self.get_params()),
+            "classes": _classes_meta(self.classes_),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": (self.feature_names_in_.tolist() if hasattr(self, "feature_names_in_") else None),
+            "seed": int(self.seed_),
+            "n_iter": int(self.n_iter_),
+            "loss_curve": [float(v) for v in self.loss_curve_],
+        }
+        return save_model(path, net, classes=[str(c) for c in self.classes_], training=state)
+
+    @classmethod
+    def load(cls, path) -> "OneVsRestLogisticRegression":
+        """Read a model written by :meth:`save`: the same predictions, scores and threshold."""
+        from mlplab.serialization import load_model
+
+        model = load_model(path)
+        st = model.training
+        if st.get("format") != _ESTIMATOR_FORMAT or st.get("estimator") != cls.__name__:
+            raise ModelFileError(f"{path}: not a saved {cls.__name__} (use mlplab.serialization.load_model)")
+        try:
+            est = cls(**_params_from_json(st["params"]))
+            classes = _classes_from_meta(st["classes"])
+            W, b = model.net.dense_layers[0].W, model.net.dense_layers[0].b
+            if len(model.net.sizes) != 2 or W.shape != (int(st["n_features_in"]), len(classes)):
+                raise ValueError(f"weights {W.shape} for {st['n_features_in']} features and {len(classes)} classes")
+            est.classes_ = classes
+            est.coef_ = np.ascontiguousarray(W.T, dtype=np.float64)
+            est.intercept_ = np.asarray(b, dtype=np.float64).copy()
+            est.n_features_in_ = int(st["n_features_in"])
+            if st.get("feature_names_in") is not None:
+                est.feature_names_in_ = np.asarray(st["feature_names_in"], dtype=object)
+            est.seed_ = int(st["seed"])
+            est.n_iter_ = int(st["n_iter"])
+            est.loss_curve_ = [float(v) for v in st["loss_curve"]]
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+            raise ModelFileError(f"{path}: inconsistent estimator metadata ({exc})") from None
+        return est

@@ -513,3 +513,30 @@ def test_one_vs_rest_proba_ranks_classes_like_decision_function():
     assert b.predict_proba(X[:1]).argmax() == 1
     b.intercept_ = np.array([40.0, 40.0])
     assert b.predict(X[:1])[0] == b.predict_proba(X[:1]).argmax() == 0
+
+
+def test_one_vs_rest_save_and_load_round_trip(tmp_path):
+    from sklearn.base import clone
+    from sklearn.datasets import load_digits
+
+    from mlplab.errors import ModelFileError
+    from mlplab.estimator import MLPClassifier, OneVsRestLogisticRegression
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    labels = np.array(list("abcdefghij"))[y]  # arbitrary label types survive
+    est = OneVsRestLogisticRegression(learning_rate=0.5, max_iter=20, threshold=0.75, n_pos=100,
+                                      random_state=3).fit(X, labels)
+    est.save(tmp_path / "ovr.npz")
+    back = OneVsRestLogisticRegression.load(tmp_path / "ovr.npz")
+    assert back.get_params() == est.get_params() and back.threshold == 0.75
+    assert np.array_equal(back.classes_, est.classes_) and back.classes_.dtype == est.classes_.dtype
+    np.testing.assert_array_equal(back.coef_, est.coef_)
+    np.testing.assert_array_equal(back.intercept_, est.intercept_)
+    for method in ("predict", "predict_proba", "decision_function", "predict_binary"):
+        np.testing.assert_array_equal(getattr(back, method)(X), getattr(est, method)(X))
+    assert back.loss_curve_ == est.loss_curve_ and back.n_iter_ == est.n_iter_ and back.seed_ == est.seed_
+    np.testing.assert_array_equal(clone(back).fit(X, labels).coef_, est.coef_)  # same seed, same fit
+    MLPClassifier(hidden_layer_sizes=(4,), max_iter=1).fit(X, y).save(tmp_path / "mlp.npz")
+    with pytest.raises(ModelFileError, match="not a saved OneVsRestLogisticRegression"):
+        OneVsRestLogisticRegression.load(tmp_path / "mlp.npz")
