@@ -331,3 +331,12 @@ def test_compare_warns_only_when_the_test_rows_differ(tmp_path, capsys):
     assert "trained on another split" in capsys.readouterr().err
     assert main(["compare", str(cell), str(tmp_path / "other"), "--out", str(tmp_path / "c2")]) == 0
     assert "different test sets" in capsys.readouterr().err
+
+
+def test_main_registers_the_commands_once_however_often_it_is_called(capsys):
+    from mlplab import cli
+
+    for _ in range(3):
+        assert main(["data", "list"]) == 0
+    names = [c.name or c.callback.__name__ for c in cli.app.registered_commands]
+    assert len(names) == len(set(names))  # every call used to add another copy of every command

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import csv
 import io
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,21 @@ from mlplab.timing import measure_inference
 N, K, SIDE = 200, 10, 8
 
 
+_MADE: dict[tuple[int, bool], Path] = {}  # one folder per kind, copied for each test (~0.5 s each to make)
+
+
 def make_run(run_dir: Path, seed: int = 0, *, with_val: bool = True) -> Path:
     """Write config.toml, history.csv, metrics.json, environment.json, model.npz, predictions.npz."""
+    made = _MADE.get((seed, with_val))
+    if made is None or not made.is_dir():
+        tmp = tempfile.mkdtemp(prefix="mlplab-run-")
+        atexit.register(shutil.rmtree, tmp, True)
+        made = _MADE[(seed, with_val)] = _make_run(Path(tmp) / "run", seed, with_val=with_val)
+    shutil.copytree(made, run_dir, dirs_exist_ok=True)
+    return run_dir
+
+
+def _make_run(run_dir: Path, seed: int = 0, *, with_val: bool = True) -> Path:
     rng = np.random.default_rng(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     d = SIDE * SIDE

@@ -213,7 +213,7 @@ def test_pickled_predictions_are_refused(run_dir):
 def test_compare_runs_rows(two_runs):
     rows = compare_runs(two_runs)
     assert [r["run"] for r in rows] == ["run-a", "run-b"]
-    expected = {"run", "model", "dataset", "split", "test_n_samples", "accuracy", "roc_auc_ovr_macro", "roc_auc_ovo_macro",
+    expected = {"run", "model", "dataset", "split", "test_rows", "test_n_samples", "accuracy", "roc_auc_ovr_macro", "roc_auc_ovo_macro",
                 "balanced_accuracy", "log_loss", "training_time_s", "inference_s_per_sample"}
     for row, run in zip(rows, two_runs):
         assert set(row) == expected
