@@ -154,6 +154,42 @@ def _py(v: Any) -> Any:
     return v
 
 
+def _saved_state(est) -> dict:
+    """What both estimators' model files record besides the network: which estimator, its
+    hyperparameters, classes, input features, seed and training curve."""
+    return {
+        "estimator": type(est).__name__,
+        "format": _ESTIMATOR_FORMAT,
+        "params": _jsonable_params(est.get_params()),
+        "classes": _classes_meta(est.classes_),
+        "n_features_in": int(est.n_features_in_),
+        "feature_names_in": (est.feature_names_in_.tolist() if hasattr(est, "feature_names_in_") else None),
+        "seed": int(est.seed_),
+        "n_iter": int(est.n_iter_),
+        "loss_curve": [float(v) for v in est.loss_curve_],
+    }
+
+
+def _read_saved(cls, path):
+    """``(model file, its estimator state)`` of a file :func:`_saved_state` wrote for ``cls``."""
+    from mlplab.serialization import load_model
+
+    model = load_model(path)
+    st = model.training
+    if st.get("format") != _ESTIMATOR_FORMAT or st.get("estimator") != cls.__name__:
+        raise ModelFileError(f"{path}: not a saved {cls.__name__} (use mlplab.serialization.load_model)")
+    return model, st
+
+
+def _restore_saved(est, st: dict) -> None:
+    """The attributes :func:`_saved_state` recorded (but ``classes_``), set on ``est``."""
+    if st.get("feature_names_in") is not None:
+        est.feature_names_in_ = np.asarray(st["feature_names_in"], dtype=object)
+    est.seed_ = int(st["seed"])
+    est.n_iter_ = int(st["n_iter"])
+    est.loss_curve_ = [float(v) for v in st["loss_curve"]]
+
+
 def _classes_meta(classes: np.ndarray) -> dict:
     return {"values": classes.tolist(), "dtype": classes.dtype.str}
 
@@ -831,15 +867,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
         check_is_fitted(self)
         state: dict[str, Any] = {
-            "estimator": type(self).__name__,
-            "format": _ESTIMATOR_FORMAT,
-            "params": _jsonable_params(self.get_params()),
-            "classes": _classes_meta(self.classes_),
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": (self.feature_names_in_.tolist() if hasattr(self, "feature_names_in_") else None),
-            "seed": int(self.seed_),
-            "n_iter": int(self.n_iter_),
-            "loss_curve": [float(v) for v in self.loss_curve_],
+            **_saved_state(self),
             "best_loss": _finite_or_none(self.best_loss_),
             "no_improvement_count": int(self._no_improvement_count),
             "validation_scores": self.validation_scores_,
@@ -861,21 +889,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, path) -> "MLPClassifier":
         """Read a model written by :meth:`save`; a warm-started fit continues it exactly."""
-        from mlplab.serialization import load_model
-
-        model = load_model(path)
-        st = model.training
-        if st.get("format") != _ESTIMATOR_FORMAT or st.get("estimator") != cls.__name__:
-            raise ModelFileError(f"{path}: not a saved {cls.__name__} (use mlplab.serialization.load_model)")
+        model, st = _read_saved(cls, path)
         try:
             params = _params_from_json(st["params"])
             net = model.net
             params.pop("random_state", None)
             est = cls.from_mlp(net, _classes_from_meta(st["classes"]), st["n_features_in"], **params)
             est.set_params(random_state=st["params"].get("random_state"))
-            if st.get("feature_names_in") is not None:
-                est.feature_names_in_ = np.asarray(st["feature_names_in"], dtype=object)
-            est.seed_ = int(st["seed"])
             if st.get("optimizer") is not None:
                 est._new_training_state()
                 # the optimizer and schedule the state belongs to: after a set_params() that
@@ -889,8 +909,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 est.net_.dropout_rng.bit_generator.state = st["dropout_rng"]
                 est._schedule.load_state(st.get("schedule_state") or {})
                 est.t_ = est._optimizer.t
-            est.n_iter_ = int(st["n_iter"])
-            est.loss_curve_ = list(st["loss_curve"])
+            _restore_saved(est, st)  # after the training state above, which starts them afresh
             est.best_loss_ = np.inf if st.get("best_loss") is None else float(st["best_loss"])
             if st["params"].get("early_stopping"):
                 est.best_loss_ = None
@@ -1218,28 +1237,12 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
                   init="zeros", dtype="float64")
         net.dense_layers[0].W[...] = self.coef_.T
         net.dense_layers[0].b[...] = self.intercept_
-        state = {
-            "estimator": type(self).__name__,
-            "format": _ESTIMATOR_FORMAT,
-            "params": _jsonable_params(self.get_params()),
-            "classes": _classes_meta(self.classes_),
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": (self.feature_names_in_.tolist() if hasattr(self, "feature_names_in_") else None),
-            "seed": int(self.seed_),
-            "n_iter": int(self.n_iter_),
-            "loss_curve": [float(v) for v in self.loss_curve_],
-        }
-        return save_model(path, net, classes=[str(c) for c in self.classes_], training=state)
+        return save_model(path, net, classes=[str(c) for c in self.classes_], training=_saved_state(self))
 
     @classmethod
     def load(cls, path) -> "OneVsRestLogisticRegression":
         """Read a model written by :meth:`save`: the same predictions, scores and threshold."""
-        from mlplab.serialization import load_model
-
-        model = load_model(path)
-        st = model.training
-        if st.get("format") != _ESTIMATOR_FORMAT or st.get("estimator") != cls.__name__:
-            raise ModelFileError(f"{path}: not a saved {cls.__name__} (use mlplab.serialization.load_model)")
+        model, st = _read_saved(cls, path)
         try:
             est = cls(**_params_from_json(st["params"]))
             classes = _classes_from_meta(st["classes"])
@@ -1250,11 +1253,7 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
             est.coef_ = np.ascontiguousarray(W.T, dtype=np.float64)
             est.intercept_ = np.asarray(b, dtype=np.float64).copy()
             est.n_features_in_ = int(st["n_features_in"])
-            if st.get("feature_names_in") is not None:
-                est.feature_names_in_ = np.asarray(st["feature_names_in"], dtype=object)
-            est.seed_ = int(st["seed"])
-            est.n_iter_ = int(st["n_iter"])
-            est.loss_curve_ = [float(v) for v in st["loss_curve"]]
+            _restore_saved(est, st)
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise ModelFileError(f"{path}: inconsistent estimator metadata ({exc})") from None
         return est
