@@ -38,13 +38,14 @@ def compare(
 
     from mlplab.report import (
         COMPARE_COLUMNS,
+        check_comparison_out,
         compare_runs,
         comparison_warnings,
         format_comparison_cell,
         write_comparison,
     )
 
-    _check_out_option(out)  # before any work, so nothing is half-written
+    check_comparison_out(out, "--out")  # before any work, so nothing is half-written
     rows = compare_runs(run_dirs)
     # Runs side by side (one column each), metrics down the rows: fits a terminal for a few runs.
     table = Table(title="Run comparison (test set)")
@@ -60,20 +61,6 @@ def compare(
     console.print(table)
     for p in paths:
         console.print(f"wrote {p}")
-
-
-def _check_out_option(out: Path) -> None:
-    """``--out`` must be a folder (or not exist yet), not a file nor under one."""
-    from mlplab.errors import ConfigError
-
-    blocking = next((p for p in (*reversed(out.parents), out) if p.exists() and not p.is_dir()), None)
-    if blocking == out:
-        raise ConfigError(f"--out {out}: is a file, not a folder")
-    if blocking is not None:
-        raise ConfigError(f"--out {out}: {blocking} is a file, not a folder")
-    for name in ("comparison.md", "comparison.png"):
-        if (out / name).is_dir():
-            raise ConfigError(f"--out {out}: {out / name} is a folder, not a file")
 
 
 def register(app: typer.Typer) -> None:

@@ -48,13 +48,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     return path
 
 
+def blocking_file(path: Path, *, include_self: bool = False) -> Path | None:
+    """The first of ``path``'s parents (and ``path`` itself if ``include_self``) that exists and is
+    not a folder: what makes a folder at ``path`` impossible. ``None`` if there is none."""
+    candidates = (*reversed(path.parents), path) if include_self else reversed(path.parents)
+    return next((p for p in candidates if p.exists() and not p.is_dir()), None)
+
+
 def make_parent_dirs(path: Path) -> None:
     """Create ``path``'s missing parent folders; a parent that is a file is named as such
     (``mkdir`` would say "File exists", which reads like a refusal to overwrite)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
-        blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), path.parent)
+        blocking = blocking_file(path) or path.parent
         raise NotADirectoryError(errno.ENOTDIR, f"{blocking} is a file, not a folder", str(path)) from None
 
 
@@ -64,7 +71,7 @@ def check_file_target(path: Path, option: str) -> None:
 
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; give a file name")
-    blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+    blocking = blocking_file(path)
     if blocking is not None:
         raise ConfigError(f"{option} {path}: {blocking} is a file, not a folder")
 

@@ -813,15 +813,20 @@ def comparison_warnings(rows: Sequence[dict[str, Any]]) -> list[str]:
     return []
 
 
-def _check_out_dir(out: Path) -> None:
-    """Refuse, before any work, an output folder that is a file (or lies under one)."""
-    blocking = next((p for p in (*reversed(out.parents), out) if p.exists() and not p.is_dir()), None)
+def check_comparison_out(out: Path, option: str = "") -> None:
+    """Refuse, before any work, a comparison folder that is a file (or lies under one), or whose
+    output files are folders; ``option`` (e.g. ``--out``) prefixes the message."""
+    from mlplab.io import blocking_file
+
+    where = f"{option} {out}" if option else str(out)
+    blocking = blocking_file(out, include_self=True)
     if blocking is not None:
         what = "is a file, not a folder" if blocking == out else f"{blocking} is a file, not a folder"
-        raise ConfigError(f"{out}: {what}")
+        raise ConfigError(f"{where}: {what}")
     for name in ("comparison.md", "comparison.png"):
         if (out / name).is_dir():
-            raise ConfigError(f"{out / name}: is a folder, not a file")
+            raise ConfigError(f"{where}: {out / name} is a folder, not a file" if option
+                              else f"{out / name}: is a folder, not a file")
 
 
 def format_comparison_cell(key: str, value: Any) -> str:
@@ -836,7 +841,7 @@ def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.Pa
     from mlplab import plots
 
     out = Path(out_dir)
-    _check_out_dir(out)
+    check_comparison_out(out)
     rows = compare_runs(run_dirs)
     warnings = comparison_warnings(rows)
     names = [r["run"] for r in rows]
