@@ -60,49 +60,27 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
     from mlplab.data.preprocessing import Scaler
 
     d = cfg["data"]
-    if d["split"] not in ("canonical", "stratified", "sklearn", "textbook"):
-        raise ConfigError(f"split {d['split']!r}: expected canonical, stratified, sklearn or textbook")
+    if d["split"] not in splits.SPLIT_KINDS:
+        raise ConfigError(f"split {d['split']!r}: expected {', '.join(splits.SPLIT_KINDS)}")
     if d.get("data_dir") and not Path(d["data_dir"]).expanduser().is_dir():  # a typo would silently fall back
         raise ConfigError(f"--data-dir (data.data_dir) {d['data_dir']}: no such directory")
     ds = load_dataset(d["dataset"], data_dir=d.get("data_dir"), progress=progress)
     if d["split"] == "textbook" and len(ds.y_train) + len(ds.y_test) < 20000:
         raise ConfigError(f"split 'textbook' (55,000/5,000/10,000) needs at least 20,000 samples; dataset "
                           f"{ds.name!r} has {len(ds.y_train) + len(ds.y_test)}: use canonical or stratified")
-    if d["split"] == "canonical":
-        Xtr, ytr, Xte, yte = ds.X_train, ds.y_train, ds.X_test, ds.y_test
-        desc = f"canonical {len(ytr)}/{len(yte)}"
-    elif d["split"] == "stratified":
-        X_all, y_all = splits.all_samples(ds)
-        tr, te = splits.stratified_split(y_all, d["test_fraction"], d["split_seed"])
-        Xtr, ytr, Xte, yte = X_all[tr], y_all[tr], X_all[te], y_all[te]
-        desc = f"stratified {len(tr)}/{len(te)} of all {len(y_all)} (test fraction {d['test_fraction']}, seed {d['split_seed']})"
-    elif d["split"] == "sklearn":  # the report's train_test_split(stratify=y), in its shuffled order
-        X_all, y_all = splits.all_samples(ds)
-        tr, te = splits.sklearn_train_test_split_indices(len(y_all), y_all, d["test_fraction"], d["split_seed"])
-        Xtr, ytr, Xte, yte = X_all[tr], y_all[tr], X_all[te], y_all[te]
-        desc = (f"scikit-learn train_test_split(test_size={d['test_fraction']}, random_state={d['split_seed']}, "
-                f"stratify=y) over all {len(y_all)}: {len(tr)}/{len(te)}")
-    else:  # textbook 55k/5k/10k
-        sp = splits.textbook_split(ds, random_state=d["split_seed"])
-        X_all, y_all = splits.all_samples(ds)
-        Xtr, ytr, Xte, yte = X_all[sp.train], y_all[sp.train], X_all[sp.test], y_all[sp.test]
-        desc = f"textbook {len(sp.train)}/{len(sp.valid)}/{len(sp.test)} (validation part unused)"
-    train_samples = d.get("max_train_samples")
-    if not (train_samples and train_samples < len(ytr)):
-        train_samples = None
-    else:
-        keep, _ = splits.stratified_split(ytr, 1 - d["max_train_samples"] / len(ytr), d["split_seed"])
-        keep = np.sort(keep)
-        Xtr, ytr = Xtr[keep], ytr[keep]
-        desc += f", training subset of {len(ytr)} (seed {d['split_seed']})"
-    test_samples = d.get("max_test_samples")
-    if not (test_samples and test_samples < len(yte)):
-        test_samples = None
-    else:  # as experiment cells take theirs (same seed, same rows)
-        keep, _ = splits.stratified_split(yte, 1 - test_samples / len(yte), d["split_seed"])
-        keep = np.sort(keep)
-        Xte, yte = Xte[keep], yte[keep]
-        desc += f", test subset of {len(yte)} (seed {d['split_seed']})"
+    X_all, y_all = splits.all_samples(ds)
+    seed = d["split_seed"]
+    tr, te, desc = splits.split_rows(ds, y_all, d["split"], d["test_fraction"], seed)
+    # stratified subsets, drawn as experiment cells draw theirs (same seed, same rows)
+    train_samples = d.get("max_train_samples") if (d.get("max_train_samples") or 0) < len(tr) else None
+    test_samples = d.get("max_test_samples") if (d.get("max_test_samples") or 0) < len(te) else None
+    tr = splits.stratified_subset(tr, y_all, train_samples, seed)
+    te = splits.stratified_subset(te, y_all, test_samples, seed)
+    if train_samples:
+        desc += f", training subset of {len(tr)} (seed {seed})"
+    if test_samples:
+        desc += f", test subset of {len(te)} (seed {seed})"
+    Xtr, ytr, Xte, yte = X_all[tr], y_all[tr], X_all[te], y_all[te]
     Xv = yv = None
     if d["validation_fraction"] > 0:
         tr, va = splits.validation_split(ytr, d["validation_fraction"], d["split_seed"])

@@ -44,6 +44,9 @@ __all__ = [
     "textbook_split",
     "holdout_split",
     "balanced_ovr_subset",
+    "SPLIT_KINDS",
+    "split_rows",
+    "stratified_subset",
 ]
 
 
@@ -176,6 +179,42 @@ def textbook_split(ds: "Dataset", random_state: int = 123) -> Split:
         len(temp), y[temp], test_size=5000, random_state=random_state
     )
     return Split(train=temp[tr_pos], valid=temp[va_pos], test=test)
+
+
+#: the named splits of train runs and experiment cells (``--split``, ``[split] kind``)
+SPLIT_KINDS = ("canonical", "stratified", "sklearn", "textbook")
+
+
+def split_rows(ds: "Dataset", y_all: np.ndarray, kind: str, test_fraction: float,
+               seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(train_idx, test_idx, description)`` of a named split (:data:`SPLIT_KINDS`), as indices
+    into :func:`all_samples` (whose labels are ``y_all``). The one definition train runs,
+    experiment cells and ``mlplab evaluate`` share, so each rebuilds the others' rows."""
+    if kind == "canonical":
+        sp = canonical(ds)
+        return sp.train, sp.test, f"canonical {len(sp.train)}/{len(sp.test)}"
+    if kind == "stratified":
+        tr, te = stratified_split(y_all, test_fraction, seed)
+        return tr, te, (f"stratified {len(tr)}/{len(te)} of all {len(y_all)} "
+                        f"(test fraction {test_fraction}, seed {seed})")
+    if kind == "sklearn":  # the report's train_test_split(stratify=y), in its shuffled order
+        tr, te = sklearn_train_test_split_indices(len(y_all), y_all, test_fraction, seed)
+        return tr, te, (f"scikit-learn train_test_split(test_size={test_fraction}, random_state={seed}, "
+                        f"stratify=y) over all {len(y_all)}: {len(tr)}/{len(te)}")
+    if kind == "textbook":
+        sp = textbook_split(ds, random_state=seed)
+        return sp.train, sp.test, f"textbook {len(sp.train)}/{len(sp.valid)}/{len(sp.test)} (validation part unused)"
+    raise ConfigError(f"split {kind!r}: expected {', '.join(SPLIT_KINDS)}")
+
+
+def stratified_subset(idx: np.ndarray, y_all: np.ndarray, n: int | None, seed: int) -> np.ndarray:
+    """``n`` of the rows ``idx`` (indices into labels ``y_all``), stratified, in their order;
+    all of them when ``n`` is ``None`` or not smaller."""
+    idx = np.asarray(idx)
+    if not n or n >= len(idx):
+        return idx
+    keep, _ = stratified_split(y_all[idx], 1 - n / len(idx), seed)
+    return idx[np.sort(keep)]
 
 
 def holdout_split(ds: "Dataset", n_valid: int = 5000) -> Split:

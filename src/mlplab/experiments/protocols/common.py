@@ -49,32 +49,14 @@ def split_indices(cfg: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, np.
     d, s = cfg["data"], cfg["split"]
     ds = dataset(d["dataset"], d.get("data_dir"))
     X_all, y_all = splits.all_samples(ds)
-    kind = s["kind"]
-    if kind == "canonical":
-        sp = splits.canonical(ds)
-        tr, te = sp.train, sp.test
-        desc = f"canonical {len(tr)}/{len(te)}"
-    elif kind == "stratified":
-        tr, te = splits.stratified_split(y_all, s["test_fraction"], s["seed"])
-        desc = f"stratified {len(tr)}/{len(te)} of {len(y_all)} (seed {s['seed']})"
-    elif kind == "sklearn":
-        tr, te = splits.sklearn_train_test_split_indices(len(y_all), y_all, s["test_fraction"], s["seed"])
-        desc = (f"scikit-learn train_test_split(test_size={s['test_fraction']}, random_state={s['seed']}, "
-                f"stratify=y) over all {len(y_all)}: {len(tr)}/{len(te)}")
-    else:
-        sp = splits.textbook_split(ds, random_state=s["seed"])
-        tr, te = sp.train, sp.test
-        desc = f"textbook {len(sp.train)}/{len(sp.valid)}/{len(sp.test)} (validation part unused)"
+    tr, te, desc = splits.split_rows(ds, y_all, s["kind"], s.get("test_fraction", 0.3), s["seed"])
     return ds, X_all, y_all, np.asarray(tr), np.asarray(te), desc
 
 
 def _subset(idx: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> np.ndarray:
-    if not n or n >= len(idx):
-        return idx
     from mlplab.data import splits
 
-    keep, _ = splits.stratified_split(y[idx], 1 - n / len(idx), seed)
-    return idx[np.sort(keep)]
+    return splits.stratified_subset(idx, y, n, seed)
 
 
 def prepare(cfg: dict[str, Any]) -> PreparedData:
