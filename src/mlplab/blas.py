@@ -118,8 +118,11 @@ def _row_major(x: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 def _gemm_cblas_call(a, b, out, alpha, beta, fn):
-    """``(f, args, kwargs)`` such that ``f(*args, **kwargs)`` computes the product into ``out``
-    (operands that are neither C- nor F-contiguous are copied here: bind those only once)."""
+    """``(f, args, kwargs, keep)`` such that ``f(*args, **kwargs)`` computes the product into
+    ``out`` while the caller holds ``keep``. ``args`` may hold raw addresses of the operands, and
+    an operand that is neither C- nor F-contiguous is copied here: ``keep`` holds that copy, and
+    its memory is freed (and may be reused, say by the next array of its size) once ``keep`` is
+    dropped. Bind such operands only once."""
     m, n = out.shape
     k = a.shape[1]
     if out.flags.c_contiguous:
@@ -131,16 +134,18 @@ def _gemm_cblas_call(a, b, out, alpha, beta, fn):
         pb, tb, ldb = _row_major(a.T)
         c = out.T
         m, n = n, m
+    keep = (pa, pb, c)
     if alpha == 1.0 and beta == 0.0:
         # the plain product: NumPy's matmul calls the same sgemm with less overhead
-        return np.matmul, (pa.T if ta == _TRANS else pa, pb.T if tb == _TRANS else pb), {"out": c}
+        return np.matmul, (pa.T if ta == _TRANS else pa, pb.T if tb == _TRANS else pb), {"out": c}, keep
     return fn, (_ROW_MAJOR, ta, tb, m, n, k, alpha, _addr(pa), lda, _addr(pb), ldb, beta, _addr(c),
-                max(1, n)), {}
+                max(1, n)), {}, keep
 
 
 def _gemm_cblas(a, b, out, alpha, beta, fn):
-    f, args, kwargs = _gemm_cblas_call(a, b, out, alpha, beta, fn)
-    f(*args, **kwargs)
+    f, args, kwargs, keep = _gemm_cblas_call(a, b, out, alpha, beta, fn)
+    f(*args, **kwargs)  # ``keep`` alive until here: ``args`` may point into a copy it holds
+    del keep
     return out
 
 
@@ -329,10 +334,11 @@ def bind_gemm(a: np.ndarray, b: np.ndarray, out: np.ndarray, alpha: float = 1.0,
     if (_CBLAS is None or fn is None or a.dtype != dt or b.dtype != dt or not out.flags.writeable
             or not (_contiguous(out) and _contiguous(a) and _contiguous(b)) or 0 in (m, n, k)):
         call = partial(gemm, a, b, out, alpha, beta)
+        keep: tuple = ()
     else:
-        f, args, kwargs = _gemm_cblas_call(a, b, out, alpha, beta, fn)
+        f, args, kwargs, keep = _gemm_cblas_call(a, b, out, alpha, beta, fn)
         call = partial(f, *args, **kwargs)
-    call.keep = (a, b, out)  # type: ignore[attr-defined]  # the addresses in ``args`` stay valid
+    call.keep = (a, b, out, *keep)  # type: ignore[attr-defined]  # the addresses in ``args`` stay valid
     return call
 
 

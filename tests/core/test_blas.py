@@ -141,6 +141,45 @@ def test_read_only_outputs_are_never_written():
     assert (out == 0).all() and (y == 0).all()
 
 
+@pytest.mark.parametrize("which", ["a", "b"])
+@pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (-0.5, 0.0), (1.0, 0.0)])
+def test_a_copied_strided_operand_lives_until_blas_has_read_it(monkeypatch, which, alpha, beta):
+    """A column block of a wider matrix (a stacked first layer's W, seen by predict) is copied
+    before the BLAS call; the copy must outlive the call. Before the fix it was freed first, and
+    arrays of its size allocated meanwhile (here NaN-filled ones) became the operand: a whole
+    predict gave NaN, argmax 0, one class (the 0.100 snapshot accuracy of a resumed stacked cell)."""
+    import mlplab.blas as blas
+
+    rng = np.random.default_rng(1)
+    wide = rng.normal(size=(64, 512)).astype(np.float32)
+    if which == "a":
+        a, b = wide[:, ::8], rng.normal(size=(64, 256)).astype(np.float32)
+    else:
+        a, b = rng.normal(size=(100, 64)).astype(np.float32), wide[:, :256]
+    strided = a if which == "a" else b
+    assert not (strided.flags.c_contiguous or strided.flags.f_contiguous)
+    c0 = rng.normal(size=(a.shape[0], b.shape[1])).astype(np.float32)
+    want = alpha * (a.astype(np.float64) @ b.astype(np.float64)) + beta * c0
+    real = blas._GEMM[np.dtype(np.float32)]
+
+    def clobbering(*args):  # what another allocation between the copy and the call does
+        junk = [np.full(shape, np.nan, np.float32) for shape in ((64, 64), (64, 256)) for _ in range(3)]
+        result = real(*args)
+        del junk
+        return result
+
+    monkeypatch.setitem(blas._GEMM, np.dtype(np.float32), clobbering)
+    out = c0.copy()
+    gemm(a, b, out, alpha=alpha, beta=beta)
+    np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+    out = c0.copy()
+    call = blas.bind_gemm(a, b, out, alpha=alpha, beta=beta)
+    for _ in range(2):
+        out[...] = c0
+        call()
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+
+
 def test_gemm_other_dtypes_fall_back_to_numpy():
     a = np.arange(6, dtype=np.int64).reshape(2, 3)
     out = np.zeros((2, 2), np.int64)

@@ -225,14 +225,7 @@ def stacked_reference(tmp_path_factory):
     return spec, ref
 
 
-# An open defect, not a slow machine: in 2 of 12 runs on 2026-12-04 (one in CI) a signal that landed
-# around epoch 100 left that epoch's snapshot with a wrong test accuracy (0.100, one class) beside the
-# right train accuracy after the resume; not yet understood, so this case may fail without failing CI.
-_SNAPSHOT_RACE = pytest.mark.xfail(strict=False, reason="open: a stop request near a snapshot epoch of a "
-                                   "stacked cell can leave that snapshot's test accuracy wrong")
-
-
-@pytest.mark.parametrize("periodic,jobs", [pytest.param(False, "2", marks=_SNAPSHOT_RACE), (True, "2"), (False, "1")],
+@pytest.mark.parametrize("periodic,jobs", [(False, "2"), (True, "2"), (False, "1")],
                          ids=["checkpoint-on-signal", "periodic-checkpoints", "serial-checkpoint-on-signal"])
 def test_interrupted_cell_continues_from_its_checkpoint(tmp_path, stacked_reference, periodic, jobs):
     """SIGTERM while a long stacked cell trains: it stops after the current epoch and
