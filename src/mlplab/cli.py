@@ -7,11 +7,14 @@ with their exit code (2), never with a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import typer
 
-from mlplab.errors import MlplabError
+from mlplab.errors import ConfigError, MlplabError
+from mlplab.io import printable
 
 app = typer.Typer(
     name="mlplab",
@@ -20,6 +23,30 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def path_arg(value: str | Path) -> Path:
+    """Parser of the path options and arguments (``parser=path_arg``). ``Path("")`` is the current
+    folder, so ``--out ''`` (an unset shell variable, say) would write a run's files there: an
+    empty or blank value is refused, as a usage error naming the option."""
+    if not str(value).strip():
+        raise typer.BadParameter(f"{str(value)!r} is empty or blank")
+    return Path(value)
+
+
+def path_text_arg(value: str) -> str:
+    """:func:`path_arg` for path options kept as text (they go into a config as strings)."""
+    path_arg(value)
+    return value
+
+
+def check_recordable(value: str | os.PathLike | None, option: str) -> None:
+    """Refuse a path whose name is not UTF-8 (see :func:`mlplab.io.printable`) where a saved TOML
+    file (config.toml, spec.toml) records it: TOML holds only UTF-8 text, so the copy saved would
+    name another folder and resuming or re-running from it would fail."""
+    if value is not None and printable(value) != os.fspath(value):
+        raise ConfigError(f"{option} {printable(value)}: the name holds bytes that are not UTF-8, which the "
+                          "saved TOML configuration cannot record; rename it")
 
 
 _registered = False
@@ -51,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
                 typer.echo("mlplab: interrupted", err=True)
             return rv
     except MlplabError as exc:
-        typer.echo(f"mlplab: error: {exc}", err=True)
+        typer.echo(f"mlplab: error: {printable(str(exc))}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("mlplab: interrupted", err=True)
         return 130
     except OSError as exc:  # a folder that is a file, a read-only or full disk, ...: one line, not a traceback
         where = f"{exc.filename}: " if exc.filename else ""
-        typer.echo(f"mlplab: error: {where}{exc.strerror or exc}", err=True)
+        typer.echo(printable(f"mlplab: error: {where}{exc.strerror or exc}"), err=True)
         return 2
     except MemoryError:
         typer.echo("mlplab: error: out of memory (a smaller network, batch or dataset may fit)", err=True)
@@ -76,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx = getattr(exc, "ctx", None)
             where = f"{ctx.command_path}: " if ctx is not None and getattr(ctx, "command_path", "") else ""
             message = " ".join(str(exc.format_message()).split())  # one line
-            typer.echo(f"mlplab: error: {where}{message} (see --help)", err=True)
+            typer.echo(printable(f"mlplab: error: {where}{message} (see --help)"), err=True)
             return int(exc.exit_code)
         raise
     return 0

@@ -15,7 +15,9 @@ from typing import Iterator, Optional
 
 import typer
 
+from mlplab.cli import path_arg
 from mlplab.errors import ConfigError
+from mlplab.io import printable
 
 data_app = typer.Typer(
     name="data",
@@ -40,7 +42,7 @@ def _stderr_console():
 
 
 def _warn(message: str) -> None:
-    typer.echo(f"mlplab: warning: {message}", err=True)
+    typer.echo(f"mlplab: warning: {printable(message)}", err=True)
 
 
 @contextmanager
@@ -83,7 +85,7 @@ def list_cmd() -> None:
 @data_app.command("fetch")
 def fetch_cmd(
     name: str = typer.Argument(..., help="mnist, fashion-mnist, digits, or a folder of IDX files."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", parser=path_arg, help=_DATA_DIR_HELP),
 ) -> None:
     """Find or download a dataset, verify its SHA-256 checksums and cache it."""
     from mlplab.data import load_dataset
@@ -92,13 +94,13 @@ def fetch_cmd(
         ds = load_dataset(name, data_dir=data_dir, download=True, progress=progress, warn=_warn)
     state = ("checksums verified" if ds.verified else "parse-validated (no known checksum)") if ds.sha256 \
         else "bundled with scikit-learn (no checksum)"
-    typer.echo(f"{ds.name}: {ds.n_train} train + {ds.n_test} test images, {state}; source: {ds.source}")
+    typer.echo(printable(f"{ds.name}: {ds.n_train} train + {ds.n_test} test images, {state}; source: {ds.source}"))
 
 
 @data_app.command("info")
 def info_cmd(
     name: str = typer.Argument(..., help="mnist, fashion-mnist, digits, or a folder of IDX files."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", parser=path_arg, help=_DATA_DIR_HELP),
     download: bool = typer.Option(False, "--download/--no-download", help="Download if missing."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -169,10 +171,10 @@ def render_grid(images, labels, class_names, image_shape, title: str, fmt: str, 
 def show_cmd(
     name: str = typer.Argument(..., help="mnist, fashion-mnist, digits, or a folder of IDX files."),
     n: int = typer.Option(25, "--n", help="Number of images (1..400)."),
-    out: Path = typer.Option(Path("grid.png"), "--out", help="Picture to write (.png, .pdf, .svg, .jpg)."),
+    out: Path = typer.Option(Path("grid.png"), "--out", parser=path_arg, help="Picture to write (.png, .pdf, .svg, .jpg)."),
     split: str = typer.Option("train", "--split", help="train or test."),
     seed: int = typer.Option(0, "--seed", help="Seed for choosing the images."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=_DATA_DIR_HELP),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", parser=path_arg, help=_DATA_DIR_HELP),
 ) -> None:
     """Write a grid of randomly chosen images with their labels."""
     from mlplab.data import load_dataset
@@ -198,4 +200,4 @@ def show_cmd(
     data = render_grid(X[idx], y[idx], ds.class_names, ds.image_shape,
                        f"{ds.name} {split}: {k} images, seed {seed}", fmt, ds.pixel_max)
     atomic_write_bytes(out, data)
-    typer.echo(f"wrote {out} ({k} {split} images of {ds.name})")
+    typer.echo(f"wrote {printable(out)} ({k} {split} images of {printable(ds.name)})")

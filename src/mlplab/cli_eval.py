@@ -11,31 +11,37 @@ from typing import Annotated
 
 import typer
 
+from mlplab.cli import path_arg
+
 
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run folder holding metrics.json (and history.csv, predictions.npz, ...).")],
+    run_dir: Annotated[Path, typer.Argument(
+        parser=path_arg, help="Run folder holding metrics.json (and history.csv, predictions.npz, ...).")],
 ) -> None:
     """Rebuild a run's figures and its report.md / report.html from the saved results (no retraining)."""
     from rich.console import Console
 
+    from mlplab.io import printable
     from mlplab.report import write_run_figures, write_run_report
 
     figures = write_run_figures(run_dir)
     md, page = write_run_report(run_dir, figures=False)
     console = Console(highlight=False)
-    console.print(f"figures: {len(figures)} written to {run_dir / 'figures'}")
-    console.print(f"report:  {md}")
-    console.print(f"html:    {page}")
+    console.print(f"figures: {len(figures)} written to {printable(run_dir / 'figures')}")
+    console.print(f"report:  {printable(md)}")
+    console.print(f"html:    {printable(page)}")
 
 
 def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders to compare.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for comparison.md and comparison.png.")] = Path("comparison"),
+    run_dirs: Annotated[list[Path], typer.Argument(parser=path_arg, help="Run folders to compare.")],
+    out: Annotated[Path, typer.Option("--out", parser=path_arg,
+                                      help="Folder for comparison.md and comparison.png.")] = Path("comparison"),
 ) -> None:
     """Print a side-by-side table of the runs' test metrics and write the comparison figure."""
     from rich.console import Console
     from rich.table import Table
 
+    from mlplab.io import printable
     from mlplab.report import (
         COMPARE_COLUMNS,
         check_comparison_out,
@@ -60,7 +66,7 @@ def compare(
     console = Console(highlight=False)
     console.print(table)
     for p in paths:
-        console.print(f"wrote {p}")
+        console.print(f"wrote {printable(p)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from mlplab.cli import check_recordable, path_arg, path_text_arg
+
 experiment_app = typer.Typer(help="Reproduce the reports' experiments and run sweeps from TOML specs.",
                              no_args_is_help=True)
 
@@ -33,7 +35,8 @@ def list_experiments() -> None:
 
 
 @experiment_app.command("show")
-def show(name: Annotated[str, typer.Argument(help="A built-in experiment name or a spec .toml file.")]) -> None:
+def show(name: Annotated[str, typer.Argument(parser=path_text_arg,
+                                              help="A built-in experiment name or a spec .toml file.")]) -> None:
     """Print an experiment's spec (copy it to a file, edit it, and run the copy)."""
     from mlplab.experiments.spec import load_spec, spec_path
 
@@ -43,9 +46,11 @@ def show(name: Annotated[str, typer.Argument(help="A built-in experiment name or
 
 @experiment_app.command("run")
 def run(
-    name: Annotated[Optional[str], typer.Argument(help="A built-in experiment name or a spec .toml file.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (re-running resumes: finished cells are cached).")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="Continue the interrupted experiment folder DIR "
+    name: Annotated[Optional[str], typer.Argument(parser=path_text_arg,
+                                                  help="A built-in experiment name or a spec .toml file.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", parser=path_arg,
+                                                help="Output folder (re-running resumes: finished cells are cached).")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", parser=path_arg, help="Continue the interrupted experiment folder DIR "
                                                    "with its own spec and --seeds (the same as re-running the "
                                                    "command that started it).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Reduced version (fewer epochs, subsets): minutes, not hours.")] = False,
@@ -54,7 +59,8 @@ def run(
     threads: Annotated[int, typer.Option("--threads", help="BLAS threads per job (default 1). A sweep with fewer "
                                          "jobs than cores, e.g. one stacked model, runs faster with more; results "
                                          "are identical for the same --threads, serial or parallel.")] = 1,
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding mnist/ (default $MLPLAB_DATA_DIR).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", parser=path_arg,
+                                                     help="Folder holding mnist/ (default $MLPLAB_DATA_DIR).")] = None,
     protocol: Annotated[Optional[str], typer.Option("--protocol", help="as-published, corrected or both (overrides the spec).")] = None,
     backend: Annotated[str, typer.Option("--backend", help="process (default), ray or dask (optional extras).")] = "process",
     checkpoint_every: Annotated[float, typer.Option("--checkpoint-every", help="Seconds between checkpoints of a "
@@ -66,6 +72,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from mlplab.data.fetch import checked_data_dir
     from mlplab.errors import ConfigError
     from mlplab.experiments.checkpoint import ENV_VAR
     from mlplab.experiments.runner import (RUN_FILE, check_batch_sizes, check_data, check_experiment_out,
@@ -100,6 +107,7 @@ def run(
         raise ConfigError(f"--checkpoint-every must be a positive number of seconds, got {checkpoint_every}")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
+    check_recordable(data_dir, "--data-dir")  # spec.toml records it
     overrides: dict = {}
     if data_dir is not None:
         overrides["data"] = {"data_dir": str(data_dir)}
@@ -123,6 +131,7 @@ def run(
         full = load_spec(name, quick=False, overrides=overrides)
         check_names(full, plan(full, seeds))
     check_batch_sizes(spec, planned)  # before the progress display starts: one clean line
+    checked_data_dir(spec.sections["data"].get("data_dir"))  # else every cell fails on it, after writing
     check_data(spec)
     total = len(planned)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

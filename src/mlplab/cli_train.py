@@ -9,7 +9,9 @@ from typing import Any, Optional
 import numpy as np
 import typer
 
+from mlplab.cli import check_recordable, path_arg, path_text_arg
 from mlplab.errors import ConfigError, TrainingInterrupted
+from mlplab.io import printable
 
 
 def _parse_kv(items: list[str] | None, option: str) -> dict[str, Any]:
@@ -88,7 +90,7 @@ def _dataset_name(dataset: str, data_dir: str | None) -> str:
 
 def _warn_if_unscaled(path: Path, mf) -> None:
     if "scaler" not in mf.preprocessing:  # e.g. saved from the library without preprocessing=
-        typer.echo(f"mlplab: warning: {path} records no input scaling; the pixels are fed to "
+        typer.echo(f"mlplab: warning: {printable(path)} records no input scaling; the pixels are fed to "
                    "the network unscaled", err=True)
 
 
@@ -148,7 +150,7 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
     from rich.table import Table
 
     test, train = metrics["test"], metrics.get("train") or {}
-    table = Table(title=f"{metrics['model']} on {metrics['dataset']} ({metrics['split']})")
+    table = Table(title=printable(f"{metrics['model']} on {metrics['dataset']} ({metrics['split']})"))
     table.add_column("metric")
     table.add_column("train", justify="right")
     table.add_column("test", justify="right")
@@ -171,15 +173,17 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
                       f"{whole.get('samples_per_second', 0):,.0f} samples/s")
     if metrics.get("stop_reason"):
         console.print(metrics["stop_reason"])
-    console.print(f"run folder: {out}")
+    console.print(f"run folder: {printable(out)}")
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file (sections data, model, training)."),
+        config: Optional[Path] = typer.Option(None, "--config", "-c", parser=path_arg,
+                                              help="TOML config file (sections data, model, training)."),
         dataset: Optional[str] = typer.Option(None, help="mnist, fashion-mnist, digits, or a folder of IDX files."),
-        data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset (else $MLPLAB_DATA_DIR)."),
+        data_dir: Optional[str] = typer.Option(None, parser=path_text_arg,
+                                               help="Folder with one subfolder per dataset (else $MLPLAB_DATA_DIR)."),
         split: Optional[str] = typer.Option(
             None, help="canonical, stratified (all samples), sklearn (all samples, scikit-learn's stratified "
                        "train_test_split as the report used it) or textbook (55k/5k/10k)."),
@@ -212,8 +216,9 @@ def register(app: typer.Typer) -> None:
         seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and dropout."),
         threads: Optional[int] = typer.Option(None, help="BLAS threads."),
         train_metrics: Optional[str] = typer.Option(None, help="running, full or none."),
-        out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder to write (default runs/<dataset>-<time>)."),
-        resume: Optional[Path] = typer.Option(None, help="Resume an interrupted run folder."),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", parser=path_arg,
+                                           help="Run folder to write (default runs/<dataset>-<time>)."),
+        resume: Optional[Path] = typer.Option(None, parser=path_arg, help="Resume an interrupted run folder."),
         no_report: bool = typer.Option(False, "--no-report", help="Skip figures and report."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
@@ -224,6 +229,8 @@ def register(app: typer.Typer) -> None:
             cfg = resume_config(resume)
             out_dir = resume
         else:
+            check_recordable(dataset, "--dataset")  # config.toml records both
+            check_recordable(data_dir, "--data-dir")
             overrides = {
                 "data": {"dataset": dataset, "data_dir": data_dir, "split": split, "test_fraction": test_fraction,
                          "split_seed": split_seed, "scaling": scaling, "validation_fraction": validation_fraction,
@@ -272,11 +279,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def evaluate(
-        model: Path = typer.Argument(..., help="Model file (.npz) written by mlplab."),
+        model: Path = typer.Argument(..., parser=path_arg, help="Model file (.npz) written by mlplab."),
         dataset: Optional[str] = typer.Option(
             None, help="Dataset to evaluate on (its test split). Default: the one the model was trained on "
                        "(mnist, fashion-mnist or digits; a model trained on a folder needs the folder here)."),
-        data_dir: Optional[str] = typer.Option(None, help="Folder with one subfolder per dataset."),
+        data_dir: Optional[str] = typer.Option(None, parser=path_text_arg, help="Folder with one subfolder per dataset."),
         split: Optional[str] = typer.Option(
             None, help="canonical, stratified, sklearn or textbook: the test part is used. Default: the split the "
                        "model was trained on when --dataset is its dataset, else canonical."),
@@ -285,7 +292,7 @@ def register(app: typer.Typer) -> None:
         max_test_samples: Optional[int] = typer.Option(
             None, min=1, help="Evaluate on a stratified subset of the test part of this size (default: the model's "
                               "when it was tested on one and the split is its own)."),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder to write the evaluation into."),
+        out: Path = typer.Option(..., "--out", "-o", parser=path_arg, help="Folder to write the evaluation into."),
         no_report: bool = typer.Option(False, "--no-report", help="Skip figures and report."),
     ) -> None:
         """Evaluate a saved model on a dataset's test split and write metrics, figures and a report.
@@ -304,17 +311,17 @@ def register(app: typer.Typer) -> None:
         trained_on = mf.preprocessing.get("dataset")
         if dataset is None:
             if trained_on is not None and str(trained_on).lower() not in (*KNOWN_DATASETS, "digits"):
-                raise ConfigError(f"{model} was trained on dataset {trained_on!r} (a folder of IDX files): "
+                raise ConfigError(f"{model} was trained on dataset '{trained_on}' (a folder of IDX files): "
                                   "give that folder as --dataset")
             dataset = str(trained_on or "mnist")
         trained = mf.preprocessing.get("split") or {}
         if trained_on is not None and str(trained_on).lower() != _dataset_name(dataset, data_dir):
-            typer.echo(f"mlplab: warning: {model} was trained on {trained_on}, not on {dataset}; evaluating on "
-                       f"{'the --split given' if split else 'its canonical test set'}", err=True)
+            typer.echo(printable(f"mlplab: warning: {model} was trained on {trained_on}, not on {dataset}; evaluating "
+                                 f"on {'the --split given' if split else 'its canonical test set'}"), err=True)
             trained = {}  # another dataset: its own canonical split unless one is given
         elif not trained and split is None and trained_on is not None:
-            typer.echo(f"mlplab: warning: {model} does not record the split it was trained on; evaluating on "
-                       "the canonical test set (give --split if it was trained on another)", err=True)
+            typer.echo(f"mlplab: warning: {printable(model)} does not record the split it was trained on; evaluating "
+                       "on the canonical test set (give --split if it was trained on another)", err=True)
         d = {"dataset": dataset, "data_dir": data_dir, "split": split or trained.get("kind", "canonical"),
              "test_fraction": test_fraction if test_fraction is not None else trained.get("test_fraction", 0.3),
              "split_seed": split_seed if split_seed is not None else trained.get("split_seed", 123),
@@ -329,7 +336,7 @@ def register(app: typer.Typer) -> None:
             d["max_train_samples"] = trained.get("train_samples")
             d["validation_fraction"] = trained.get("validation_fraction", 0.0)
         elif trained:
-            typer.echo(f"mlplab: warning: {model} was trained on another split ({trained.get('kind')}, test "
+            typer.echo(f"mlplab: warning: {printable(model)} was trained on another split ({trained.get('kind')}, test "
                        f"fraction {trained.get('test_fraction')}, seed {trained.get('split_seed')}): this test "
                        "part may hold images it was trained on", err=True)
         d["max_test_samples"] = (max_test_samples if max_test_samples is not None
@@ -355,17 +362,26 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def predict(
-        model: Path = typer.Argument(..., help="Model file (.npz)."),
-        images: list[Path] = typer.Argument(..., help="Picture files (PNG, JPEG, ...) of single digits."),
+        model: Path = typer.Argument(..., parser=path_arg, help="Model file (.npz)."),
+        images: list[Path] = typer.Argument(..., parser=path_arg, help="Picture files (PNG, JPEG, ...) of single digits."),
         top: int = typer.Option(3, min=1, help="How many classes to show per image."),
+        ink: str = typer.Option("auto", help="Ink of the model's training images: light (light on dark, "
+                                "as MNIST), dark (dark on light), or auto: as the model file records "
+                                "(light if it does not). Pictures of either kind are converted to it."),
     ) -> None:
         """Classify your own pictures: each is converted to the model's input format first."""
         from mlplab.data.preprocessing import Scaler
-        from mlplab.imageio import image_to_input
+        from mlplab.imageio import INKS, image_to_input
         from mlplab.serialization import load_model
 
+        if ink not in ("auto", *INKS):
+            raise ConfigError(f"--ink {ink!r}: valid values are auto, {', '.join(INKS)}")
         mf = load_model(model)
         prep = mf.preprocessing
+        if ink == "auto":
+            ink = prep.get("ink", "light")  # files written before it was recorded: MNIST's polarity
+            if ink not in INKS:
+                raise ConfigError(f"{model}: preprocessing.ink must be one of {', '.join(INKS)}, got {ink!r}")
         shape = tuple(prep.get("image_shape") or ())
         if not shape:
             side = int(round(np.sqrt(mf.net.sizes[0])))
@@ -375,13 +391,13 @@ def register(app: typer.Typer) -> None:
         pixel_max = float(prep.get("pixel_max", 255))
         _warn_if_unscaled(model, mf)
         scaler = Scaler.from_dict(prep.get("scaler", {"kind": "none"}), mf.extra_arrays)
-        rows = np.stack([image_to_input(p, shape, pixel_max, dataset=prep.get("dataset")) for p in images])
+        rows = np.stack([image_to_input(p, shape, pixel_max, dataset=prep.get("dataset"), ink=ink) for p in images])
         proba = mf.net.predict_proba(scaler.transform(rows, dtype=mf.net.dtype))
         names = [str(c) for c in mf.classes] or [str(i) for i in range(proba.shape[1])]
         for path, p in zip(images, proba):
             order = np.argsort(-p)[: max(1, top)]
             best = ", ".join(f"{names[k]} ({p[k]:.3f})" for k in order)
-            typer.echo(f"{path}: {names[order[0]]}    [{best}]")
+            typer.echo(f"{printable(path)}: {names[order[0]]}    [{best}]")
 
     @app.command()
     def gradcheck(

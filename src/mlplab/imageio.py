@@ -3,10 +3,13 @@
 The picture is made to look like the images the model was trained on:
 
 * it is read as the viewer shows it (EXIF orientation applied), at its real bit depth
-  (8-bit, 16-bit, 32-bit integer or floating point, each scaled by its own range);
+  (8-bit, 16-bit, 32-bit integer or floating point, each scaled by its own range); a picture
+  of more than :data:`WORK_PIXELS` pixels is first area-averaged down to that many (a JPEG
+  decoded at a reduced scale to begin with), so memory stays bounded near Pillow's size limit;
 * transparent parts are treated as background (composited onto the colour opposite to the
   strokes), then the picture becomes greyscale, stretched to its full contrast and made light
-  on dark (every bundled dataset is light on dark; ``ink="dark"`` returns dark on light);
+  on dark (every bundled dataset is light on dark; ``ink="dark"`` returns dark on light, for a
+  model trained on such images: :func:`dataset_ink` measures a dataset's polarity);
 * it is framed the way the dataset was: MNIST (28x28) scales the digit's bounding box to 20/28
   of the frame and centres it by its centre of mass; scikit-learn's 8x8 digits (32x32 bitmaps
   whose digit fills the frame, counted in 4x4 blocks) and Fashion-MNIST (items resized so the
@@ -20,6 +23,7 @@ A picture with no visible digit (blank, one colour, fully transparent) raises
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,36 @@ FRAMINGS = ("mnist", "fill")
 MIN_CONTRAST = 0.04
 _FILL_OVERSAMPLE = 4
 _INK_THRESHOLD = 0.2  # after stretching to [0, 1], light-on-dark: what counts as part of the digit
+#: Pictures with more pixels are area-averaged down to this many before any float copy is made
+#: (a float64 copy of a picture near Pillow's limit of ~89 million pixels would take ~0.7 GB per
+#: array); a digit filling a tenth of such a picture still spans ~140 pixels, far more than the
+#: 20-pixel (MNIST) or 4 x side (filled frames) box it is scaled to.
+WORK_PIXELS = 2_000_000
+INKS = ("light", "dark")
+_INK_SAMPLE_ROWS = 5000  # images looked at by dataset_ink (evenly spaced)
+
+
+def dataset_ink(images: np.ndarray, shape: tuple[int, ...]) -> str:
+    """The ink polarity of a dataset's images: ``"light"`` (light strokes on a dark background,
+    like MNIST, Fashion-MNIST and the 8x8 digits) or ``"dark"`` (dark on light).
+
+    ``images`` are flat raw rows (n, prod(shape)). An image's background is its outer ring of
+    pixels: the ink is dark when, in most images (the median), the ring is lighter than the
+    centre half of the frame. Images that are not 2-D, too small to have a centre, or show no
+    difference count as ``"light"``, the polarity every bundled dataset has.
+    """
+    images = np.asarray(images)
+    if len(shape) != 2 or min(shape) < 4 or images.ndim != 2 or images.shape[0] == 0:
+        return "light"
+    h, w = shape
+    step = max(1, images.shape[0] // _INK_SAMPLE_ROWS)
+    imgs = images[::step].reshape(-1, h, w)
+    ring = np.zeros((h, w), bool)
+    ring[[0, -1], :] = ring[:, [0, -1]] = True
+    centre = np.zeros((h, w), bool)
+    centre[h // 4:h - h // 4, w // 4:w - w // 4] = True
+    border_minus_centre = imgs[:, ring].mean(axis=1) - imgs[:, centre].mean(axis=1)
+    return "dark" if float(np.median(border_minus_centre)) > 0 else "light"
 
 
 def framing_for(shape: tuple[int, ...], dataset: str | None = None) -> str:
@@ -46,17 +80,54 @@ def framing_for(shape: tuple[int, ...], dataset: str | None = None) -> str:
     return "mnist" if (h, w) == (28, 28) else "fill"
 
 
-def _scaled_gray(im) -> np.ndarray:
-    """The picture as float greyscale in ``[0, 1]`` (alpha composited), by the mode's own range."""
-    has_alpha = "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info
-    if has_alpha:
+def _has_alpha(im) -> bool:
+    return "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info
+
+
+def _upright_within_work_size(im):
+    """The opened picture as viewers show it (EXIF orientation applied), area-averaged down to at
+    most :data:`WORK_PIXELS` pixels when it is larger; a picture within that size is as read.
+
+    A large JPEG is decoded at 1/2, 1/4 or 1/8 scale (still at least the working size). The
+    bit depth is kept (16-bit, 32-bit and float pictures are averaged as they are); transparent
+    pictures are averaged premultiplied by their alpha, as compositing them needs, except
+    palette ones: their bands are averaged apart, so fully transparent parts keep the colour of
+    their palette entry (see :func:`_scaled_gray`). Other modes are made greyscale first.
+    """
+    from PIL import Image, ImageOps
+
+    def work_size() -> tuple[int, int]:
+        scale = math.sqrt(WORK_PIXELS / (im.width * im.height))
+        return max(1, int(im.width * scale)), max(1, int(im.height * scale))
+
+    if im.width * im.height > WORK_PIXELS:
+        im.draft(None, work_size())  # JPEG only: decoded at the smallest scale at least that large
+    ImageOps.exif_transpose(im, in_place=True)
+    if im.width * im.height <= WORK_PIXELS:
+        return im
+    size = work_size()
+    if _has_alpha(im):
+        if im.mode == "P":  # bands apart, not premultiplied: transparent parts keep their colour
+            return Image.merge("RGBA", [band.resize(size, Image.BOX) for band in im.convert("RGBA").split()])
+        if im.mode not in ("LA", "RGBA"):
+            im = im.convert("RGBA")
+    elif im.mode not in ("L", "RGB", "I", "F") and not im.mode.startswith("I;16"):
+        im = im.convert("L")  # 1-bit, palette, CMYK, ...: as _scaled_gray makes them
+    return im.resize(size, Image.BOX)  # area averaging (LA and RGBA premultiplied by alpha)
+
+
+def _scaled_gray(im, palette: bool = False) -> np.ndarray:
+    """The picture as float greyscale in ``[0, 1]`` (alpha composited), by the mode's own range.
+
+    ``palette``: the picture was read as a palette (GIF-like) one."""
+    if _has_alpha(im):
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float64) / 255.0
         lum = rgba[..., 0] * 0.299 + rgba[..., 1] * 0.587 + rgba[..., 2] * 0.114
         alpha = rgba[..., 3]
         if alpha.sum() <= 0:
             return np.zeros(lum.shape)  # fully transparent: blank
         opaque = alpha > 0.5
-        if im.mode == "P" and (alpha == 0).any():  # a palette picture (GIF-like) was drawn on the
+        if palette and (alpha == 0).any():  # a palette picture (GIF-like) was drawn on the
             background = float(np.median(lum[alpha == 0]))  # colour its transparent entry holds,
             out = lum * alpha + background * (1.0 - alpha)
             if float(out.max() - out.min()) >= MIN_CONTRAST:  # unless that is the ink's colour too
@@ -158,7 +229,7 @@ def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 
     Returns a float64 row of ``prod(shape[:2])`` values in ``[0, pixel_max]``. Raises
     :class:`ConfigError` naming the file when it is missing, unreadable or blank.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if path.is_dir():
@@ -166,14 +237,14 @@ def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 
     if not path.is_file():
         raise ConfigError(f"{path}: no such picture file")
     framing = framing or framing_for(shape, dataset)
-    if ink not in ("light", "dark"):
-        raise ConfigError(f"ink {ink!r}: valid values are light, dark")
+    if ink not in INKS:
+        raise ConfigError(f"ink {ink!r}: valid values are {', '.join(INKS)}")
     if framing not in FRAMINGS:
         raise ConfigError(f"framing {framing!r}: valid values are {', '.join(FRAMINGS)}")
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)  # as viewers show it (phone photos)
-            arr = _scaled_gray(im)
+            palette = im.mode == "P"
+            arr = _scaled_gray(_upright_within_work_size(im), palette)  # as viewers show it (phone photos)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
             Image.DecompressionBombError) as exc:
         raise ConfigError(f"{path}: not a readable picture ({exc})") from None

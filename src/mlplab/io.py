@@ -6,6 +6,7 @@ half-written file. Readers never see a partial write.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import json
 import os
@@ -23,6 +24,30 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def printable(text: str | os.PathLike) -> str:
+    """``text`` (or a path) with each byte of a file name that is not UTF-8 written as a ``\\xff``
+    escape: such bytes come from the file system as lone surrogates (``os.fsdecode``), which no
+    UTF-8 file, terminal or figure can hold. Names in reports, tables and messages pass through here."""
+    text = os.fspath(text)
+    return "".join(_escape(c) if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def _printable_errors(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    return printable(exc.object[exc.start:exc.end]), exc.end
+
+
+# Text files are written with this error handler, so a name that slipped through unescaped is
+# written as printable() shows it instead of failing half-way through a run folder.
+codecs.register_error("mlplab.printable", _printable_errors)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
@@ -32,8 +57,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as fh:
+        text = {} if "b" in mode else {"encoding": "utf-8", "errors": "mlplab.printable"}
+        with os.fdopen(fd, mode, **text) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

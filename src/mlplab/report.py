@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from mlplab.errors import ConfigError, MlplabError
-from mlplab.io import atomic_write_text
+from mlplab.io import atomic_write_text, printable
 
 __all__ = [
     "FIGURES",
@@ -96,8 +96,10 @@ class RunData:
 
 
 def _display_name(path: Path) -> str:
-    """The folder's own name, also for ``.``, ``..`` or ``run/`` (made absolute first, symlinks kept)."""
-    return path.name if path.name not in ("", ".", "..") else (Path(os.path.abspath(path)).name or str(path))
+    """The folder's own name, also for ``.``, ``..`` or ``run/`` (made absolute first, symlinks kept);
+    bytes that are not UTF-8 shown as ``\\xff`` escapes (see :func:`mlplab.io.printable`)."""
+    name = path.name if path.name not in ("", ".", "..") else (Path(os.path.abspath(path)).name or str(path))
+    return printable(name)
 
 
 def _check_run_dir(run_dir: Path) -> None:
@@ -740,7 +742,7 @@ def _run_names(paths: Sequence[Path]) -> list[str]:
     names = [_display_name(p) for p in paths]
     if len(set(names)) == len(names):
         return names
-    return [str(p) for p in paths]
+    return [printable(p) for p in paths]
 
 
 def _inference_per_sample(inf: Any) -> float | None:
@@ -833,7 +835,7 @@ def format_comparison_cell(key: str, value: Any) -> str:
     """How a :func:`compare_runs` value is shown in tables (shared with the CLI)."""
     if key in ("training_time_s", "inference_s_per_sample"):
         return _fmt_g(value)
-    return _fmt(value)
+    return printable(_fmt(value))
 
 
 def write_comparison(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:

@@ -131,9 +131,16 @@ def test_rows_key(record: dict[str, Any]) -> str:
 
 
 def preprocessing_meta(data: PreparedData) -> dict[str, Any]:
-    """What a model file records about its inputs (the scaler's arrays go in the npz)."""
+    """What a model file records about its inputs (the scaler's arrays go in the npz).
+
+    ``ink``: the polarity of the dataset's images, ``"light"`` (light strokes on a dark background,
+    as in every bundled dataset) or ``"dark"`` (e.g. a folder of IDX files of dark ink on white),
+    measured on its raw test rows, so ``mlplab predict`` makes a user's picture look the same."""
+    from mlplab.imageio import dataset_ink
+
     return {"scaler": data.scaler.to_dict(include_arrays=False), "image_shape": list(data.image_shape),
-            "pixel_max": data.scaler.pixel_max, "dataset": data.dataset_name, "split": dict(data.split)}
+            "pixel_max": data.scaler.pixel_max, "dataset": data.dataset_name, "split": dict(data.split),
+            "ink": dataset_ink(data.test_images, data.image_shape)}
 
 
 def build_network(cfg: dict[str, Any], n_features: int, n_classes: int) -> MLP:

@@ -22,6 +22,7 @@ from mlplab.data.fetch import (
     FetchResult,
     ProgressCallback,
     WarnCallback,
+    checked_data_dir,
     fetch_dataset,
     load_idx_folder,
 )
@@ -178,7 +179,10 @@ def load_dataset(
     For the fetched datasets see :func:`mlplab.data.fetch.fetch_dataset` for the look-up
     order (data dir, cache, system copies, download) and the meaning of the callbacks.
     A folder path is read as the four standard IDX files (raw or .gz) and parse-validated.
+    A data dir given (or ``$MLPLAB_DATA_DIR``) that is not a folder is an error for every dataset,
+    also for those that do not read it.
     """
+    checked_data_dir(data_dir)
     if isinstance(name_or_path, os.PathLike):
         return _load_folder(Path(name_or_path))
     name = str(name_or_path)

@@ -54,6 +54,7 @@ __all__ = [
     "WarnCallback",
     "cache_dir",
     "resolve_data_dir",
+    "checked_data_dir",
     "fetch_dataset",
     "find_idx_file",
     "load_idx_folder",
@@ -191,11 +192,23 @@ def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     return Path(env).expanduser() if env else None
 
 
+def checked_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """:func:`resolve_data_dir`, which must exist if given: a typo would silently fall back to the
+    cache or a download (and for ``digits``, which never reads it, hide until it loads MNIST)."""
+    ddir = resolve_data_dir(data_dir)
+    if ddir is not None and not ddir.is_dir():
+        raise DataError(f"{_data_dir_label(data_dir)} {ddir}: "
+                        f"{'not a directory' if ddir.exists() else 'no such directory'}")
+    return ddir
+
+
+def _data_dir_label(data_dir: str | os.PathLike | None) -> str:
+    """How messages name the data dir: where it came from."""
+    return "MLPLAB_DATA_DIR" if data_dir is None or os.fspath(data_dir) == "" else "data dir"
+
+
 def _check_data_dir(ddir: Path, name: str, what: str) -> None:
-    """A data dir the user named must exist (a typo would silently fall back to the cache or a
-    download) and must not be a dataset folder itself (a common slip: ``DIR/mnist``)."""
-    if not ddir.is_dir():
-        raise DataError(f"{what} {ddir}: {'not a directory' if ddir.exists() else 'no such directory'}")
+    """A data dir must not be a dataset folder itself (a common slip: ``DIR/mnist``)."""
     if not (ddir / name).exists() and find_idx_file(ddir, FILENAMES["train_images"]) is not None:
         raise DataError(f"{what} {ddir} holds IDX files itself but no {name}/ folder: name the folder above "
                         f"the dataset folders (files go in <data_dir>/{name}/), or give the folder as the dataset")
@@ -440,9 +453,9 @@ def fetch_dataset(
     tried: list[str] = []
 
     # 1. explicit data dir: errors are the user's to fix, never skipped.
-    ddir = resolve_data_dir(data_dir)
+    ddir = checked_data_dir(data_dir)
     if ddir is not None:
-        _check_data_dir(ddir, name, "MLPLAB_DATA_DIR" if data_dir is None or os.fspath(data_dir) == "" else "data dir")
+        _check_data_dir(ddir, name, _data_dir_label(data_dir))
         folder = ddir / name
         hits = 0
         for key in FILE_KEYS:
