@@ -819,10 +819,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
         The network must end in softmax/cross-entropy (k >= 3 classes), one sigmoid unit with
         binary cross-entropy (2 classes), or sigmoid units with MSE (``output='sigmoid-mse'``).
-        ``params`` are hyperparameters for later (warm-started) fits; hidden sizes, activation,
-        output and dtype are taken from the network.
+        ``classes`` is copied into ``classes_`` (a caller reusing its array does not relabel
+        the model). ``params`` are hyperparameters for later (warm-started) fits; hidden sizes,
+        activation, output and dtype are taken from the network.
         """
-        classes = np.asarray(classes)
+        classes = np.array(classes)  # (a copy)
         if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
             raise ValueError("classes must be a 1-D array of distinct labels")
         order = np.argsort(classes, kind="stable")

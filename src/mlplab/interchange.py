@@ -9,7 +9,9 @@
   modules; ``Linear.weight`` is ``(out, in)``, the transpose of mlplab's ``W``. PyTorch is an
   optional dependency, imported only by these two functions.
 
-Round trips reproduce the weights exactly (dtype casts aside), hence the predictions.
+Round trips reproduce the weights exactly (dtype casts aside), hence the predictions. A
+converted model shares no array or list with its source: training one (or editing its
+``classes_``) leaves the other as it was.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def from_sklearn(mlp: Any, dtype: str | None = None) -> MLPClassifier:
         params.update(optimizer="sgd", momentum=float(mlp.momentum), nesterov=bool(mlp.nesterovs_momentum))
     est = MLPClassifier.from_mlp(net, np.asarray(mlp.classes_), int(mlp.n_features_in_), **params)
     if hasattr(mlp, "feature_names_in_"):
-        est.feature_names_in_ = np.asarray(mlp.feature_names_in_, dtype=object)
+        est.feature_names_in_ = np.array(mlp.feature_names_in_, dtype=object)  # (a copy)
     est.n_iter_ = int(getattr(mlp, "n_iter_", 0))
     est.loss_curve_ = [float(v) for v in (getattr(mlp, "loss_curve_", None) or [])]
     return est
@@ -107,6 +109,13 @@ def to_sklearn(est: MLPClassifier) -> Any:
     ``solver='adam'``; and it has no full batch (its ``batch_size`` is a number of samples, and
     ``est`` does not record how many it was trained on), so ``batch_size=None`` or ``'full'``
     becomes ``'auto'``, that is ``min(200, n_samples)``.
+
+    The model can continue training in scikit-learn (``warm_start`` or ``partial_fit``) where
+    ``est`` stopped: its stopping state (best loss or validation score, the count of epochs
+    without improvement, and with early stopping the best weights, those of ``est``) is set
+    as scikit-learn's own fit leaves it; the stopping rule starts afresh where ``est``'s state
+    is the other rule's (``early_stopping`` changed since its last fit, or a model made by
+    ``from_mlp``/:func:`from_sklearn`), as ``est``'s own next fit would. Its optimizer starts afresh.
     """
     from sklearn.neural_network import MLPClassifier as SkMLPClassifier
     from sklearn.preprocessing import LabelBinarizer
@@ -139,20 +148,37 @@ def to_sklearn(est: MLPClassifier) -> Any:
     sk.intercepts_ = [b.copy() for _, b in pairs]
     sk.n_features_in_ = int(est.n_features_in_)
     if hasattr(est, "feature_names_in_"):
-        sk.feature_names_in_ = est.feature_names_in_
+        sk.feature_names_in_ = est.feature_names_in_.copy()
     sk.n_layers_ = len(net.sizes)
     sk.n_outputs_ = net.sizes[-1]
     sk.out_activation_ = "logistic" if net.sizes[-1] == 1 else "softmax"
-    sk.classes_ = est.classes_
+    sk.classes_ = est.classes_.copy()
     sk._label_binarizer = LabelBinarizer().fit(est.classes_)
     sk.n_iter_ = int(est.n_iter_)
     sk.t_ = int(getattr(est, "t_", 0))
     sk.loss_curve_ = list(est.loss_curve_)
     if est.loss_curve_:
         sk.loss_ = float(est.loss_curve_[-1])
+    # The stopping state, which scikit-learn's warm fit / partial_fit reads and its first fit
+    # (_initialize) sets: the best loss or validation score, the count of epochs without
+    # improvement, and the best weights an early-stopping fit restores at its end (est's: mlplab's
+    # early stopping restored its best too). validation_scores_ is copied: scikit-learn appends to it.
     sk.best_loss_ = est.best_loss_
-    sk.validation_scores_ = est.validation_scores_
+    sk.validation_scores_ = None if est.validation_scores_ is None else list(est.validation_scores_)
     sk.best_validation_score_ = est.best_validation_score_
+    sk._no_improvement_count = int(est._no_improvement_count)
+    sk._best_coefs = [c.copy() for c in sk.coefs_]
+    sk._best_intercepts = [b.copy() for b in sk.intercepts_]
+    early = bool(est.early_stopping)
+    if (est.best_loss_ is None) != early:
+        # est's state is the other rule's (early_stopping changed since its fit, or a model made by
+        # from_mlp/from_sklearn): the rule starts afresh, as mlplab's own next fit would start it
+        sk._no_improvement_count = 0
+        sk.best_loss_ = None if early else np.inf
+        if early:
+            sk.best_validation_score_ = -np.inf
+            if sk.validation_scores_ is None:
+                sk.validation_scores_ = []
     return sk
 
 

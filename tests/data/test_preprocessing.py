@@ -106,3 +106,25 @@ def test_inverse_transform(X):
     for kind in SCALER_KINDS:
         sc = Scaler(kind).fit(X)
         np.testing.assert_allclose(sc.inverse_transform(sc.transform(X, np.float64)), X, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", SCALER_KINDS)
+def test_transform_and_inverse_return_new_arrays(kind, X):
+    for dtype in (np.float32, np.float64):
+        Xf = np.ascontiguousarray(X, dtype=dtype)  # already what transform returns for kind 'none'
+        sc = Scaler(kind).fit(Xf)
+        Z = sc.transform(Xf, dtype=dtype)
+        assert Z.dtype == dtype and Z.flags.c_contiguous and not np.shares_memory(Z, Xf)
+        Z[...] = 42  # "a scaled copy": writing to it leaves the caller's array alone
+        np.testing.assert_array_equal(Xf, X)
+        P = sc.inverse_transform(Z)
+        assert not np.shares_memory(P, Z)
+
+
+def test_from_dict_copies_separate_arrays(X):
+    sc = Scaler("standard").fit(X)
+    arrays = sc.arrays()
+    back = Scaler.from_dict(sc.to_dict(include_arrays=False), arrays)
+    expected = sc.transform(X)
+    arrays["scaler_mean"][...], arrays["scaler_std"][...] = 0, 1  # the caller reuses its arrays
+    np.testing.assert_array_equal(back.transform(X), expected)

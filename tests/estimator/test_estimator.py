@@ -315,6 +315,19 @@ def test_bad_hyperparameters_raise_clear_errors(digits_small, params, match):
 
 
 # -- persistence ---------------------------------------------------------------------------------
+def test_from_mlp_copies_the_callers_classes(digits_small):
+    from mlplab.network import MLP
+
+    X, _ = digits_small
+    net = MLP([X.shape[1], 10, 3], "relu", "softmax", loss="cross_entropy", seed=0)
+    labels = np.array([10, 20, 30])
+    est = MLPClassifier.from_mlp(net, labels)
+    before = est.predict(X)
+    labels[...] = [7, 8, 9]  # the caller reuses its array
+    np.testing.assert_array_equal(est.classes_, [10, 20, 30])
+    np.testing.assert_array_equal(est.predict(X), before)
+
+
 def test_save_load_roundtrip(tmp_path, digits_small):
     X, y = digits_small
     names = np.array(list("abcdefghij"))[y]

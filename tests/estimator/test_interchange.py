@@ -170,3 +170,84 @@ def test_to_sklearn_maps_momentum_exactly_and_full_batch_to_auto(data):
         sk = to_sklearn(est)
         assert sk.batch_size == "auto" and "full" in to_sklearn.__doc__
         np.testing.assert_allclose(sk.predict_proba(X), est.predict_proba(X), rtol=1e-6)
+
+
+# -- conversions share no mutable state with their source ------------------------------------------
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # (names set by hand)
+def test_to_sklearn_copies_its_history_and_labels(data):
+    X, y = data
+    est = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=5, random_state=0).fit(X, y)
+    est.feature_names_in_ = np.array([f"p{i}" for i in range(X.shape[1])], dtype=object)  # (as from a DataFrame)
+    scores, classes, names = list(est.validation_scores_), est.classes_.copy(), est.feature_names_in_.copy()
+    sk = to_sklearn(est)
+    assert sk.validation_scores_ == scores and sk.validation_scores_ is not est.validation_scores_
+    for ours, theirs in ((est.classes_, sk.classes_), (est.feature_names_in_, sk.feature_names_in_)):
+        np.testing.assert_array_equal(theirs, ours)
+        assert not np.shares_memory(theirs, ours)
+    sk.set_params(warm_start=True, max_iter=2).fit(X, y)  # appends to its validation_scores_
+    sk.classes_[...], sk.feature_names_in_[...] = sk.classes_[::-1], "x"
+    assert est.validation_scores_ == scores
+    np.testing.assert_array_equal(est.classes_, classes)
+    np.testing.assert_array_equal(est.feature_names_in_, names)
+
+
+@pytest.mark.parametrize("early_stopping,how", [(False, "fit"), (False, "partial_fit"), (True, "fit")])
+def test_to_sklearn_model_continues_training_in_sklearn(data, early_stopping, how):
+    X, y = data
+    est = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=early_stopping, max_iter=3,
+                        random_state=0).fit(X, y)
+    weights = [a.copy() for a in _params(est)]
+    sk = to_sklearn(est)
+    # the best weights an early-stopping fit restores: est's, apart from the weights sklearn trains
+    for best, w in zip(sk._best_coefs + sk._best_intercepts, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_array_equal(best, w)
+        assert not np.shares_memory(best, w)
+    # a huge tol: no epoch counts as an improvement, so scikit-learn increments the count it took over
+    sk.set_params(tol=1e3, max_iter=1, warm_start=True)
+    if how == "fit":
+        sk.fit(X, y)
+    else:
+        sk.partial_fit(X, y)
+    assert sk._no_improvement_count == est._no_improvement_count + 1
+    if early_stopping and sk.best_validation_score_ == est.best_validation_score_:
+        # (here: no better validation score) scikit-learn restored the best weights, est's
+        for a, b in zip(sk.coefs_ + sk.intercepts_, weights[0::2] + weights[1::2]):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(_params(est), weights):  # est is untouched
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")  # (names set by hand)
+def test_from_sklearn_and_from_torch_copy_labels_and_feature_names(data):
+    X, y = data
+    sk = SkMLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X, y)
+    sk.feature_names_in_ = np.array([f"p{i}" for i in range(X.shape[1])], dtype=object)  # (as from a DataFrame)
+    est = from_sklearn(sk)
+    before = est.predict(X)
+    assert not np.shares_memory(est.classes_, sk.classes_)
+    assert not np.shares_memory(est.feature_names_in_, sk.feature_names_in_)
+    sk.classes_[...], sk.feature_names_in_[...] = sk.classes_[::-1], "x"
+    np.testing.assert_array_equal(est.predict(X), before)
+    assert est.feature_names_in_[0] == "p0"
+    labels = np.arange(10)
+    back = from_torch(to_torch(est), classes=labels)
+    labels[...] = labels[::-1]
+    np.testing.assert_array_equal(back.predict(X), before)
+
+
+@pytest.mark.parametrize("case", ["from_sklearn", "switched_on", "switched_off"])
+def test_to_sklearn_starts_a_changed_stopping_rule_afresh(data, case):
+    X, y = data
+    if case == "from_sklearn":  # (from_sklearn keeps no stopping state)
+        est = from_sklearn(SkMLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=3,
+                                           random_state=0).fit(X, y))
+    else:
+        est = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=case == "switched_off", max_iter=3,
+                            random_state=0).fit(X, y).set_params(early_stopping=case == "switched_on")
+    sk = to_sklearn(est).set_params(tol=1e3, max_iter=1, warm_start=True)  # tol: no improvement...
+    sk.fit(X, y)
+    assert sk._no_improvement_count == 0  # ... but over the first epoch of a fresh rule
+    if sk.early_stopping:
+        assert sk.best_loss_ is None and sk.best_validation_score_ == sk.validation_scores_[-1]
+    else:
+        assert sk.best_loss_ == sk.loss_curve_[-1]

@@ -90,7 +90,8 @@ class Scaler:
         return v
 
     def transform(self, X: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-        """Scaled copy of ``X`` (n, d) as a C-contiguous ``dtype`` array."""
+        """Scaled copy of ``X`` (n, d) as a C-contiguous ``dtype`` array: a new array for every
+        kind, ``none`` included, never ``X`` itself."""
         X = _as_2d(X)
         dtype = np.dtype(dtype)
         if dtype.kind != "f":
@@ -100,7 +101,7 @@ class Scaler:
         if self.n_features_ is not None and X.shape[1] != self.n_features_:
             raise DataError(f"scaler was fit on {self.n_features_} features, got {X.shape[1]}")
         if self.kind == "none":
-            return np.ascontiguousarray(X, dtype=dtype)
+            return np.array(X, dtype=dtype, order="C")  # (a copy even where X is already that array)
         if X.dtype == np.uint8 and self.kind in ("unit", "symmetric"):
             table = self._formula(np.arange(256, dtype=np.float64)).astype(dtype)
             return np.ascontiguousarray(table[X])  # fancy indexing: ~20x faster than np.take(out=)
@@ -110,7 +111,7 @@ class Scaler:
         return out
 
     def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
-        """Back to pixel units (float64), e.g. to plot a scaled image."""
+        """Back to pixel units, a new float64 array, e.g. to plot a scaled image."""
         Z = np.asarray(Z, dtype=np.float64)
         if self.kind == "unit":
             return Z * float(self.pixel_max)
@@ -120,7 +121,7 @@ class Scaler:
             if not self.fitted:
                 raise ConfigError("scaler 'standard' must be fit before inverse_transform")
             return Z * self.scale_ + self.mean_
-        return Z
+        return Z.copy()  # (np.asarray above returns a float64 Z itself)
 
     # ------------------------------------------------------------------ saving
     def to_dict(self, include_arrays: bool = True) -> dict[str, Any]:
@@ -169,8 +170,8 @@ class Scaler:
                 mean, scale = arrays["scaler_mean"], arrays["scaler_std"]
             else:
                 return s  # never fitted
-            mean = np.asarray(mean, dtype=np.float64)
-            scale = np.asarray(scale, dtype=np.float64)
+            mean = np.array(mean, dtype=np.float64)  # (copies: not the caller's arrays)
+            scale = np.array(scale, dtype=np.float64)
             if mean.ndim != 1 or mean.shape != scale.shape:
                 raise ConfigError(f"scaler mean/scale shapes differ or are not 1-D: {mean.shape}, {scale.shape}")
             if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0)):
