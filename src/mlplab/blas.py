@@ -287,20 +287,28 @@ def axpy(alpha: float, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     its threads: the optimizers' last step ``p -= c * update``. Measured 1.7x faster than the
     two NumPy passes for 784x256 float32 parameters and 3.5x for 784x500 (beyond one core's L2).
     ``x`` is not modified.
+
+    ``x`` and ``y`` may overlap (views of one array): BLAS would then read elements of ``x``
+    it has already overwritten through ``y``, so such a call goes through NumPy, which computes
+    ``alpha * x`` into a temporary first. The optimizers never pass overlapping arrays; the
+    check compares the two addresses the BLAS call needs anyway, so it costs them nothing.
     """
     if x.shape != y.shape:
         raise ValueError(f"axpy shapes do not match: {x.shape} and {y.shape}")
     fn = _AXPY.get(y.dtype)
-    if (fn is None or x.dtype != y.dtype or not (x.flags.c_contiguous and y.flags.c_contiguous)
+    if not (fn is None or x.dtype != y.dtype or not (x.flags.c_contiguous and y.flags.c_contiguous)
             or y.size == 0 or not y.flags.writeable):
-        y += alpha * x  # not a BLAS type or layout
-        return y
-    if _CBLAS is not None:
-        fn(y.size, alpha, _addr(x), 1, _addr(y), 1)
-        return y
-    r = fn(np.ravel(x), np.ravel(y), a=alpha)
-    if not np.shares_memory(r, y):  # f2py had to copy (never expected): write the result back
-        y[...] = r.reshape(y.shape)
+        if _CBLAS is not None:
+            ax, ay = _addr(x), _addr(y)
+            if abs(ax - ay) >= y.nbytes:  # disjoint: both contiguous, of y.nbytes bytes
+                fn(y.size, alpha, ax, 1, ay, 1)
+                return y
+        elif not np.may_share_memory(x, y):
+            r = fn(np.ravel(x), np.ravel(y), a=alpha)
+            if not np.shares_memory(r, y):  # f2py had to copy (never expected): write the result back
+                y[...] = r.reshape(y.shape)
+            return y
+    y += alpha * x  # not a BLAS type or layout, or overlapping arrays
     return y
 
 

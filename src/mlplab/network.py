@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -83,14 +84,16 @@ class MLP:
             raise ConfigError(f"l2 must be >= 0, got {l2}")
         self.sizes = sizes
         self.dtype = _dtype(dtype)
-        self.hidden_activation = hidden_activation
-        self.output_activation = output_activation
+        # copies: config(), describe() and save_model read the specs again later, and a caller's
+        # dict reused or edited for the next network must not change what this one says it is
+        self.hidden_activation = copy.deepcopy(hidden_activation)
+        self.output_activation = copy.deepcopy(output_activation)
         self.init, self.init_params = init, dict(init_params or {})
         self.dropout, self.l2, self.seed = float(dropout), float(l2), int(seed)
         self.shared_bias = bool(shared_bias)
 
         self.loss = get_loss(loss, sizes[-1], self.dtype)
-        out_name = get_activation(output_activation).name
+        out_name = get_activation(self.output_activation).name
         check_pairing(out_name, self.loss)
         self.dropout_rng = rng_for(self.seed, STREAM_DROPOUT)
 
@@ -100,11 +103,11 @@ class MLP:
             layers.append(Dense(fan_in, fan_out, self.dtype, shared_bias=self.shared_bias))
             last = i == n_affine - 1
             if not last:
-                layers.append(ActivationLayer(get_activation(hidden_activation), self.dtype))
+                layers.append(ActivationLayer(get_activation(self.hidden_activation), self.dtype))
                 if self.dropout > 0:
                     layers.append(Dropout(self.dropout, self.dropout_rng, self.dtype))
             elif self.loss.fused_activation is None:
-                layers.append(ActivationLayer(get_activation(output_activation), self.dtype))
+                layers.append(ActivationLayer(get_activation(self.output_activation), self.dtype))
         self.layers = layers
         self.dense_layers = [layer for layer in layers if isinstance(layer, Dense)]
         self.initialize(self.seed)
@@ -129,13 +132,19 @@ class MLP:
         return [p.copy() for p in self.parameters()]
 
     def set_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Copy ``weights`` (order of :meth:`parameters`) into the parameter arrays. All or
+        nothing: every array is checked before the first is written, so a bad one leaves the
+        network as it was."""
         params = self.parameters()
         if len(weights) != len(params):
             raise ConfigError(f"expected {len(params)} arrays, got {len(weights)}")
-        for p, w in zip(params, weights):
-            w = np.asarray(w)
+        arrays = [np.asarray(w) for w in weights]
+        for p, w in zip(params, arrays):
             if w.shape != p.shape:
                 raise ConfigError(f"weight shape {w.shape} does not match parameter shape {p.shape}")
+            if w.dtype.kind not in "biuf":
+                raise ConfigError(f"weights must be real numbers, got an array of dtype {w.dtype}")
+        for p, w in zip(params, arrays):
             p[...] = w
 
     @property
@@ -154,13 +163,17 @@ class MLP:
             out = layer.forward(out, training)
         return out
 
-    def backward(self, grad_out: np.ndarray, scale: float = 1.0) -> None:
+    def backward(self, grad_out: np.ndarray, scale: float = 1.0, overwrite_grad: bool = False) -> None:
         """Backpropagate ``dL/d(output)``; fills every layer's gradients.
 
         ``scale`` states that ``grad_out`` was multiplied by it (backpropagation is linear, so
         every gradient then carries the factor); the L2 term is scaled to match.
+
+        ``grad_out`` is left as it is. ``overwrite_grad=True`` lets backpropagation use it as
+        scratch (an output activation's backward works in place), sparing a copy: for a
+        training loop's own gradient buffer, which it refills before every step.
         """
-        g = grad_out
+        g = grad_out if overwrite_grad else self._grad_in(grad_out)
         l2 = self.l2 * scale  # d/dW of 0.5 * l2 * ||W||^2, accumulated by the dW product itself
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
@@ -169,12 +182,13 @@ class MLP:
             else:
                 g = layer.backward(g, need_dx=i > 0)
 
-    def backward_step(self, grad_out: np.ndarray, lr: float) -> None:
+    def backward_step(self, grad_out: np.ndarray, lr: float, overwrite_grad: bool = False) -> None:
         """Backpropagate ``lr * dL/d(output)`` (already multiplied) and apply the plain SGD step
         ``W -= lr * (dW + l2 * W)``, ``b -= lr * db`` layer by layer, fused into the weight
-        gradient's matrix product (:meth:`Dense.backward_step`). Gradients are not kept."""
+        gradient's matrix product (:meth:`Dense.backward_step`). Gradients are not kept.
+        ``grad_out`` and ``overwrite_grad`` as in :meth:`backward`."""
         decay = 1.0 - self.l2 * lr
-        g = grad_out
+        g = grad_out if overwrite_grad else self._grad_in(grad_out)
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
             if isinstance(layer, Dense):
@@ -182,13 +196,27 @@ class MLP:
             else:
                 g = layer.backward(g, need_dx=i > 0)
 
+    def _grad_in(self, grad_out: np.ndarray) -> np.ndarray:
+        """``grad_out``, or a copy when backpropagation would write into it: only a Dense
+        output layer leaves its input gradient alone (an activation's backward is in place).
+        The copy goes into a buffer of the output layer, so a loop calling this allocates
+        nothing per step."""
+        last = self.layers[-1]
+        if isinstance(last, Dense):
+            return grad_out
+        grad_out = np.asarray(grad_out)
+        buf = last._buffer(f"grad_in/{grad_out.dtype.str}", grad_out.shape, grad_out.dtype)
+        np.copyto(buf, grad_out)
+        return buf
+
     def bind_step(self, xb: np.ndarray, lr: float | None = None) -> "BoundStep | None":
         """The training step on the minibatch buffer ``xb`` as bound calls (see
         :meth:`mlplab.layers.Layer.bind_forward`): running ``forward`` equals
         ``forward(xb, training=True)``; after the caller wrote ``dL/d(output)`` into ``grad``,
-        running ``backward`` equals ``backward(grad)``, or with ``lr`` given (the gradient
-        then already multiplied by it) ``backward_step(grad, lr)``. Same calls, same bits, without
-        the per-call checks and lookups: 15-25% of a 784-50-10 step
+        running ``backward`` equals ``backward(grad, overwrite_grad=True)``, or with ``lr``
+        given (the gradient then already multiplied by it) ``backward_step(grad, lr,
+        overwrite_grad=True)``. Same calls, same bits, without the per-call checks and
+        lookups: 15-25% of a 784-50-10 step
         (``benchmarks/bench_bound_steps.py``). ``None`` if a layer cannot be bound. Bind again
         after replacing a parameter array or a layer, or changing ``l2`` or the dropout rate."""
         forward: list[Callable[[], object]] = []
@@ -226,7 +254,7 @@ class MLP:
         out = self.forward(X, training=True)
         grad = np.empty_like(out)
         value = self.loss.value_and_grad(out, y, grad)
-        self.backward(grad)
+        self.backward(grad, overwrite_grad=True)
         return value + self.penalty()
 
     def _as_input(self, X: np.ndarray) -> np.ndarray:

@@ -140,8 +140,14 @@ class Optimizer:
         return {"name": self.name, **self.hyperparameters()}
 
     def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """(JSON-able scalars, named arrays) that restore this optimizer exactly."""
-        arrays = {f"{slot}/{i}": a for slot, lst in self.state.items() if slot not in self.scratch_slots
+        """(JSON-able scalars, named arrays) that restore this optimizer exactly: a snapshot.
+
+        The arrays are copies, not the state arrays the next steps update: a snapshot kept in
+        memory (a rollback point, as :meth:`CellCheckpoint.restore
+        <mlplab.experiments.checkpoint.CellCheckpoint.restore>` keeps) must not change as
+        training goes on. One copy of the state per call; checkpoints are written every minute
+        or so, and serialising them reads the whole state anyway."""
+        arrays = {f"{slot}/{i}": a.copy() for slot, lst in self.state.items() if slot not in self.scratch_slots
                   for i, a in enumerate(lst)}
         meta = {"config": self.config(), "t": self.t}
         if self.scales:
@@ -156,11 +162,15 @@ class Optimizer:
     legacy_slots: dict[str, tuple[str, str | None]] = {}
 
     def load_state_dict(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.t = int(meta["t"])
+        """Restore :meth:`state_dict`'s result (the arrays are copied in). All or nothing: every
+        array and scale is checked before the first is written, so an error leaves the
+        optimizer as it was."""
+        t = int(meta["t"])
         file_scales = self._file_scales(meta.get("scales") or {})
         legacy: dict[str, list[tuple[str, float | None]]] = {}
         for old, (new, beta) in self.legacy_slots.items():
             legacy.setdefault(new, []).append((old, None if beta is None else 1.0 / (1.0 - getattr(self, beta))))
+        loads = []  # (slot, i, target array, source array, legacy factor)
         for slot, lst in self.state.items():
             if slot in self.scratch_slots:
                 continue
@@ -172,16 +182,21 @@ class Optimizer:
                         break
                 if key not in arrays:
                     raise ConfigError(f"optimizer state {slot}/{i} is missing")
-                src = arrays[key]
+                src = np.asarray(arrays[key])
                 if src.shape != a.shape:
                     raise ConfigError(f"optimizer state {slot}/{i} has shape {src.shape}, expected {a.shape}")
-                a[...] = src if factor is None else np.asarray(src) * factor
-                if slot in file_scales:
-                    scale = file_scales[slot][i]
-                    if not self._is_large[i] and scale != 1.0:  # a small parameter holds the plain sum
-                        a *= scale
-                        scale = 1.0
-                    self.scales[slot][i] = scale
+                if src.dtype.kind not in "iuf":
+                    raise ConfigError(f"optimizer state {slot}/{i} must hold real numbers, got dtype {src.dtype}")
+                loads.append((slot, i, a, src, factor))
+        self.t = t
+        for slot, i, a, src, factor in loads:
+            a[...] = src if factor is None else src * factor
+            if slot in file_scales:
+                scale = file_scales[slot][i]
+                if not self._is_large[i] and scale != 1.0:  # a small parameter holds the plain sum
+                    a *= scale
+                    scale = 1.0
+                self.scales[slot][i] = scale
 
     def _file_scales(self, scales: dict[str, Any]) -> dict[str, list[float]]:
         """Each decayed slot's scales from a file's metadata, one per parameter: files written

@@ -22,10 +22,11 @@ AVX2 kernels on a 2-core AMD EPYC, with NumPy's and with SciPy's build, reach so
 wide product through other kernels than a narrow one), they agree within float32 rounding
 (tested everywhere).
 
-What stacks (:func:`stackable`): plain SGD (no momentum, no weight decay), no dropout, no L2,
-the same sizes, activations, loss family, dtype, batch size and minibatch order. Learning
-rate, schedule, initial weights, seed (full batch) and the loss denominator may differ; so
-may ``shared_bias``.
+What stacks (:func:`stack_problem`): plain SGD (no momentum, no weight decay), no dropout, no
+L2, the same sizes, activations (the hidden one with the same parameters, e.g. a leaky ReLU's
+slope: the wide layer applies one activation to every block), loss family, dtype, batch size
+and minibatch order. Learning rate, schedule, initial weights, seed (full batch) and the loss
+denominator may differ; so may ``shared_bias``.
 
 A model whose loss becomes non-finite is frozen (its last good weights restored, its
 gradients zero from then on) and reported as diverged; the others train on.
@@ -90,6 +91,11 @@ def stack_problem(trainers: Sequence[Trainer]) -> str | None:
             return f"sizes differ: {net.sizes} vs {ref.sizes}"
         if (net.describe(), net.dtype) != (ref.describe(), ref.dtype):
             return f"architectures differ: {net.describe()} vs {ref.describe()}"
+        # describe() names the activations only; the wide layer runs the first model's hidden
+        # activation for every block, so its parameters must agree too
+        act, ref_act = net.config()["hidden_activation"], ref.config()["hidden_activation"]
+        if act != ref_act:
+            return f"hidden activation parameters differ: {act} vs {ref_act}"
         if tr.batch_size != first.batch_size or tr.drop_last != first.drop_last:
             return "batch sizes differ"
         if tr.batch_order is not None or first.batch_order is not None:
@@ -130,14 +136,19 @@ class StackedTrainer:
         self.frozen = [False] * self.K
         self.errors: list[DivergenceError | None] = [None] * self.K
         self.last_good: list[list[np.ndarray]] = []
+        #: each network's own first-layer ``(W, b)`` while it computes with views of the stack
+        self._own: list[tuple[np.ndarray, np.ndarray]] = []
         self.epochs_done = self.trainers[0].epochs_done  # fit() counts epochs in total, as Trainer.fit
 
     def _stack(self) -> None:
         """Copy every network's first layer into its block and make the layer a view of it,
-        so the networks see their weights change while the stack trains."""
+        so the networks see their weights change while the stack trains. The layer's own
+        arrays are kept for :meth:`_unstack`."""
+        self._own = []
         for k, (tr, net) in enumerate(zip(self.trainers, self.nets)):
             layer = net.dense_layers[0]
             blk = self.blocks[k]
+            self._own.append((layer.W, layer.b))
             self.wide.W[:, blk] = layer.W
             if layer.shared_bias:
                 self.wide.b[blk] = layer.b[0]
@@ -161,10 +172,10 @@ class StackedTrainer:
         n = X.shape[0]
         bs = lead.batch_size or n
         self._stack()
-        for tr in self.trainers:
-            for cb in tr.callbacks:
-                cb.on_train_begin(tr)
         try:
+            for tr in self.trainers:
+                for cb in tr.callbacks:
+                    cb.on_train_begin(tr)
             while self.epochs_done < int(epochs) and not all(self.frozen):
                 self._epoch(X, y, bs, X_val, y_val)
                 self.epochs_done += 1
@@ -178,19 +189,25 @@ class StackedTrainer:
         return list(self.errors)
 
     def _unstack(self) -> None:
-        """Give every network its own contiguous first layer again (and its optimizer the
-        arrays), so each trains, predicts and saves on its own as if it had never been stacked."""
-        for tr, net in zip(self.trainers, self.nets):
+        """Give every network its first layer's own arrays back, holding the trained values, so
+        each trains, predicts and saves on its own as if it had never been stacked. The very
+        arrays it had before :meth:`_stack`: whatever held them (another trainer's optimizer
+        built earlier, a ``parameters()`` list) keeps reaching the network's weights."""
+        for tr, net, (W, b) in zip(self.trainers, self.nets, self._own):
             layer = net.dense_layers[0]
-            layer.W = np.ascontiguousarray(layer.W).copy()
-            layer.b = layer.b.copy()
-            layer.params = (layer.W, layer.b)
+            W[...] = layer.W
+            if b is not layer.b:  # a shared bias was the network's own array all along
+                b[...] = layer.b
+            layer.W, layer.b = W, b
+            layer.params = (W, b)
             tr.optimizer.params = net.parameters()
+        self._own = []
 
     def _epoch(self, X, y, bs, X_val, y_val) -> None:
         K, trainers, nets = self.K, self.trainers, self.nets
         lead = trainers[0]
         epoch = self.epochs_done  # 0-based
+        self._sync_shared_biases()
         lrs = []
         for k, tr in enumerate(trainers):
             lr = tr.schedule(epoch, tr.base_lr)
@@ -301,6 +318,16 @@ class StackedTrainer:
             cb.on_epoch_recorded(tr, logs)
         if tr.stop_training:
             self._freeze(k, None)
+
+    def _sync_shared_biases(self) -> None:
+        """Copy each shared-bias network's scalar bias into its block of the wide bias. That
+        scalar is the network's own array, not a view of the stack's, so a callback's
+        ``set_weights`` (between epochs, or at the start of training) reaches only it; the steps
+        update both alike, so the copy changes nothing otherwise."""
+        for net, blk in zip(self.nets, self.blocks):
+            first = net.dense_layers[0]
+            if first.shared_bias:
+                self.wide.b[blk] = first.b[0]
 
     def _freeze(self, k: int, error: DivergenceError | None) -> None:
         """Stop model ``k``: restore its last good weights; its gradients are zero from now on."""

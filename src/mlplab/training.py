@@ -342,8 +342,11 @@ class Trainer:
         n = X.shape[0]
         t0 = time.perf_counter()
         if self._resume is not None:  # continue an interrupted epoch
-            r, self._resume = self._resume, None
+            r = self._resume
             order, start_batch = r["order"], r["batch"]
+            if order is not None:  # checked before the position is used up (resumed on other data?)
+                order = _checked_order(order, n, "the interrupted epoch's minibatch order")
+            self._resume = None
             loss_sum, correct, seen, t0 = r["loss_sum"], r["correct"], r["seen"], t0 - r["elapsed"]
         else:
             order = None if full_batch else self._epoch_order(epoch, n)
@@ -393,13 +396,13 @@ class Trainer:
                 if bound:
                     bound.run_backward()
                 else:
-                    net.backward_step(grad, pre)
+                    net.backward_step(grad, pre, overwrite_grad=True)  # grad is the loop's own
                 opt.count_step()
             else:
                 if bound:
                     bound.run_backward()
                 else:
-                    net.backward(grad)
+                    net.backward(grad, overwrite_grad=True)
                 opt.step(net.gradients())
             if self.interrupt_requested and b + 1 < len(starts):
                 self._resume = {"order": order, "batch": b + 1, "loss_sum": loss_sum, "correct": correct,
@@ -416,7 +419,7 @@ class Trainer:
 
     def _epoch_order(self, epoch: int, n: int) -> np.ndarray:
         if self.batch_order is not None:
-            return np.asarray(self.batch_order(epoch, n), dtype=np.int64)
+            return _checked_order(self.batch_order(epoch, n), n, f"batch_order for epoch {epoch + 1}")
         if self.shuffle:
             return self.rng.permutation(n)
         return np.arange(n)
@@ -448,7 +451,9 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """(JSON-able metadata, arrays) restoring the training state exactly."""
+        """(JSON-able metadata, arrays) restoring the training state exactly: a snapshot, whose
+        arrays are copies that later training does not change (see :meth:`Optimizer.state_dict
+        <mlplab.optimizers.Optimizer.state_dict>`)."""
         opt_meta, opt_arrays = self.optimizer.state_dict()
         meta: dict[str, Any] = {
             "epochs_done": self.epochs_done,
@@ -467,25 +472,52 @@ class Trainer:
         if self._resume is not None:
             r = self._resume
             meta["resume"] = {k: r[k] for k in ("batch", "loss_sum", "correct", "seen", "elapsed")}
-            arrays["resume/order"] = r["order"] if r["order"] is not None else np.zeros(0, np.int64)
+            arrays["resume/order"] = r["order"].copy() if r["order"] is not None else np.zeros(0, np.int64)
             meta["resume"]["full_batch"] = r["order"] is None
         return meta, arrays
 
     def load_state_dict(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self.epochs_done = int(meta["epochs_done"])
-        self.base_lr = float(meta["base_lr"])
-        self.rng.bit_generator.state = meta["shuffle_rng"]
-        self.net.dropout_rng.bit_generator.state = meta["dropout_rng"]
-        self.optimizer.load_state_dict(meta["optimizer"], {
-            k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")})
-        self.schedule.load_state(meta["schedule"]["state"])
-        self.history = History.from_dict(meta["history"])
-        self._first_loss = meta.get("first_loss")
+        """Restore :meth:`state_dict`'s result. All or nothing: everything is read and checked
+        before the trainer changes (the optimizer's and the schedule's loads check their own;
+        the schedule's is undone if the optimizer's fails), so an error leaves it as it was."""
+        epochs_done, base_lr = int(meta["epochs_done"]), float(meta["base_lr"])
+        rng_states = ((self.rng, meta["shuffle_rng"]), (self.net.dropout_rng, meta["dropout_rng"]))
+        for rng, state in rng_states:  # a bad state raises here, on a throwaway generator
+            type(rng.bit_generator)().state = state
+        history = History.from_dict(meta["history"])
+        first_loss = meta.get("first_loss")
+        resume = None
         r = meta.get("resume")
         if r:
             order = None if r.get("full_batch") else np.asarray(arrays["resume/order"], dtype=np.int64)
-            self._resume = {"order": order, "batch": int(r["batch"]), "loss_sum": float(r["loss_sum"]),
-                            "correct": int(r["correct"]), "seen": int(r["seen"]), "elapsed": float(r["elapsed"])}
+            resume = {"order": order, "batch": int(r["batch"]), "loss_sum": float(r["loss_sum"]),
+                      "correct": int(r["correct"]), "seen": int(r["seen"]), "elapsed": float(r["elapsed"])}
+        schedule_before = self.schedule.state()
+        self.schedule.load_state(meta["schedule"]["state"])
+        try:
+            self.optimizer.load_state_dict(meta["optimizer"], {
+                k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")})
+        except BaseException:
+            self.schedule.load_state(schedule_before)
+            raise
+        self.epochs_done, self.base_lr = epochs_done, base_lr
+        for rng, state in rng_states:
+            rng.bit_generator.state = state
+        self.history, self._first_loss, self._resume = history, first_loss, resume
+
+
+def _checked_order(order: Any, n: int, what: str) -> np.ndarray:
+    """``order`` as int64 row indices, refused unless every one is an integer in ``[0, n)``.
+    The minibatch copies clip indices for speed (``take(mode="clip")``), so an index out of
+    range would otherwise train on another row without a word. One pass per epoch."""
+    arr = np.asarray(order)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise ConfigError(f"{what} must be a 1-D array of integer row indices, got "
+                          f"{arr.ndim}-D {arr.dtype} values")
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ConfigError(f"{what} has row indices in [{arr.min()}, {arr.max()}]; "
+                          f"the training set has rows 0 to {n - 1}")
+    return arr.astype(np.int64, copy=False)
 
 
 def fit(net: MLP, X: np.ndarray, y: np.ndarray, epochs: int, **kwargs: Any) -> History:

@@ -167,3 +167,42 @@ def test_half_usable_checkpoint_leaves_nothing_half_restored(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), w0))
     assert tr.epochs_done == 0 and len(tr.history.epoch) == 0
     assert not (tmp_path / CHECKPOINT).exists()
+
+
+def test_rolled_back_checkpoint_leaves_the_optimizer_and_epoch_position_fresh(tmp_path):
+    # the rollback point is a snapshot: restoring the checkpoint's Adam moments and mid-epoch
+    # position into the trainer must not change it, so the rollback gives a fresh trainer back
+    class Refuses:
+        def __init__(self, n):
+            self.n = n
+
+        def cell_state(self):
+            return {"n": self.n}
+
+        def load_cell_state(self, state):
+            if state["n"] != 0:  # the checkpoint's: from "another version"
+                raise ValueError("unknown state")
+            self.n = state["n"]
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(200, 6)).astype(np.float32), rng.integers(0, 3, 200)
+
+    def make():
+        net = MLP([6, 8, 3], "relu", "softmax", "cross_entropy", seed=0)
+        return Trainer(net, "adam", lr=0.01, batch_size=50)
+
+    old = make()
+    old.fit(X, y, 2)
+    old.interrupt_requested = True
+    with pytest.raises(Exception, match="interrupted"):
+        old.fit(X, y, 3)  # stops inside epoch 3: the checkpoint holds a mid-epoch position
+    CellCheckpoint(tmp_path, old, {"s": Refuses(1)}).write()
+
+    tr, fresh = make(), make()
+    assert ckpt.attach(tmp_path, tr, {"s": Refuses(0)}, CheckpointClock(1e9)).resumed_epoch is None
+    assert not (tmp_path / CHECKPOINT).exists()
+    assert tr.optimizer.t == 0 and tr._resume is None and tr.epochs_done == 0
+    assert all(not a.any() for lst in tr.optimizer.state.values() for a in lst)
+    tr.fit(X, y, 2)
+    fresh.fit(X, y, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(tr.net.get_weights(), fresh.net.get_weights()))

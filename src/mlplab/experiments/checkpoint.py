@@ -114,6 +114,8 @@ class CellCheckpoint(Callback):
         if not self.path.exists():
             return False
         net, trainer = self.trainer.net, self.trainer
+        # the rollback point: copies (state_dict's arrays are too), which loading the checkpoint
+        # into the trainer's own arrays below does not change
         before = (net.get_weights(), trainer.state_dict(), {k: o.cell_state() for k, o in self.states.items()})
         try:
             saved = load_model(self.path)
