@@ -91,9 +91,30 @@ class Callback:
 
     def on_train_end(self, trainer: "Trainer") -> None: ...
 
+    def checkpoint_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """What a resumed run needs of this callback, saved with the trainer's state
+        (:meth:`Trainer.state_dict`): (JSON-able data, named arrays), or ``None`` (nothing)."""
+        return None
+
+    def checked_checkpoint_state(self, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                                 trainer: "Trainer") -> Callable[[], None]:
+        """Check a :meth:`checkpoint_state` result; return the call that loads it. Checking
+        and loading are apart so that a trainer restores all or nothing."""
+        return lambda: None
+
+
+def _json_number(x: float | None) -> float | str | None:
+    """A float for strict JSON: non-finite values as their text ('inf', 'nan'; ``float`` reads them)."""
+    return None if x is None else (float(x) if math.isfinite(x) else str(float(x)))
+
 
 class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved for ``patience`` epochs; restore the best weights."""
+    """Stop once ``monitor`` has gone more than ``patience`` consecutive epochs without
+    improving by more than ``min_delta`` (scikit-learn's ``n_iter_no_change`` rule: patience 0
+    stops at the first epoch without improvement); restore the best weights.
+
+    Its state (best value and epoch, the epochs waited, the best weights) goes into checkpoints,
+    so a resumed run stops where, and restores what, the uninterrupted run would have."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  restore_best: bool = True):
@@ -134,6 +155,29 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_weights is not None:
             trainer.net.set_weights(self.best_weights)
             trainer.restored_epoch = self.best_epoch
+
+    def checkpoint_state(self):
+        meta = {"monitor": self.monitor, "best": _json_number(self.best), "best_epoch": self.best_epoch,
+                "wait": self._wait, "n_best_weights": None if self.best_weights is None else len(self.best_weights)}
+        arrays = {f"best_weights/{i}": w.copy() for i, w in enumerate(self.best_weights or [])}
+        return meta, arrays
+
+    def checked_checkpoint_state(self, meta, arrays, trainer):
+        if meta["monitor"] != self.monitor:
+            raise ConfigError(f"the checkpoint's early stopping monitors {meta['monitor']!r}, this run {self.monitor!r}")
+        best = None if meta["best"] is None else float(meta["best"])
+        best_epoch = None if meta["best_epoch"] is None else int(meta["best_epoch"])
+        wait = int(meta["wait"])
+        weights = None
+        if meta["n_best_weights"] is not None:
+            weights = [np.array(arrays[f"best_weights/{i}"]) for i in range(int(meta["n_best_weights"]))]
+            params = trainer.net.parameters()
+            if len(weights) != len(params) or any(w.shape != p.shape for w, p in zip(weights, params)):
+                raise ConfigError("the checkpoint's early-stopping best weights do not fit this network")
+
+        def load() -> None:
+            self.best, self.best_epoch, self._wait, self.best_weights = best, best_epoch, wait, weights
+        return load
 
 
 class LambdaCallback(Callback):
@@ -469,6 +513,12 @@ class Trainer:
             "resume": None,
         }
         arrays = {f"optimizer/{k}": v for k, v in opt_arrays.items()}
+        meta["callbacks"] = {}
+        for key, cb in self._keyed_callbacks():
+            state = cb.checkpoint_state()
+            if state is not None:
+                meta["callbacks"][key] = state[0]
+                arrays.update({f"callback/{key}/{k}": v for k, v in state[1].items()})
         if self._resume is not None:
             r = self._resume
             meta["resume"] = {k: r[k] for k in ("batch", "loss_sum", "correct", "seen", "elapsed")}
@@ -492,6 +542,13 @@ class Trainer:
             order = None if r.get("full_batch") else np.asarray(arrays["resume/order"], dtype=np.int64)
             resume = {"order": order, "batch": int(r["batch"]), "loss_sum": float(r["loss_sum"]),
                       "correct": int(r["correct"]), "seen": int(r["seen"]), "elapsed": float(r["elapsed"])}
+        saved_callbacks = meta.get("callbacks") or {}  # (files from before callbacks were saved: none)
+        load_callbacks = []
+        for key, cb in self._keyed_callbacks():
+            if key in saved_callbacks:
+                prefix = f"callback/{key}/"
+                cb_arrays = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+                load_callbacks.append(cb.checked_checkpoint_state(saved_callbacks[key], cb_arrays, self))
         schedule_before = self.schedule.state()
         self.schedule.load_state(meta["schedule"]["state"])
         try:
@@ -504,6 +561,20 @@ class Trainer:
         for rng, state in rng_states:
             rng.bit_generator.state = state
         self.history, self._first_loss, self._resume = history, first_loss, resume
+        for load in load_callbacks:
+            load()
+
+    def _keyed_callbacks(self) -> list[tuple[str, Callback]]:
+        """The callbacks under the keys their checkpoint state is saved by: class name and
+        rank among the callbacks of that class (``EarlyStopping#0``), which do not depend on
+        what other callbacks a run has (a progress bar, say)."""
+        seen: dict[str, int] = {}
+        keyed = []
+        for cb in self.callbacks:
+            name = type(cb).__name__
+            keyed.append((f"{name}#{seen.get(name, 0)}", cb))
+            seen[name] = seen.get(name, 0) + 1
+        return keyed
 
 
 def _checked_order(order: Any, n: int, what: str) -> np.ndarray:

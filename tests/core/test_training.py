@@ -120,6 +120,73 @@ def test_validation_history_and_early_stopping_restores_best(digits):
     assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), best["weights"]))
 
 
+def _interrupt_after(epoch):
+    def stop(trainer, logs):
+        if logs["epoch"] == epoch:
+            trainer.interrupt_requested = True
+    return LambdaCallback(stop)
+
+
+@pytest.mark.parametrize("after", [2, 6, 7])  # before, at and after the best epoch (6)
+def test_a_resumed_early_stopping_run_stops_and_restores_as_the_uninterrupted_one(digits, tmp_path, after):
+    """The early-stopping state (best value and epoch, epochs waited, best weights) travels in
+    the checkpoint: interrupted after any epoch and resumed from the model file, the run stops at
+    the same epoch and restores the same best weights, bit for bit. Before, the resumed callback
+    started afresh (in a train run: 14 epochs instead of 8, best epoch 10 instead of 4)."""
+    from mlplab.serialization import load_model, restore_trainer, save_model
+
+    X, y = digits
+    Xtr, ytr, Xv, yv = X[:1200], y[:1200], X[1200:], y[1200:]
+
+    def make(*extra):
+        net = MLP([64, 32, 10], "relu", "softmax", "cross_entropy", init="he", seed=1)
+        return net, Trainer(net, {"name": "sgd", "momentum": 0.9}, lr=0.2, batch_size=32, seed=1,
+                            callbacks=[*extra, EarlyStopping("val_loss", patience=3)])
+
+    ref_net, ref = make()
+    ref.fit(Xtr, ytr, 60, Xv, yv)
+    assert ref.stop_reason.startswith("early stopping") and ref.restored_epoch == 6 and len(ref.history) == 10
+
+    net, tr = make(_interrupt_after(after))
+    with pytest.raises(TrainingInterrupted):
+        tr.fit(Xtr, ytr, 60, Xv, yv)
+    save_model(tmp_path / "checkpoint.npz", net, trainer=tr)
+    saved = load_model(tmp_path / "checkpoint.npz")
+    net2, tr2 = make()
+    net2.set_weights(saved.net.parameters())
+    restore_trainer(saved, tr2)
+    tr2.fit(Xtr, ytr, 60, Xv, yv)
+    assert tr2.restored_epoch == 6 and len(tr2.history) == 10 and tr2.history.val_loss == ref.history.val_loss
+    assert all(np.array_equal(a, b) for a, b in zip(ref_net.get_weights(), net2.get_weights()))
+
+
+def test_early_stopping_state_that_does_not_fit_is_refused_before_anything_changes(digits):
+    X, y = digits
+    net = MLP([64, 16, 10], "relu", "softmax", "cross_entropy", seed=0)
+    tr = Trainer(net, "sgd", lr=0.1, batch_size=64, callbacks=[EarlyStopping("val_loss", patience=1)])
+    tr.fit(X[:1000], y[:1000], 2, X[1000:], y[1000:])
+    meta, arrays = tr.state_dict()
+    assert meta["callbacks"]["EarlyStopping#0"]["n_best_weights"] == 4
+    other = Trainer(MLP([64, 8, 10], "relu", "softmax", "cross_entropy", seed=0), "sgd", lr=0.1, batch_size=64,
+                    callbacks=[EarlyStopping("val_loss", patience=1)])
+    bad = {k: v for k, v in arrays.items() if not k.startswith("optimizer/")}
+    bad.update({k: np.zeros(p.shape) for k, p in zip(
+        (f"optimizer/{k}" for k in other.optimizer.state_dict()[1]), other.optimizer.state_dict()[1].values())})
+    with pytest.raises(ConfigError, match="best weights do not fit"):
+        other.load_state_dict(meta, bad)
+    assert other.epochs_done == 0 and other.callbacks[0].best is None
+    mon = Trainer(MLP([64, 16, 10], "relu", "softmax", "cross_entropy", seed=0), "sgd", lr=0.1, batch_size=64,
+                  callbacks=[EarlyStopping("loss", patience=1)])
+    with pytest.raises(ConfigError, match="monitors 'val_loss'"):
+        mon.load_state_dict(meta, arrays)
+    # a file from before callbacks were saved: the callback starts afresh, as it did then
+    legacy = {k: v for k, v in meta.items() if k != "callbacks"}
+    fresh = Trainer(MLP([64, 16, 10], "relu", "softmax", "cross_entropy", seed=0), "sgd", lr=0.1, batch_size=64,
+                    callbacks=[EarlyStopping("val_loss", patience=1)])
+    fresh.load_state_dict(legacy, arrays)
+    assert fresh.epochs_done == 2 and fresh.callbacks[0].best is None
+
+
 def test_divergence_guard_names_the_epoch_and_keeps_good_weights(digits):
     X, y = digits
     net = MLP([64, 32, 10], "relu", "identity", "mse", init="he", seed=0)
