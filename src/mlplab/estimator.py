@@ -218,12 +218,28 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     learning_rate_init : float, default=0.001
     momentum : float, default=0.9 (sgd only; 0 gives plain SGD, whose step is fused into backprop)
     nesterov : bool, default=False (sgd with momentum only)
-    beta_1, beta_2, epsilon : Adam's hyperparameters (``epsilon`` is also RMSprop's).
+    beta_1, beta_2 : float, default=0.9, 0.999 — Adam's decay rates, as in scikit-learn.
+    epsilon : float, default=1e-8
+        Adam's (and RMSprop's) eps, placed as in PyTorch (:class:`mlplab.optimizers.Adam`): the
+        step is ``lr * m_hat / (sqrt(v_hat) + epsilon)`` with the bias-corrected moments
+        ``m_hat = m / (1 - beta_1**t)``, ``v_hat = v / (1 - beta_2**t)``, ``t`` the optimizer
+        step. scikit-learn's ``epsilon`` has the same name and default but is added to the
+        *uncorrected* ``sqrt(v)``: its step ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m /
+        (sqrt(v) + epsilon)`` is this one with an epsilon ``1 / sqrt(1 - beta_2**t)`` times
+        larger (with ``beta_2=0.999``: 31.6 times at the first step, 3.2 after 100 steps, 1.26
+        after 1,000, within 1% of it only after about 3,900). So the same value gives a slightly
+        different Adam trajectory than scikit-learn's, except where ``epsilon`` (even times that
+        factor) is negligible next to ``sqrt(v_hat)``; tiny gradients or a large ``epsilon``
+        make the difference visible.
+        :func:`mlplab.interchange.from_sklearn`/``to_sklearn`` copy the value unchanged: the
+        weights convert exactly, later Adam fits differ slightly.
     schedule : str, default='constant'
         Per-epoch learning-rate schedule from :mod:`mlplab.schedules` ('constant', 'step',
         'inverse_scaling', 'cosine', 'reduce_on_plateau'); ``schedule_params`` (dict) holds its
         parameters. ``reduce_on_plateau`` watches the validation loss with ``early_stopping``,
-        the training loss otherwise.
+        the training loss otherwise. ``'inverse_scaling'`` is ``lr / (epoch + 1) ** power``, per
+        epoch: scikit-learn's ``learning_rate='invscaling'`` counts samples seen instead (see
+        :class:`mlplab.schedules.InverseScaling`).
     batch_size : int, 'auto', 'full' or None, default=200
         Minibatch size, clipped to the number of samples. 'auto' is ``min(200, n_samples)``
         (scikit-learn's default); None or 'full' is full-batch gradient descent.
@@ -270,7 +286,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     Attributes
     ----------
-    classes_, n_features_in_, feature_names_in_, n_iter_, t_ (optimizer steps),
+    classes_, n_features_in_, feature_names_in_, n_iter_, t_ (optimizer steps: it restarts with
+    a new optimizer), n_samples_seen_ (training rows over all epochs since the network was
+    built, after the early-stopping split: scikit-learn's ``t_``; 0 for models made by
+    ``from_mlp`` and for files saved before it was recorded),
     loss_ (last epoch's training loss), loss_curve_, best_loss_ (None with early stopping),
     validation_scores_ / validation_loss_curve_ / best_validation_score_ (early stopping
     only, else None), seed_, net_ (the :class:`mlplab.network.MLP`), n_layers_, n_outputs_,
@@ -457,6 +476,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._shuffle_rng = rng_for(self.seed_, STREAM_SHUFFLE)
         self.n_iter_ = 0
         self.t_ = 0
+        self.n_samples_seen_ = 0
         self.loss_curve_ = []
         self.best_loss_ = np.inf
         self._no_improvement_count = 0
@@ -486,8 +506,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         state gets a fresh one, and the training settings changed since the last fit apply."""
         if getattr(self, "_optimizer", None) is None:
             n_iter, curve = getattr(self, "n_iter_", 0), list(getattr(self, "loss_curve_", []))
+            seen = getattr(self, "n_samples_seen_", 0)
             self._new_training_state()
-            self.n_iter_, self.loss_curve_ = n_iter, curve
+            self.n_iter_, self.loss_curve_, self.n_samples_seen_ = n_iter, curve, seen
         else:
             spec, opt = self._optimizer_spec(), self._optimizer
             if opt.name != spec["name"] or (opt.name == "sgd" and bool(opt.momentum) != bool(spec["momentum"])):
@@ -685,6 +706,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             for good, p in zip(good_weights, net.parameters()):
                 np.copyto(good, p)
             self.n_iter_ += 1
+            self.n_samples_seen_ += n  # (scikit-learn's t_)
             self.t_ = opt.t
             self.loss_ = loss
             self.loss_curve_.append(loss)
@@ -855,7 +877,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         est.net_ = net
         est._set_structure_attrs()
         est._optimizer = None
-        est.n_iter_, est.t_, est.loss_curve_ = 0, 0, []
+        est.n_iter_, est.t_, est.n_samples_seen_, est.loss_curve_ = 0, 0, 0, []
         est.best_loss_ = np.inf
         est._no_improvement_count = 0
         est.validation_scores_ = est.validation_loss_curve_ = est.best_validation_score_ = None
@@ -874,6 +896,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             "validation_scores": self.validation_scores_,
             "validation_loss_curve": self.validation_loss_curve_,
             "best_validation_score": _finite_or_none(self.best_validation_score_),
+            "n_samples_seen": int(self.n_samples_seen_),
             "optimizer": None,
         }
         extra: dict[str, np.ndarray] = {}
@@ -911,6 +934,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 est._schedule.load_state(st.get("schedule_state") or {})
                 est.t_ = est._optimizer.t
             _restore_saved(est, st)  # after the training state above, which starts them afresh
+            est.n_samples_seen_ = int(st.get("n_samples_seen", 0))  # (not recorded by older files)
             est.best_loss_ = np.inf if st.get("best_loss") is None else float(st["best_loss"])
             if st["params"].get("early_stopping"):
                 est.best_loss_ = None

@@ -11,7 +11,9 @@
 
 Round trips reproduce the weights exactly (dtype casts aside), hence the predictions. A
 converted model shares no array or list with its source: training one (or editing its
-``classes_``) leaves the other as it was.
+``classes_``) leaves the other as it was. Training hyperparameters are carried under the other
+library's names, but later fits need not agree: see :func:`to_sklearn` (Adam's ``epsilon``
+in particular is PyTorch's, not scikit-learn's).
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ def from_sklearn(mlp: Any, dtype: str | None = None) -> MLPClassifier:
 
     ``dtype`` defaults to the dtype of ``mlp.coefs_`` (float64 unless fitted on float32 data).
     Multilabel models (logistic outputs over several units) have no mlplab counterpart.
+
+    The hyperparameters are copied for later fits; those fits differ from scikit-learn's where
+    the libraries do (see :func:`to_sklearn`). In particular ``epsilon`` is copied unchanged, but
+    mlplab's Adam adds it to the bias-corrected ``sqrt(v_hat)`` (PyTorch's placement) and
+    scikit-learn to the uncorrected ``sqrt(v)``, an effective eps ``1 / sqrt(1 - beta_2**t)``
+    times larger: continued Adam fits differ slightly unless ``epsilon`` is negligible. SGD's
+    hyperparameters map exactly; ``learning_rate`` ('invscaling', 'adaptive') is not carried (the
+    estimator's ``schedule`` is 'constant'). scikit-learn's ``t_`` (samples seen) becomes
+    ``n_samples_seen_``; the optimizer state is not carried, so ``t_`` (optimizer steps) is 0.
     """
     from sklearn.neural_network import MLPClassifier as SkMLPClassifier
     from sklearn.utils.validation import check_is_fitted
@@ -94,6 +105,7 @@ def from_sklearn(mlp: Any, dtype: str | None = None) -> MLPClassifier:
     if hasattr(mlp, "feature_names_in_"):
         est.feature_names_in_ = np.array(mlp.feature_names_in_, dtype=object)  # (a copy)
     est.n_iter_ = int(getattr(mlp, "n_iter_", 0))
+    est.n_samples_seen_ = int(getattr(mlp, "t_", 0))  # scikit-learn's t_ counts samples, not steps
     est.loss_curve_ = [float(v) for v in (getattr(mlp, "loss_curve_", None) or [])]
     return est
 
@@ -103,12 +115,26 @@ def to_sklearn(est: MLPClassifier) -> Any:
 
     Only ``output='softmax'`` networks (softmax, or one logistic unit for two classes) with
     scikit-learn's hidden activations (identity, logistic, tanh, relu) have an equivalent.
-    The arrays keep ``est``'s dtype. The hyperparameters map one to one, except two that
-    scikit-learn cannot express (the weights, hence the predictions, are the same; only later
-    fits differ): it has no RMSprop, so an ``optimizer='rmsprop'`` estimator becomes
-    ``solver='adam'``; and it has no full batch (its ``batch_size`` is a number of samples, and
-    ``est`` does not record how many it was trained on), so ``batch_size=None`` or ``'full'``
-    becomes ``'auto'``, that is ``min(200, n_samples)``.
+    The arrays keep ``est``'s dtype, and the weights, hence the predictions, are the same. The
+    hyperparameters are copied under scikit-learn's names; later fits differ where the
+    libraries do:
+
+    * Adam's ``epsilon`` is copied unchanged, but it is PyTorch's eps, added to the
+      bias-corrected ``sqrt(v_hat)``; scikit-learn adds it to the uncorrected ``sqrt(v)``, which
+      is mlplab's step with an eps ``1 / sqrt(1 - beta_2**t)`` times larger (31.6 times at the
+      first step with ``beta_2=0.999``, tending to 1). Continued Adam fits differ slightly unless
+      ``epsilon`` is negligible next to ``sqrt(v_hat)``. (SGD, with or without momentum or
+      Nesterov, and the ``alpha`` penalty map exactly.)
+    * scikit-learn has no RMSprop: ``optimizer='rmsprop'`` becomes ``solver='adam'``.
+    * It has no full batch (its ``batch_size`` is a number of samples): ``batch_size=None`` or
+      ``'full'`` becomes ``'auto'``, that is ``min(200, n_samples)``.
+    * ``schedule`` is not carried (``learning_rate='constant'``: scikit-learn's ``'invscaling'``
+      counts samples where mlplab's ``inverse_scaling`` counts epochs), nor are ``dropout`` and
+      ``class_weight``, which scikit-learn does not have.
+    * scikit-learn's ``t_`` is the number of training samples seen (its ``'invscaling'`` rate
+      reads it), which is ``est.n_samples_seen_`` (``est.t_`` counts optimizer steps instead,
+      and the number of rows per step is not fixed). A model made by ``from_mlp`` or loaded
+      from a file saved before that count was recorded gives 0.
 
     The model can continue training in scikit-learn (``warm_start`` or ``partial_fit``) where
     ``est`` stopped: its stopping state (best loss or validation score, the count of epochs
@@ -155,7 +181,7 @@ def to_sklearn(est: MLPClassifier) -> Any:
     sk.classes_ = est.classes_.copy()
     sk._label_binarizer = LabelBinarizer().fit(est.classes_)
     sk.n_iter_ = int(est.n_iter_)
-    sk.t_ = int(getattr(est, "t_", 0))
+    sk.t_ = int(getattr(est, "n_samples_seen_", 0))  # samples seen, not est.t_ (optimizer steps)
     sk.loss_curve_ = list(est.loss_curve_)
     if est.loss_curve_:
         sk.loss_ = float(est.loss_curve_[-1])

@@ -251,3 +251,56 @@ def test_to_sklearn_starts_a_changed_stopping_rule_afresh(data, case):
         assert sk.best_loss_ is None and sk.best_validation_score_ == sk.validation_scores_[-1]
     else:
         assert sk.best_loss_ == sk.loss_curve_[-1]
+
+
+# -- scikit-learn's t_ counts samples, mlplab's t_ counts optimizer steps ---------------------------
+@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("batch_size", [32, None])
+def test_to_sklearn_t_is_the_samples_seen_as_in_sklearn(data, early_stopping, batch_size):
+    """scikit-learn's ``t_`` is the number of training samples seen (``n_samples`` more per epoch,
+    after the early-stopping split; its ``invscaling`` rate reads it), not optimizer steps."""
+    X, y = data  # 400 rows: 32 does not divide them (and full batch has no batch size)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, early_stopping=early_stopping, n_iter_no_change=50,
+              random_state=0)
+    est = MLPClassifier(batch_size=batch_size, **kw).fit(X, y)
+    sk = SkMLPClassifier(batch_size=32, **kw).fit(X, y)
+    n_train = 360 if early_stopping else 400
+    assert est.n_iter_ == sk.n_iter_ == 3 and sk.t_ == 3 * n_train
+    assert est.n_samples_seen_ == 3 * n_train and est.t_ == 3 * (1 if batch_size is None else -(-n_train // 32))
+    assert to_sklearn(est).t_ == sk.t_
+
+
+def test_samples_seen_accumulate_over_warm_fits_and_carry_to_sklearn(data, tmp_path):
+    X, y = data
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, batch_size=50, warm_start=True,
+                        random_state=0).fit(X, y)
+    est.fit(X[:300], y[:300])  # warm: 2 more epochs of 300 rows
+    est.partial_fit(X[:100], y[:100])
+    seen = 2 * 400 + 2 * 300 + 100
+    assert est.n_samples_seen_ == seen
+    est.set_params(optimizer="sgd").partial_fit(X, y)  # a new optimizer: its steps restart, not the samples
+    seen += 400
+    assert est.t_ == 8 and est.n_samples_seen_ == seen
+    est.save(tmp_path / "m.npz")
+    loaded = MLPClassifier.load(tmp_path / "m.npz")
+    assert loaded.n_samples_seen_ == seen and to_sklearn(loaded).t_ == seen
+    # scikit-learn continues counting from there: its invscaling rate is that of `seen` samples
+    sk = to_sklearn(est).set_params(solver="sgd", learning_rate="invscaling", power_t=0.5, max_iter=1,
+                                    warm_start=True, learning_rate_init=0.1)
+    sk.fit(X, y)
+    assert sk.t_ == seen + 400
+    assert sk._optimizer.learning_rate == pytest.approx(0.1 / (seen + 400 + 1) ** 0.5, rel=1e-15)
+    # a fresh fit starts the count afresh; a model built by from_mlp has seen nothing
+    est.set_params(warm_start=False, max_iter=1).fit(X, y)
+    assert est.n_samples_seen_ == 400
+    assert MLPClassifier.from_mlp(est.net_, est.classes_).n_samples_seen_ == 0
+
+
+def test_from_sklearn_keeps_the_samples_seen(data):
+    X, y = data
+    sk = SkMLPClassifier(hidden_layer_sizes=(8,), max_iter=3, batch_size=64, random_state=0).fit(X, y)
+    est = from_sklearn(sk)
+    assert est.n_samples_seen_ == sk.t_ == 1200 and est.t_ == 0  # (its optimizer starts afresh)
+    assert to_sklearn(est).t_ == sk.t_
+    est.set_params(warm_start=True, max_iter=1).fit(X, y)
+    assert est.n_samples_seen_ == 1600 and to_sklearn(est).t_ == 1600
