@@ -212,7 +212,8 @@ def register(app: typer.Typer) -> None:
         epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
         schedule: Optional[str] = typer.Option(None, help="constant, step, inverse_scaling, cosine, reduce_on_plateau."),
         schedule_param: Optional[list[str]] = typer.Option(None, help="Schedule parameter KEY=VALUE; repeatable."),
-        early_stopping: Optional[int] = typer.Option(None, help="Patience in epochs (restores the best weights)."),
+        early_stopping: Optional[int] = typer.Option(None, help="Patience: stop after more than this many epochs "
+                                                     "in a row without improvement, restoring the best weights."),
         seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and dropout."),
         threads: Optional[int] = typer.Option(None, help="BLAS threads."),
         train_metrics: Optional[str] = typer.Option(None, help="running, full or none."),
