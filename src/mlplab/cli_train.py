@@ -430,6 +430,7 @@ def register(app: typer.Typer) -> None:
         result = check(net, X, y)
         for name, err in result.per_parameter:
             typer.echo(f"{name:>4}  max relative error {err:.3e}")
+        typer.echo("paths: " + ", ".join(f"{path} {err:.3e}" for path, err in result.per_path.items()))
         typer.echo(f"{net.describe()}: {result.n_checked} entries, max relative error {result.max_rel_error:.3e}")
         if not result.passed(tol):
             typer.echo(f"FAILED: above tolerance {tol:g}", err=True)

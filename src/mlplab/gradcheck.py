@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,8 +13,10 @@ from mlplab.network import MLP
 @dataclass(frozen=True)
 class GradCheckResult:
     max_rel_error: float
-    per_parameter: list[tuple[str, float]]  # ("W0", err), ("b0", err), ...
+    per_parameter: list[tuple[str, float]]  # ("W0", err), ("b0", err), ...: the worst over the paths
     n_checked: int
+    #: the worst error of each way the gradients are computed (see :func:`gradcheck`)
+    per_path: dict[str, float] = field(default_factory=dict)
 
     def passed(self, tol: float = 1e-6) -> bool:
         return self.max_rel_error < tol
@@ -53,9 +55,17 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
     (ReLU at 0) the stencil straddles the kink and disagrees with either one-sided derivative:
     keep pre-activations farther than a few ``eps`` from 0 (the CLI's ``gradcheck`` does).
 
+    Every way training computes gradients is checked against the same central differences
+    (``per_path``): ``"backward"`` (:meth:`MLP.loss_and_gradients`, layer by layer), ``"bound
+    step"`` (the bound calls :class:`~mlplab.training.Trainer` and the estimator train with:
+    the bound loss and backward, :func:`mlplab.training.bind_training_step`) and ``"fused SGD
+    step"`` (the same with plain SGD fused into the weight products, the update divided back by
+    the learning rate, 1, so it is the gradient to rounding). A network that cannot be bound is
+    checked on the first path only.
+
     The network must be float64. Dropout masks are held fixed by replaying the dropout
     generator's state before every evaluation. ``max_entries`` checks a random subset of
-    each parameter's entries (all by default).
+    each parameter's entries (all by default). The weights are left as they were.
     """
     if net.dtype != np.float64:
         raise ConfigError("gradient checks need a float64 network (dtype='float64')")
@@ -74,10 +84,12 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
         return net.loss.value(out, y) + net.penalty()
 
     value, analytic = loss_and_grads()
+    paths = {"backward": analytic, **_bound_gradients(net, X, y, state)}
     floor = REL_ERROR_FLOOR * max(1.0, abs(float(value)))  # round-off grows with the loss
     rng = np.random.default_rng(seed)
-    per, worst, count = [], 0.0, 0
-    for i, (p, g) in enumerate(zip(net.parameters(), analytic)):
+    per, count = [], 0
+    per_path = dict.fromkeys(paths, 0.0)
+    for i, p in enumerate(net.parameters()):
         flat = p.reshape(-1)
         idx = np.arange(flat.size)
         if max_entries is not None and flat.size > max_entries:
@@ -91,10 +103,41 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
                 f[step] = loss_only()
             flat[k] = old
             numeric[j] = (-f[2] + 8 * f[1] - 8 * f[-1] + f[-2]) / (12 * eps)
-        err = float(rel_error(g.reshape(-1)[idx], numeric, floor).max()) if len(idx) else 0.0
+        errs = {path: float(rel_error(grads[i].reshape(-1)[idx], numeric, floor).max()) if len(idx) else 0.0
+                for path, grads in paths.items()}
+        for path, err in errs.items():
+            per_path[path] = max(per_path[path], err)
         name = ("W" if i % 2 == 0 else "b") + str(i // 2)
-        per.append((name, err))
-        worst = max(worst, err)
+        per.append((name, max(errs.values())))
         count += len(idx)
     net.dropout_rng.bit_generator.state = state
-    return GradCheckResult(worst, per, count)
+    return GradCheckResult(max(per_path.values()), per, count, per_path)
+
+
+def _bound_gradients(net: MLP, X: np.ndarray, y: np.ndarray, state: dict) -> dict[str, list[np.ndarray]]:
+    """The gradients as the training loops compute them: through the bound step, and through the
+    bound step with plain SGD fused in (learning rate 1: ``W_before - W_after`` is the gradient).
+    Empty if the network cannot be bound. The weights are restored afterwards."""
+    from mlplab.training import bind_training_step
+
+    weights = net.get_weights()
+    yb = np.ascontiguousarray(y, dtype=np.int64)
+    out: dict[str, list[np.ndarray]] = {}
+    try:
+        net.dropout_rng.bit_generator.state = state
+        step = bind_training_step(net, X, yb, None)
+        if step is None:
+            return out
+        step.forward_loss()
+        step.run_backward()
+        out["bound step"] = [g.copy() for g in net.gradients()]
+        net.dropout_rng.bit_generator.state = state
+        fused = bind_training_step(net, X, yb, 1.0)
+        if fused is not None:
+            fused.forward_loss()  # (the loops multiply grad by the learning rate here: 1)
+            fused.run_backward()
+            out["fused SGD step"] = [w - p for w, p in zip(weights, net.parameters())]
+    finally:
+        net.set_weights(weights)
+        net.release()  # the bound steps' buffers: gradcheck's X is not a training minibatch
+    return out

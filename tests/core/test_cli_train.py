@@ -122,6 +122,7 @@ def test_gradcheck_command(capsys):
     assert main(["gradcheck", "--sizes", "6,5,4,3", "--hidden-activation", "tanh"]) == 0
     out = capsys.readouterr().out
     assert "max relative error" in out
+    assert "paths: backward" in out and "bound step" in out and "fused SGD step" in out
     err = float(out.strip().splitlines()[-1].rsplit(" ", 1)[1])
     assert err < 1e-6
 

@@ -120,3 +120,36 @@ def test_gradcheck_passes_zero_gradients_of_always_zero_inputs(monkeypatch):
     # a wrong gradient is still caught on the same data
     _make_dense_weight_gradients_1_percent_wrong(monkeypatch)
     assert gradcheck(net, X, y, max_entries=40).max_rel_error > 1e-3
+
+
+@pytest.mark.parametrize("loss,output", [("cross_entropy", "softmax"), ("mse", "sigmoid")])
+def test_gradcheck_checks_the_bound_and_fused_steps_the_loops_train_with(monkeypatch, loss, output):
+    """The Trainer and the estimator train through bound calls (and plain SGD fused into the
+    products), not through MLP.loss_and_gradients: gradcheck checks those paths too, so a
+    fault confined to them fails it. Before, a 1.5x error in the bound cross-entropy gradient
+    passed gradcheck at 3.4e-9."""
+    net, X, y = _net_and_data([6, 5, 4, 3], "tanh", output, loss, l2=0.05, dropout=0.3)
+    before = net.get_weights()
+    result = gradcheck(net, X, y)
+    assert set(result.per_path) == {"backward", "bound step", "fused SGD step"}
+    assert max(result.per_path.values()) < 1e-6, result.per_path
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))  # weights left as they were
+
+    from mlplab.losses import CrossEntropy, MSE
+
+    cls = CrossEntropy if loss == "cross_entropy" else MSE
+    original = cls.bind_value_and_grad
+
+    def skewed(self, out, y, grad, target_buf=None):
+        call = original(self, out, y, grad, target_buf)
+
+        def value_and_grad():
+            value = call()
+            np.multiply(grad, 1.5, out=grad)
+            return value
+        return value_and_grad
+
+    monkeypatch.setattr(cls, "bind_value_and_grad", skewed)
+    bad = gradcheck(net, X, y)
+    assert bad.per_path["backward"] < 1e-6 and bad.per_path["bound step"] > 0.1 and bad.per_path["fused SGD step"] > 0.1
+    assert not bad.passed()
