@@ -319,6 +319,9 @@ class Adam(Optimizer):
         v = beta2 * v + (1 - beta2) * g**2
         p -= (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
 
+    with ``g`` the gradient plus ``weight_decay * p`` when ``weight_decay`` is set (an L2 term,
+    as ``torch.optim.Adam``; not AdamW's decoupled decay).
+
     Computed in 7 passes instead of 13 (for a large parameter; see the module docstring), three of
     them BLAS ``axpy``: the plain decayed sums
     ``M = m / (1 - beta1)`` and ``V = v / (1 - beta2)`` (``M = beta1 * M + g``,

@@ -84,7 +84,9 @@ class InverseScaling(Schedule):
 
 @SCHEDULES.register("cosine")
 class Cosine(Schedule):
-    """``min_lr + (base_lr - min_lr) * (1 + cos(pi * epoch / epochs)) / 2``."""
+    """``min_lr + (base_lr - min_lr) * (1 + cos(pi * epoch / epochs)) / 2``, held at ``min_lr``
+    after ``epochs`` (PyTorch's ``CosineAnnealingLR`` rises again there; up to ``epochs`` the two
+    agree, tested). No warm restarts."""
 
     name = "cosine"
 

@@ -85,3 +85,19 @@ def test_inverse_scaling_counts_epochs_and_its_alias_is_the_same_schedule():
         assert [s(e, 0.1) for e in range(4)] == pytest.approx([0.1 / math.sqrt(e + 1) for e in range(4)], rel=1e-15)
     doc = type(get_schedule("invscaling")).__doc__
     assert "samples" in doc and "epoch" in doc
+
+
+@pytest.mark.parametrize("epochs,min_lr", [(10, 0.0), (7, 0.01)])
+def test_cosine_matches_torch_up_to_its_epochs_then_holds_min_lr(epochs, min_lr):
+    torch = pytest.importorskip("torch", reason="PyTorch is the reference (pip install torch==2.13.0)")
+    s = get_schedule(dict(name="cosine", epochs=epochs, min_lr=min_lr))
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    ref = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=min_lr)
+    theirs = []
+    for _ in range(epochs + 1):
+        theirs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    ours = [s(e, 0.1) for e in range(epochs + 1)]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose([s(e, 0.1) for e in range(epochs, epochs + 5)], min_lr, rtol=0, atol=1e-15)
