@@ -779,13 +779,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if bound is not None:
                 bound.run_backward()
             else:
-                net.backward_step(grad, lr)
+                net.backward_step(grad, lr, overwrite_grad=True)  # grad is this loop's own buffer
             opt.count_step()
         else:
             if bound is not None:
                 bound.run_backward()
             else:
-                net.backward(grad)  # adds l2 * W to every dW
+                net.backward(grad, overwrite_grad=True)  # adds l2 * W to every dW; grad is ours
             opt.step(net.gradients())
         return value * s
 
