@@ -142,20 +142,25 @@ def test_nan_costs_survive_the_json_checkpoint():
     assert back.costs[1] == (1, 2.0, 1.9) and np.isnan(back.costs[0][2])
 
 
+class _RefusesCheckpointState:
+    """A cell's callback state whose load refuses the checkpoint's (``n`` other than 0, as from
+    another version) and accepts its own fresh state (``n == 0``)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def cell_state(self):
+        return {"n": self.n}
+
+    def load_cell_state(self, state):
+        if state["n"] != 0:
+            raise ValueError("unknown state")
+        self.n = state["n"]
+
+
 def test_half_usable_checkpoint_leaves_nothing_half_restored(tmp_path):
     # weights and trainer state load, the callback state does not: everything goes back
-    class Broken:
-        def __init__(self, n):
-            self.n = n
-
-        def cell_state(self):
-            return {"n": self.n}
-
-        def load_cell_state(self, state):
-            if state["n"] == 1:  # the checkpoint's
-                raise KeyError("n")
-            self.n = state["n"]
-
+    Broken = _RefusesCheckpointState
     other = MLP([4, 3, 2], "relu", "softmax", "cross_entropy", seed=0)
     tr_other = Trainer(other, {"name": "sgd"}, lr=0.1, batch_size=2, seed=0)
     tr_other.fit(np.eye(4, dtype=np.float32), np.array([0, 1, 0, 1]), 3)
@@ -172,18 +177,7 @@ def test_half_usable_checkpoint_leaves_nothing_half_restored(tmp_path):
 def test_rolled_back_checkpoint_leaves_the_optimizer_and_epoch_position_fresh(tmp_path):
     # the rollback point is a snapshot: restoring the checkpoint's Adam moments and mid-epoch
     # position into the trainer must not change it, so the rollback gives a fresh trainer back
-    class Refuses:
-        def __init__(self, n):
-            self.n = n
-
-        def cell_state(self):
-            return {"n": self.n}
-
-        def load_cell_state(self, state):
-            if state["n"] != 0:  # the checkpoint's: from "another version"
-                raise ValueError("unknown state")
-            self.n = state["n"]
-
+    Refuses = _RefusesCheckpointState
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(200, 6)).astype(np.float32), rng.integers(0, 3, 200)
 
