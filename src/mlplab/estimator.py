@@ -957,6 +957,48 @@ def _finite_or_none(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _fit_weighted_sgd(trainer, X: np.ndarray, y: np.ndarray, w: np.ndarray, epochs: int) -> list[float]:
+    """Plain SGD on the row-weighted loss ``sum_B w_i loss_i / sum_B w_i`` per minibatch, in the
+    minibatch order ``trainer`` would use (its seeded shuffling, its batch size, no step on a
+    minibatch of zero total weight) and with its divergence guard. Returns the per-epoch loss
+    ``sum w_i loss_i / sum w_i`` over the epoch's minibatches."""
+    net, opt = trainer.net, trainer.optimizer
+    X, y = trainer.validate(X, y, epochs)
+    n = X.shape[0]
+    bs = trainer.batch_size or n
+    full = bs == n
+    total = float(w.sum())
+    wd = w.astype(net.dtype)
+    lr = float(opt.lr)
+    good = net.get_weights()
+    curve = []
+    for epoch in range(epochs):
+        order = None if full else trainer._epoch_order(epoch, n)
+        loss_sum = 0.0
+        for start in range(0, n, bs):
+            if order is None:
+                Xb, yb, wb = X, y, wd
+            else:
+                idx = order[start:start + bs]
+                Xb, yb, wb = X[idx], y[idx], wd[idx]
+            s = float(wb.sum(dtype=np.float64))
+            if s == 0.0:
+                continue
+            out = net.forward(Xb, training=True)
+            grad = np.empty_like(out)
+            net.loss.value_and_grad(out, yb, grad)  # dl/dout / k
+            loss_sum += float(np.dot(_per_sample_loss(net.loss, out, yb), wb))
+            grad *= (wb * np.asarray(len(yb) * lr / s, dtype=wb.dtype))[:, None]  # rows: lr * w_i / S
+            net.backward_step(grad, lr, overwrite_grad=True)
+            opt.count_step()
+        loss = loss_sum / total
+        trainer.epochs_done = epoch + 1
+        trainer._check_divergence(loss, good)  # restores the last finite weights and raises
+        good = net.get_weights()
+        curve.append(loss)
+    return curve
+
+
 def _per_sample_loss(loss, out: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Each row's loss (float64, shape (n,)), so that ``loss.value == mean`` of it."""
     z = out.astype(np.float64)
@@ -1095,6 +1137,10 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
     summed binary cross-entropy: its gradient for each neuron is exactly that neuron's own,
     so this is the same as k separate trainings (one gemm instead of k).
 
+    ``fit(X, y, sample_weight=...)`` weights rows as :class:`MLPClassifier` does (see
+    :meth:`fit`). There is no ``class_weight``: the report balances its classes by
+    subsampling (``n_pos``); pass per-row weights to balance them instead.
+
     Attributes
     ----------
     classes_, n_features_in_, coef_ (k, d), intercept_ (k,), n_iter_, loss_curve_ (summed
@@ -1150,9 +1196,16 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
         return MLP([d, k], hidden_activation="sigmoid", output_activation="sigmoid", loss="binary_cross_entropy",
                    init=init, init_params=params, dtype=self.dtype, seed=seed)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train one neuron per class; returns ``self``. A fit that fails (a bad input, a
-        :class:`~mlplab.errors.DivergenceError`) leaves the estimator as it was."""
+        :class:`~mlplab.errors.DivergenceError`) leaves the estimator as it was.
+
+        ``sample_weight`` (non-negative, one per row) weights each row's binary cross-entropy
+        in every neuron's loss, normalised by the minibatch's total weight (the weighting of
+        :class:`MLPClassifier`): in full-batch training an integer weight ``w`` is the same as
+        repeating the row ``w`` times, and a zero weight the same as leaving it out. With
+        balanced subsets (``n_pos``), a neuron's subset is drawn as without weights and its rows
+        keep their weights; a minibatch whose weights are all zero makes no step."""
         from mlplab.training import Trainer
 
         self._validate_hyperparameters()
@@ -1162,6 +1215,13 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
         cls = unique_labels(y)
         if len(cls) < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; got 1 class ({cls.tolist()})")
+        w = None
+        if sample_weight is not None:
+            w = np.array(_check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True))
+            if np.all(w == 1.0):
+                w = None
+            elif not np.sum(w) > 0:
+                raise ValueError("the sample weights sum to zero")
         seed = _resolve_seed(self.random_state)
         y_enc = _encode(cls, y)
         X = _as_dense(X, _dtype_of(self.dtype))
@@ -1169,16 +1229,21 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
         k = len(cls)
         epochs = int(self.max_iter)
 
-        def train(net: MLP, Xs: np.ndarray, ys: np.ndarray) -> list[float]:
+        def train(net: MLP, Xs: np.ndarray, ys: np.ndarray, ws: np.ndarray | None, what: str) -> list[float]:
             bs = None if self.batch_size is None else min(int(self.batch_size), len(ys))
             trainer = Trainer(net, "sgd", lr=float(self.learning_rate), batch_size=bs, seed=net.seed)
-            hist = trainer.fit(Xs, ys, epochs)
+            if ws is None:
+                curve = list(trainer.fit(Xs, ys, epochs).loss)
+            elif not np.sum(ws) > 0:
+                raise ValueError(f"the sample weights of {what} sum to zero")
+            else:
+                curve = _fit_weighted_sgd(trainer, Xs, ys, ws, epochs)
             _drop_caches(net)
-            return list(hist.loss)
+            return curve
 
         if self.n_pos is None:
             net = self._net(d, k, seed)  # one-hot targets: column c is neuron c vs the rest
-            loss_curve = train(net, X, y_enc)
+            loss_curve = train(net, X, y_enc, w, "the training set")
             W, b = net.dense_layers[0].W, net.dense_layers[0].b
             coef, intercept = W.T.astype(np.float64), b.astype(np.float64)
         else:
@@ -1188,7 +1253,8 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
             for c in range(k):
                 idx = _ovr_subset(y_enc, c, k, int(self.n_pos), n_neg, np.random.default_rng(seeds[c]))
                 net = self._net(d, 1, seed + c)
-                curves.append(train(net, X[idx], (y_enc[idx] == c).astype(np.int64)))
+                curves.append(train(net, X[idx], (y_enc[idx] == c).astype(np.int64), None if w is None else w[idx],
+                                    f"class {cls.tolist()[c]!r}'s balanced subset"))
                 coef[c] = net.dense_layers[0].W[:, 0]
                 intercept[c] = net.dense_layers[0].b[0]
             loss_curve = [float(v) for v in np.sum(curves, axis=0)]

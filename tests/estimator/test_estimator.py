@@ -30,11 +30,12 @@ CHECKED = [
     MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=100, dtype="float64"),
     MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=100, dtype="float32"),
     OneVsRestLogisticRegression(learning_rate=0.5, max_iter=100),
+    OneVsRestLogisticRegression(learning_rate=0.5, max_iter=100, dtype="float64"),
 ]
 
 
 def expected_failed_checks(estimator):
-    if isinstance(estimator, MLPClassifier) and estimator.dtype == "float32":
+    if estimator.dtype == "float32":
         return {"check_sample_weight_equivalence_on_dense_data": _F32_SW,
                 "check_sample_weight_equivalence_on_sparse_data": _F32_SW}
     return {}
@@ -469,6 +470,64 @@ def test_one_vs_rest_subsets_unchanged_where_no_class_is_short(digits_small, mon
         OneVsRestLogisticRegression(max_iter=1, random_state=0, dtype="float64", **kw).fit(X, y)
         got = hashlib.sha256(b"".join(Xs.tobytes() for Xs in seen)).hexdigest()[:16]
         assert got == digest, kw  # (the rows, in order, that the estimator trained on before the fix)
+
+
+def test_one_vs_rest_sample_weight_equals_duplicated_rows():
+    """Full batch: an integer weight is that many copies of the row; weight 0 leaves it out."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 6))
+    y = rng.integers(0, 3, size=50)
+    w = np.ones(50)
+    w[[2, 9, 30]], w[[4, 5]] = [2.0, 3.0, 4.0], 0.0
+    reps = w.astype(int)
+    kw = dict(learning_rate=0.7, max_iter=40, init="normal", dtype="float64", random_state=3)
+    weighted = OneVsRestLogisticRegression(**kw).fit(X, y, sample_weight=w)
+    repeated = OneVsRestLogisticRegression(**kw).fit(np.repeat(X, reps, axis=0), np.repeat(y, reps))
+    np.testing.assert_allclose(weighted.coef_, repeated.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weighted.intercept_, repeated.intercept_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-10)
+    plain = OneVsRestLogisticRegression(**kw).fit(X, y)
+    assert not np.allclose(plain.coef_, weighted.coef_)
+    # all-ones weights are no weights, bit for bit
+    ones = OneVsRestLogisticRegression(**kw).fit(X, y, sample_weight=np.ones(50))
+    np.testing.assert_array_equal(ones.coef_, plain.coef_)
+
+
+@pytest.mark.parametrize("n_pos", [None, 20])
+def test_one_vs_rest_sample_weight_scale_free_in_minibatches(n_pos):
+    """Weights are normalised per minibatch: a constant weight changes nothing, in the same
+    minibatch order as an unweighted fit (minibatches of 7 rows, a partial last one)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 5))
+    y = rng.integers(0, 3, size=60)
+    kw = dict(learning_rate=0.3, max_iter=6, batch_size=7, n_pos=n_pos, init="normal", dtype="float64",
+              random_state=5)
+    plain = OneVsRestLogisticRegression(**kw).fit(X, y)
+    scaled = OneVsRestLogisticRegression(**kw).fit(X, y, sample_weight=np.full(60, 2.5))
+    np.testing.assert_allclose(scaled.coef_, plain.coef_, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(scaled.loss_curve_, plain.loss_curve_, rtol=1e-12)
+    w = rng.random(60)
+    a = OneVsRestLogisticRegression(**kw).fit(X, y, sample_weight=w)
+    b = OneVsRestLogisticRegression(**kw).fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    assert not np.allclose(a.coef_, plain.coef_)
+
+
+def test_one_vs_rest_sample_weight_errors():
+    X = np.random.default_rng(2).normal(size=(30, 4))
+    y = np.repeat([0, 1, 2], 10)
+    o = OneVsRestLogisticRegression(max_iter=2)
+    with pytest.raises(ValueError, match="non-zero|sum to zero"):
+        o.fit(X, y, sample_weight=np.zeros(30))
+    with pytest.raises(ValueError, match="[Nn]egative"):
+        o.fit(X, y, sample_weight=-np.ones(30))
+    with pytest.raises(ValueError):
+        o.fit(X, y, sample_weight=np.ones(29))
+    # a neuron's balanced subset whose weights are all zero: named, and nothing is fitted
+    w = np.where(y == 1, 0.0, 1.0)
+    with pytest.raises(ValueError, match="class 1's balanced subset"):
+        OneVsRestLogisticRegression(max_iter=2, n_pos=10, n_neg_per_class=0).fit(X, y, sample_weight=w)
+    assert not hasattr(o, "coef_")
 
 
 def test_failed_refit_keeps_the_fitted_state(digits_small):
