@@ -290,7 +290,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     a new optimizer), n_samples_seen_ (training rows over all epochs since the network was
     built, after the early-stopping split: scikit-learn's ``t_``; 0 for models made by
     ``from_mlp`` and for files saved before it was recorded),
-    loss_ (last epoch's training loss), loss_curve_, best_loss_ (None with early stopping),
+    loss_ (last epoch's training loss: the minibatch losses ``L_B`` averaged with weights
+    ``S``, i.e. the epoch's weighted mean loss; with ``sample_weight``/``class_weight`` and
+    minibatches scikit-learn averages them by row count instead, so its ``loss_``, and the
+    ``tol`` stopping that reads it, can differ), loss_curve_, best_loss_ (None with early stopping),
     validation_scores_ / validation_loss_curve_ / best_validation_score_ (early stopping
     only, else None), seed_, net_ (the :class:`mlplab.network.MLP`), n_layers_, n_outputs_,
     out_activation_ ('softmax', 'logistic' or 'logistic-mse').
