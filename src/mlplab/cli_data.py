@@ -46,10 +46,19 @@ def _warn(message: str) -> None:
 
 
 @contextmanager
-def _progress() -> Iterator[Optional[callable]]:
-    """A ``progress(done, total, label)`` callback drawing rich bars when stderr is a TTY."""
+def download_progress() -> Iterator[Optional[callable]]:
+    """A ``progress(done, total, label)`` callback for loading a dataset: rich bars when stderr
+    is a TTY, else one line per source tried (a file from a mirror, npm), so that a slow one
+    is not silent. Any command that may download can pass it to ``load_dataset``."""
     if not sys.stderr.isatty():
-        yield None
+        tried: set[str] = set()
+
+        def announce(done: int, total: int | None, label: str) -> None:
+            if label not in tried:
+                tried.add(label)
+                typer.echo(f"mlplab: trying {printable(label)}", err=True)
+
+        yield announce
         return
     from rich.progress import (
         BarColumn,
@@ -90,7 +99,7 @@ def fetch_cmd(
     """Find or download a dataset, verify its SHA-256 checksums and cache it."""
     from mlplab.data import load_dataset
 
-    with _progress() as progress:
+    with download_progress() as progress:
         ds = load_dataset(name, data_dir=data_dir, download=True, progress=progress, warn=_warn)
     state = ("checksums verified" if ds.verified else "parse-validated (no known checksum)") if ds.sha256 \
         else "bundled with scikit-learn (no checksum)"
@@ -107,8 +116,9 @@ def info_cmd(
     """Where a dataset lives, its counts, class balance and whether checksums were verified."""
     from mlplab.data import dataset_info
 
-    with _progress() as progress:
-        info = dataset_info(name, data_dir=data_dir, download=download, progress=progress, warn=_warn)
+    with download_progress() as progress:
+        info = _printable_strings(dataset_info(name, data_dir=data_dir, download=download, progress=progress,
+                                               warn=_warn))
     if as_json:
         import json
 
@@ -139,6 +149,18 @@ def info_cmd(
             str(te[c]), f"{100 * te[c] / max(1, info['n_test']):.2f}",
         )
     console.print(bal)
+
+
+def _printable_strings(value):
+    """``value`` (JSON-able) with every string, keys too, passed through :func:`printable`: a file
+    name's non-UTF-8 bytes become ``\\xff`` escapes, never lone surrogates, which are not Unicode."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): _printable_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable_strings(v) for v in value]
+    return value
 
 
 def render_grid(images, labels, class_names, image_shape, title: str, fmt: str, pixel_max: float = 255) -> bytes:
@@ -191,7 +213,7 @@ def show_cmd(
     if suffix not in _IMAGE_SUFFIXES:
         raise ConfigError(f"--out {out}: unsupported picture type {suffix or '(none)'}; use {', '.join(_IMAGE_SUFFIXES)}")
     check_file_target(out, "--out")
-    with _progress() as progress:
+    with download_progress() as progress:
         ds = load_dataset(name, data_dir=data_dir, download=True, progress=progress, warn=_warn)
     X, y = (ds.X_train, ds.y_train) if split == "train" else (ds.X_test, ds.y_test)
     k = min(n, len(y))

@@ -50,7 +50,7 @@ def test_load_folder_path_parse_validates_only(tmp_path):
     s = Synthetic(seed=4)
     folder = s.write(tmp_path / "mydata", compress=False)
     ds = load_dataset(str(folder))
-    assert ds.name == "mydata" and not ds.verified and ds.source == f"folder {folder}"
+    assert ds.name == str(folder) and not ds.verified and ds.source == f"folder {folder}"
     np.testing.assert_array_equal(ds.y_test, s.arrays["test_labels"])
     assert load_dataset(folder).n_train == 30  # a Path works too
 

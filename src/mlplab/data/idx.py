@@ -24,9 +24,11 @@ import gzip
 import hashlib
 import io
 import os
+import stat
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -38,6 +40,7 @@ __all__ = [
     "MAX_IDX_BYTES",
     "read_idx",
     "read_idx_with_sha256",
+    "idx_sha256",
     "parse_idx_bytes",
     "write_idx",
     "read_idx_pair",
@@ -284,10 +287,19 @@ def _parse(
     return arr.astype(native, copy=True)
 
 
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # POSIX only (Windows has no FIFOs to open)
+
+
+def _open_nonblocking(name: str, flags: int) -> int:
+    return os.open(name, flags | _O_NONBLOCK)
+
+
 def _open(path: str | os.PathLike) -> tuple[BinaryIO, int, str]:
+    """Open a regular file for reading. It is opened non-blocking, so a FIFO where an IDX file
+    should be is refused by the ``fstat`` check below instead of waiting for a writer forever."""
     name = os.fspath(path)
     try:
-        fh = open(name, "rb")
+        fh = open(name, "rb", opener=_open_nonblocking)
     except FileNotFoundError:
         raise DataError(f"{name}: file not found") from None
     except IsADirectoryError:
@@ -298,11 +310,11 @@ def _open(path: str | os.PathLike) -> tuple[BinaryIO, int, str]:
         raise DataError(f"{name}: cannot open: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fh.fileno())
+        if _O_NONBLOCK and stat.S_ISREG(st.st_mode):
+            os.set_blocking(fh.fileno(), True)
     except OSError as exc:  # pragma: no cover
         fh.close()
         raise DataError(f"{name}: cannot stat: {exc.strerror or exc}") from None
-    import stat
-
     if stat.S_ISDIR(st.st_mode):  # pragma: no cover - open() already refuses on Linux
         fh.close()
         raise DataError(f"{name}: is a directory, not a file")
@@ -347,14 +359,38 @@ def read_idx_with_sha256(path: str | os.PathLike, *, max_bytes: int | None = Non
     return arr, h.hexdigest()
 
 
+def idx_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of an IDX file's decompressed bytes, as :func:`read_idx_with_sha256` gives it,
+    streamed: nothing is parsed or kept, so it is a cheap way to recognise a known file. Only the
+    gzip stream is checked; a file whose hash this gives may still fail to read."""
+    with _reading(path) as (fh, size, name):
+        gzipped = fh.read(2) == b"\x1f\x8b"
+        fh.seek(0)
+        src = _GzipSource(fh, name, size) if gzipped else _RawSource(fh, size)
+        h = hashlib.sha256()
+        total = 0
+        while chunk := src.read(_CHUNK):
+            total += len(chunk)
+            if total > MAX_IDX_BYTES + 4 + 4 * _MAX_NDIM:  # a gzip bomb: no IDX file is this large
+                raise DataFormatError(f"{name}: holds more than the {MAX_IDX_BYTES}-byte limit")
+            h.update(chunk)
+        return h.hexdigest()
+
+
 def _read_path(path, hasher, max_bytes) -> np.ndarray:
+    with _reading(path) as (fh, size, name):
+        gz = True if name.endswith(".gz") else None
+        return _read_stream(fh, size, name, gz, hasher, max_bytes)
+
+
+@contextmanager
+def _reading(path: str | os.PathLike) -> Iterator[tuple[BinaryIO, int, str]]:
+    """:func:`_open` ``path``; read errors become a :class:`DataError` naming it; closed after."""
     fh, size, name = _open(path)
     try:
-        gz = True if name.endswith(".gz") else None
-        try:
-            return _read_stream(fh, size, name, gz, hasher, max_bytes)
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        yield fh, size, name
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     finally:
         fh.close()
 
