@@ -10,8 +10,12 @@ import numpy as np
 import typer
 
 from mlplab.cli import check_recordable, path_arg, path_text_arg
+from mlplab.config import SCHEMA, sizes_problem
 from mlplab.errors import ConfigError, TrainingInterrupted
+from mlplab.initializers import INITIALIZERS
 from mlplab.io import printable
+from mlplab.registry import Registry, settings_of
+from mlplab.schedules import SCHEDULES
 
 
 def _parse_kv(items: list[str] | None, option: str) -> dict[str, Any]:
@@ -50,10 +54,9 @@ def _parse_sizes(text: str | None, option: str = "--hidden", what: str = "hidden
         raise ConfigError(f"{option} {text!r}: expected positive integers separated by commas, e.g. 500,500"
                           + (" (or 'none')" if option == "--hidden" else ""))
     sizes = [int(part) for part in parts]
-    if any(s < 1 for s in sizes):
-        raise ConfigError(f"{option} {text!r}: every {what} must be >= 1")
-    if any(s > 1_000_000 for s in sizes):
-        raise ConfigError(f"{option} {text!r}: a {what} above 1,000,000 does not fit in memory")
+    problem = sizes_problem(sizes, what)  # the config files' check
+    if problem:
+        raise ConfigError(f"{option} {text!r}: {problem}")
     return sizes
 
 
@@ -78,14 +81,19 @@ def _keep_off_kinks(net, X: np.ndarray, rng: np.random.Generator, margin: float 
 
 
 def _dataset_name(dataset: str, data_dir: str | None) -> str:
-    """The name a dataset argument loads as (a folder holding MNIST's files is 'mnist')."""
-    from mlplab.data import load_dataset
+    """The name a dataset argument loads as, without loading it: a known name in lower case, a
+    folder holding MNIST's files 'mnist', another folder its absolute path."""
+    from mlplab.data import dataset_name
+
+    return dataset_name(dataset, data_dir=data_dir)
+
+
+def _recorded_name(trained_on: object) -> str:
+    """A model's recorded dataset as :func:`_dataset_name` spells it (known names in lower case)."""
     from mlplab.data.datasets import KNOWN_DATASETS
 
-    key = dataset.strip().lower()
-    if key in (*KNOWN_DATASETS, "digits"):
-        return key
-    return str(load_dataset(dataset, data_dir=data_dir).name).lower()
+    name = str(trained_on)
+    return name.lower() if name.strip().lower() in (*KNOWN_DATASETS, "digits") else name
 
 
 def _warn_if_unscaled(path: Path, mf) -> None:
@@ -176,78 +184,157 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
     console.print(f"run folder: {printable(out)}")
 
 
+def _default(text: str, section: str, key: str, shown: str | None = None) -> str:
+    """An option's help: ``text`` and the default of its config key, read from the config
+    SCHEMA (so the two cannot drift); ``shown`` for a default that is not a value (``None``)."""
+    value = SCHEMA[section][key][0]
+    if shown is None:
+        shown = (",".join(map(str, value)) if isinstance(value, list) else f"{value:g}" if isinstance(value, float)
+                 else f"--{'' if value else 'no-'}{key}" if isinstance(value, bool) else str(value))
+    return f"{text} \\[default: {shown}]"  # (escaped: the help is rich markup)
+
+
+#: each optimizer's settings taken by --optimizer-param (lr, momentum, nesterov and weight_decay
+#: have options of their own). Written out, not read from mlplab.optimizers, whose import (BLAS)
+#: would slow down every command; a test checks it against the optimizers.
+OPTIMIZER_SETTINGS = {"sgd": [], "rmsprop": ["alpha", "eps"], "adam": ["beta1", "beta2", "eps"]}
+
+
+def _settings_by_name(registry: Registry) -> dict[str, list[str]]:
+    """Each name registered in ``registry`` (schedules, initializers) and its settings."""
+    return {name: list(settings_of(registry.get(name))) for name in registry.canonical_names()}
+
+
+def _params_help(text: str, what: str, settings: dict[str, list[str]]) -> str:
+    listed = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in settings.items() if keys)
+    return (f"{text}; repeatable ({listed}). Each merges into the config file's {what}_params when --{what} "
+            f"is not given or names the file's {what}; a --{what} naming another drops the file's table "
+            f"(its settings were the other {what}'s).")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         config: Optional[Path] = typer.Option(None, "--config", "-c", parser=path_arg,
-                                              help="TOML config file (sections data, model, training)."),
-        dataset: Optional[str] = typer.Option(None, help="mnist, fashion-mnist, digits, or a folder of IDX files."),
+                                              help="TOML config file (sections data, model, training); the "
+                                                   "options given override its values."),
+        dataset: Optional[str] = typer.Option(None, help=_default("mnist, fashion-mnist, digits, or a folder of "
+                                                                  "IDX files.", "data", "dataset")),
         data_dir: Optional[str] = typer.Option(None, parser=path_text_arg,
                                                help="Folder with one subfolder per dataset (else $MLPLAB_DATA_DIR)."),
         split: Optional[str] = typer.Option(
-            None, help="canonical, stratified (all samples), sklearn (all samples, scikit-learn's stratified "
-                       "train_test_split as the report used it) or textbook (55k/5k/10k)."),
-        test_fraction: Optional[float] = typer.Option(None, help="Test fraction of a stratified or sklearn split."),
-        split_seed: Optional[int] = typer.Option(None, help="Seed of the split."),
-        scaling: Optional[str] = typer.Option(None, help="unit (0 to 1), symmetric (-1 to 1), standard or none."),
-        validation_fraction: Optional[float] = typer.Option(None, help="Stratified validation fraction of the training set."),
-        max_train_samples: Optional[int] = typer.Option(None, help="Train on a stratified subset of this size."),
-        max_test_samples: Optional[int] = typer.Option(None, help="Test on a stratified subset of this size."),
-        hidden: Optional[str] = typer.Option(None, help="Hidden layer sizes, e.g. 500,500 ('none' for no hidden layer)."),
-        hidden_activation: Optional[str] = typer.Option(None, help="identity, sigmoid, tanh, relu, leaky_relu, softmax."),
-        output_activation: Optional[str] = typer.Option(None, help="Output activation (softmax for cross_entropy)."),
-        loss: Optional[str] = typer.Option(None, help="mse, cross_entropy or binary_cross_entropy."),
-        init: Optional[str] = typer.Option(None, help="normal, standard_normal, uniform, zeros, glorot, he."),
-        init_param: Optional[list[str]] = typer.Option(None, help="Initialiser parameter KEY=VALUE (e.g. std=0.1); repeatable."),
-        dropout: Optional[float] = typer.Option(None, help="Dropout rate after each hidden layer."),
-        l2: Optional[float] = typer.Option(None, help="L2 penalty 0.5*l2*sum||W||^2."),
-        dtype: Optional[str] = typer.Option(None, help="float32 (fast) or float64."),
-        optimizer: Optional[str] = typer.Option(None, help="sgd, rmsprop or adam."),
-        optimizer_param: Optional[list[str]] = typer.Option(None, help="Optimizer setting KEY=VALUE (beta1, beta2, eps, alpha); repeatable."),
-        lr: Optional[float] = typer.Option(None, help="Learning rate."),
-        momentum: Optional[float] = typer.Option(None, help="SGD momentum."),
-        nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov", help="Nesterov momentum."),
-        weight_decay: Optional[float] = typer.Option(None, help="Decoupled-from-loss weight decay of the optimizer."),
-        batch_size: Optional[int] = typer.Option(None, help="Minibatch size; 0 = full batch."),
-        epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
-        schedule: Optional[str] = typer.Option(None, help="constant, step, inverse_scaling, cosine, reduce_on_plateau."),
-        schedule_param: Optional[list[str]] = typer.Option(None, help="Schedule parameter KEY=VALUE; repeatable."),
-        early_stopping: Optional[int] = typer.Option(None, help="Patience: stop after more than this many epochs "
-                                                     "in a row without improvement, restoring the best weights."),
-        seed: Optional[int] = typer.Option(None, help="Seed of initialisation, shuffling and dropout."),
-        threads: Optional[int] = typer.Option(None, help="BLAS threads."),
-        train_metrics: Optional[str] = typer.Option(None, help="running, full or none."),
+            None, help=_default("canonical, stratified (all samples), sklearn (all samples, scikit-learn's "
+                                "stratified train_test_split as the report used it) or textbook (55k/5k/10k; its "
+                                "5k validation part is unused: validation data comes from --validation-fraction).",
+                                "data", "split")),
+        test_fraction: Optional[float] = typer.Option(
+            None, help=_default("Test fraction of a stratified or sklearn split (canonical and textbook have "
+                                "fixed test sets and ignore it).", "data", "test_fraction")),
+        split_seed: Optional[int] = typer.Option(None, help=_default("Seed of the split.", "data", "split_seed")),
+        scaling: Optional[str] = typer.Option(None, help=_default("unit (0 to 1), symmetric (-1 to 1), standard or "
+                                                                  "none.", "data", "scaling")),
+        validation_fraction: Optional[float] = typer.Option(
+            None, help=_default("Stratified validation fraction of the training set (0: no validation data).",
+                                "data", "validation_fraction")),
+        max_train_samples: Optional[int] = typer.Option(None, help=_default(
+            "Train on a stratified subset of this size.", "data", "max_train_samples", "all")),
+        max_test_samples: Optional[int] = typer.Option(None, help=_default(
+            "Test on a stratified subset of this size.", "data", "max_test_samples", "all")),
+        hidden: Optional[str] = typer.Option(None, help=_default("Hidden layer sizes, e.g. 500,500 ('none' for no "
+                                                                 "hidden layer).", "model", "hidden")),
+        hidden_activation: Optional[str] = typer.Option(None, help=_default(
+            "identity, sigmoid, tanh, relu, leaky_relu, softmax.", "model", "hidden_activation")),
+        output_activation: Optional[str] = typer.Option(None, help=_default(
+            "Output activation (softmax for cross_entropy).", "model", "output_activation")),
+        loss: Optional[str] = typer.Option(None, help=_default("mse, cross_entropy or binary_cross_entropy.",
+                                                               "model", "loss")),
+        init: Optional[str] = typer.Option(None, help=_default("normal, standard_normal, uniform, zeros, glorot, "
+                                                               "he.", "model", "init")),
+        init_param: Optional[list[str]] = typer.Option(None, help=_params_help(
+            "Initialiser setting KEY=VALUE (e.g. std=0.1)", "init", _settings_by_name(INITIALIZERS))),
+        dropout: Optional[float] = typer.Option(None, help=_default("Dropout rate after each hidden layer.",
+                                                                    "model", "dropout")),
+        l2: Optional[float] = typer.Option(None, help=_default("L2 penalty 0.5*l2*sum||W||^2 added to the loss.",
+                                                               "model", "l2")),
+        dtype: Optional[str] = typer.Option(None, help=_default("float32 (fast) or float64.", "model", "dtype")),
+        optimizer: Optional[str] = typer.Option(None, help=_default(
+            "sgd, rmsprop or adam (the learning rate stays --lr's: adam's usual one is 0.001).",
+            "training", "optimizer")),
+        optimizer_param: Optional[list[str]] = typer.Option(None, help=_params_help(
+            "Optimizer setting KEY=VALUE", "optimizer", OPTIMIZER_SETTINGS)),
+        lr: Optional[float] = typer.Option(None, help=_default("Learning rate.", "training", "lr")),
+        momentum: Optional[float] = typer.Option(None, help=_default("SGD momentum.", "training", "momentum")),
+        nesterov: Optional[bool] = typer.Option(None, "--nesterov/--no-nesterov",
+                                                help=_default("Nesterov momentum (SGD).", "training", "nesterov")),
+        weight_decay: Optional[float] = typer.Option(None, help=_default(
+            "Weight decay of sgd and adam: weight_decay * w added to the gradient (an L2 term coupled to the "
+            "gradient as torch.optim's, not AdamW's decoupled decay).", "training", "weight_decay")),
+        batch_size: Optional[int] = typer.Option(None, help=_default("Minibatch size; 0 = full batch.",
+                                                                     "training", "batch_size")),
+        epochs: Optional[int] = typer.Option(None, help=_default("Number of epochs.", "training", "epochs")),
+        schedule: Optional[str] = typer.Option(None, help=_default(
+            "constant, step, inverse_scaling, cosine, reduce_on_plateau.", "training", "schedule")),
+        schedule_param: Optional[list[str]] = typer.Option(None, help=_params_help(
+            "Schedule setting KEY=VALUE", "schedule", _settings_by_name(SCHEDULES))),
+        early_stopping: Optional[int] = typer.Option(None, help=_default(
+            "Patience: stop after more than this many epochs in a row without improvement of the validation "
+            "loss (the training loss without validation data), restoring the best weights.",
+            "training", "early_stopping_patience", "off")),
+        seed: Optional[int] = typer.Option(None, help=_default("Seed of initialisation, shuffling and dropout.",
+                                                               "training", "seed")),
+        threads: Optional[int] = typer.Option(None, help=_default("BLAS threads.", "training", "threads",
+                                                                  "the BLAS's own")),
+        train_metrics: Optional[str] = typer.Option(None, help=_default(
+            "running (mean over the epoch's minibatches), full (a pass over the training set after each epoch) "
+            "or none (not measured; early stopping and reduce_on_plateau then need validation data).",
+            "training", "train_metrics")),
+        checkpoint_seconds: Optional[float] = typer.Option(None, help=_default(
+            "Write a checkpoint (for --resume) at the end of an epoch when this many seconds have passed "
+            "since the last one.", "training", "checkpoint_seconds")),
         out: Optional[Path] = typer.Option(None, "--out", "-o", parser=path_arg,
                                            help="Run folder to write (default runs/<dataset>-<time>)."),
-        resume: Optional[Path] = typer.Option(None, parser=path_arg, help="Resume an interrupted run folder."),
+        resume: Optional[Path] = typer.Option(
+            None, parser=path_arg,
+            help="Resume an interrupted run folder with its own config.toml, to the same end: every option "
+                 "that would change the run (--config, --out and every data, model and training option, "
+                 "--threads and --checkpoint-seconds included) is refused; --quiet and --no-report may be given."),
         no_report: bool = typer.Option(False, "--no-report", help="Skip figures and report."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
         """Train a network on a dataset, evaluate it and write a run folder."""
+        from mlplab.config import PARAMS_OF, option_name
         from mlplab.runs import load_config, resume_config, train_run
 
+        flags = {  # each config key's option (None: not given)
+            "data": {"dataset": dataset, "data_dir": data_dir, "split": split, "test_fraction": test_fraction,
+                     "split_seed": split_seed, "scaling": scaling, "validation_fraction": validation_fraction,
+                     "max_train_samples": max_train_samples, "max_test_samples": max_test_samples},
+            "model": {"hidden": hidden, "hidden_activation": hidden_activation,
+                      "output_activation": output_activation, "loss": loss, "init": init,
+                      "init_params": init_param, "dropout": dropout, "l2": l2, "dtype": dtype},
+            "training": {"optimizer": optimizer, "optimizer_params": optimizer_param, "lr": lr,
+                         "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay,
+                         "batch_size": batch_size, "epochs": epochs, "schedule": schedule,
+                         "schedule_params": schedule_param, "early_stopping_patience": early_stopping,
+                         "seed": seed, "threads": threads, "train_metrics": train_metrics,
+                         "checkpoint_seconds": checkpoint_seconds},
+        }
         if resume is not None:
+            given = [name for name, value in (("--config", config), ("--out", out)) if value is not None]
+            given += [option_name(key) for values in flags.values() for key, value in values.items()
+                      if value not in (None, [])]
+            if given:
+                raise ConfigError(f"--resume {resume}: {', '.join(given)} would change the run it continues "
+                                  "(it resumes with its own config.toml; only --quiet and --no-report may be given)")
             cfg = resume_config(resume)
             out_dir = resume
         else:
             check_recordable(dataset, "--dataset")  # config.toml records both
             check_recordable(data_dir, "--data-dir")
-            overrides = {
-                "data": {"dataset": dataset, "data_dir": data_dir, "split": split, "test_fraction": test_fraction,
-                         "split_seed": split_seed, "scaling": scaling, "validation_fraction": validation_fraction,
-                         "max_train_samples": max_train_samples, "max_test_samples": max_test_samples},
-                "model": {"hidden": _parse_sizes(hidden), "hidden_activation": hidden_activation,
-                          "output_activation": output_activation, "loss": loss, "init": init,
-                          "init_params": _parse_kv(init_param, "--init-param") or None, "dropout": dropout,
-                          "l2": l2, "dtype": dtype},
-                "training": {"optimizer": optimizer,
-                             "optimizer_params": _parse_kv(optimizer_param, "--optimizer-param") or None, "lr": lr, "momentum": momentum, "nesterov": nesterov,
-                             "weight_decay": weight_decay, "batch_size": batch_size, "epochs": epochs,
-                             "schedule": schedule, "schedule_params": _parse_kv(schedule_param, "--schedule-param") or None,
-                             "early_stopping_patience": early_stopping, "seed": seed, "threads": threads,
-                             "train_metrics": train_metrics},
-            }
-            cfg = load_config(config, overrides)
+            flags["model"]["hidden"] = _parse_sizes(hidden)
+            for section, key in PARAMS_OF:
+                flags[section][key] = _parse_kv(flags[section][key], option_name(key))
+            cfg = load_config(config, flags)
             if out is None:
                 import time as _t
 
@@ -300,23 +387,29 @@ def register(app: typer.Typer) -> None:
 
         By default the test part of the split the model was trained on is used, so a model trained on a
         stratified 70/30 split is not scored on images it was trained on."""
-        from mlplab.data.preprocessing import Scaler
         from mlplab.data.datasets import KNOWN_DATASETS
+        from mlplab.data.preprocessing import Scaler
+        from mlplab.data.splits import SPLIT_KINDS
         from mlplab.runs import check_out_dir, evaluate_into, prepare_data, write_report
         from mlplab.serialization import load_model
 
+        if split is not None and split not in SPLIT_KINDS:
+            raise ConfigError(f"--split {split!r}: expected {', '.join(SPLIT_KINDS)}")
+        if test_fraction is not None and not 0.0 < test_fraction < 1.0:  # NaN too
+            raise ConfigError(f"--test-fraction {test_fraction}: must be between 0 and 1")
         if split_seed is not None and split_seed < 0:
             raise ConfigError(f"--split-seed {split_seed}: must be >= 0")
         mf = load_model(model)
         check_out_dir(out)
         trained_on = mf.preprocessing.get("dataset")
         if dataset is None:
-            if trained_on is not None and str(trained_on).lower() not in (*KNOWN_DATASETS, "digits"):
+            if (trained_on is not None and str(trained_on).lower() not in (*KNOWN_DATASETS, "digits")
+                    and not Path(str(trained_on)).is_absolute()):  # older models recorded only the folder's name
                 raise ConfigError(f"{model} was trained on dataset '{trained_on}' (a folder of IDX files): "
                                   "give that folder as --dataset")
             dataset = str(trained_on or "mnist")
         trained = mf.preprocessing.get("split") or {}
-        if trained_on is not None and str(trained_on).lower() != _dataset_name(dataset, data_dir):
+        if trained_on is not None and _recorded_name(trained_on) != _dataset_name(dataset, data_dir):
             typer.echo(printable(f"mlplab: warning: {model} was trained on {trained_on}, not on {dataset}; evaluating "
                                  f"on {'the --split given' if split else 'its canonical test set'}"), err=True)
             trained = {}  # another dataset: its own canonical split unless one is given
@@ -343,8 +436,6 @@ def register(app: typer.Typer) -> None:
         d["max_test_samples"] = (max_test_samples if max_test_samples is not None
                                  else trained.get("test_samples") if same_split else None)
         cfg = {"data": d, "model": {"dtype": mf.net.dtype.name}}
-        if not 0.0 < float(cfg["data"]["test_fraction"]) < 1.0:
-            raise ConfigError(f"--test-fraction {cfg['data']['test_fraction']}: must be between 0 and 1")
         data = prepare_data(cfg)
         if data.X_test.shape[1] != mf.net.sizes[0]:
             raise ConfigError(f"{model}: the model expects {mf.net.sizes[0]} input features but dataset "
@@ -403,13 +494,13 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def gradcheck(
         sizes: str = typer.Option("6,5,4,3", help="Layer sizes, input to output."),
-        hidden_activation: str = typer.Option("sigmoid"),
-        output_activation: str = typer.Option("sigmoid"),
-        loss: str = typer.Option("mse"),
-        l2: float = typer.Option(0.0),
-        dropout: float = typer.Option(0.0),
+        hidden_activation: str = typer.Option("sigmoid", help="Activation of the hidden layers (as train's)."),
+        output_activation: str = typer.Option("sigmoid", help="Output activation (softmax for cross_entropy)."),
+        loss: str = typer.Option("mse", help="mse, cross_entropy or binary_cross_entropy."),
+        l2: float = typer.Option(0.0, help="L2 penalty 0.5*l2*sum||W||^2, checked with the loss."),
+        dropout: float = typer.Option(0.0, help="Dropout rate after each hidden layer (its masks held fixed)."),
         samples: int = typer.Option(8, min=1, help="Random input rows."),
-        seed: int = typer.Option(0, min=0),
+        seed: int = typer.Option(0, min=0, help="Seed of the network, the input rows and their labels."),
         tol: float = typer.Option(1e-6, help="Fail (exit 1) above this maximum relative error."),
     ) -> None:
         """Check backpropagation against central differences in float64 over every parameter."""

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from mlplab.errors import ConfigError
-from mlplab.registry import Registry
+from mlplab.registry import Registry, check_settings
 
 Initializer = Callable[[np.random.Generator, int, int], np.ndarray]
 INITIALIZERS: Registry[Callable[..., Initializer]] = Registry("initializer")
@@ -20,8 +20,8 @@ INITIALIZERS: Registry[Callable[..., Initializer]] = Registry("initializer")
 @INITIALIZERS.register("normal")
 def normal(std: float = 0.1, mean: float = 0.0) -> Initializer:
     """N(mean, std^2); the textbook uses std 0.1."""
-    if not std > 0:
-        raise ConfigError(f"init std must be positive, got {std}")
+    if not 0 < std < math.inf:
+        raise ConfigError(f"initializer 'normal': std must be a finite number > 0, got {std}")
     return lambda rng, fan_in, fan_out: rng.normal(mean, std, size=(fan_in, fan_out))
 
 
@@ -35,7 +35,10 @@ def standard_normal() -> Initializer:
 def uniform(low: float = -0.05, high: float = 0.05) -> Initializer:
     """U(low, high); report 2 used U(0, 1)."""
     if not high > low:
-        raise ConfigError(f"init uniform needs low < high, got low={low}, high={high}")
+        raise ConfigError(f"initializer 'uniform': needs low < high, got low={low}, high={high}")
+    if not math.isfinite(high - low):  # NumPy cannot draw from a range wider than the floats
+        raise ConfigError(f"initializer 'uniform': the range high - low must be a finite number, "
+                          f"got low={low}, high={high}")
     return lambda rng, fan_in, fan_out: rng.uniform(low, high, size=(fan_in, fan_out))
 
 
@@ -63,7 +66,5 @@ def he() -> Initializer:
 
 def get_initializer(name: str, **params: float) -> Initializer:
     factory = INITIALIZERS.get(name)
-    try:
-        return factory(**params)
-    except TypeError as exc:
-        raise ConfigError(f"initializer {name!r}: bad parameters {params}: {exc}") from None
+    check_settings("initializer", INITIALIZERS.canonical(name), factory, params)
+    return factory(**params)

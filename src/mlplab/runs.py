@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from mlplab.config import read_toml, resolve, to_toml
+from mlplab.config import COMMAND_LINE, read_toml, resolve, to_toml
 from mlplab.environment import blas_threads, environment_info
 from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
 from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
@@ -183,15 +183,24 @@ def load_config(config_file: str | Path | None, overrides: dict[str, dict[str, A
     layers = []
     if config_file is not None:
         layers.append((str(config_file), read_toml(config_file)))
-    layers.append(("command line", overrides))
+    layers.append((COMMAND_LINE, overrides))
     return resolve(*layers)
 
 
 def check_out_dir(out: Path, resume: bool = False) -> None:
+    """Refuse a run folder that is a file, or (unless resuming) one holding another run: a
+    finished one (metrics.json), or an interrupted or failed one (its checkpoint.npz or
+    config.toml), which a new run would overwrite and so make impossible to resume."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
-    if not resume and out.is_dir() and (out / "metrics.json").exists():
+    if resume or not out.is_dir():
+        return
+    if (out / "metrics.json").exists():
         raise ConfigError(f"--out {out}: already holds a finished run (metrics.json); choose another folder")
+    unfinished = [name for name in (CHECKPOINT, "config.toml") if (out / name).exists()]
+    if unfinished:
+        raise ConfigError(f"--out {out}: holds an unfinished run ({' and '.join(unfinished)}, no metrics.json); "
+                          f"continue it with `mlplab train --resume {out}` or choose another --out")
 
 
 def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback] = (),
@@ -206,7 +215,9 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
     with blas_threads(threads):
         net = build_network(cfg, data.X_train.shape[1], n_classes)
         trainer = build_trainer(cfg, net, list(callbacks))
+        trainer.check_monitored(validation=data.X_val is not None)
         ckpt = out / CHECKPOINT
+        own_checkpoint = resume  # a checkpoint this run resumed from or wrote: the only one to point at
         if resume:
             if not ckpt.exists():
                 raise ConfigError(f"--resume {out}: no {CHECKPOINT} there to resume from")
@@ -221,8 +232,10 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
         atomic_write_text(out / "config.toml", to_toml(cfg))
 
         def checkpoint() -> None:
+            nonlocal own_checkpoint
             save_model(ckpt, net, preprocessing=preprocessing_meta(data), classes=data.class_names,
                        training=cfg, trainer=trainer)
+            own_checkpoint = True
 
         trainer.callbacks.append(PeriodicCheckpoint(checkpoint, cfg["training"].get("checkpoint_seconds", 30.0)))
         try:
@@ -234,7 +247,7 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
         except DivergenceError as exc:
             # the state after a diverged epoch is not worth resuming: keep the last good checkpoint
             atomic_write_text(out / "history.csv", trainer.history.to_csv())
-            kept = f"; the last good checkpoint is {ckpt}" if ckpt.exists() else ""
+            kept = f"; the last good checkpoint is {ckpt}" if own_checkpoint and ckpt.exists() else ""
             raise DivergenceError(f"{exc}{kept}", exc.epoch) from None
         # epoch wall times, summed: excludes evaluation and survives a resume
         train_time = float(sum(t for t in trainer.history.time_s if t is not None))

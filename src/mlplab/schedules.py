@@ -16,6 +16,8 @@ SCHEDULES: Registry[type["Schedule"]] = Registry("schedule")
 
 class Schedule:
     name = "schedule"
+    #: the schedule needs ``observe``'s values (a run must measure a loss for it)
+    observes = False
 
     def __call__(self, epoch: int, base_lr: float) -> float:
         raise NotImplementedError
@@ -74,8 +76,8 @@ class InverseScaling(Schedule):
     name = "inverse_scaling"
 
     def __init__(self, power: float = 0.5):
-        if not float(power) > 0:
-            raise ConfigError(f"inverse_scaling: power must be > 0, got {power}")
+        if not 0 < float(power) < math.inf:
+            raise ConfigError(f"inverse_scaling: power must be a finite number > 0, got {power}")
         self.power = float(power)
 
     def __call__(self, epoch, base_lr):
@@ -93,6 +95,8 @@ class Cosine(Schedule):
     def __init__(self, epochs: int = 50, min_lr: float = 0.0):
         if int(epochs) < 1:
             raise ConfigError(f"cosine schedule: epochs must be >= 1, got {epochs}")
+        if not 0 <= float(min_lr) < math.inf:  # a negative rate would climb the loss
+            raise ConfigError(f"cosine schedule: min_lr must be a finite number >= 0, got {min_lr}")
         self.epochs, self.min_lr = int(epochs), float(min_lr)
 
     def __call__(self, epoch, base_lr):
@@ -114,12 +118,16 @@ class ReduceOnPlateau(Schedule):
     """
 
     name = "reduce_on_plateau"
+    observes = True
 
     def __init__(self, factor: float = 0.5, patience: int = 3, min_delta: float = 1e-4, min_lr: float = 0.0):
         if not 0 < float(factor) < 1:
             raise ConfigError(f"reduce_on_plateau: factor must be in (0, 1), got {factor}")
         if int(patience) < 0:
             raise ConfigError(f"reduce_on_plateau: patience must be >= 0, got {patience}")
+        for key, value in (("min_delta", min_delta), ("min_lr", min_lr)):
+            if not 0 <= float(value) < math.inf:
+                raise ConfigError(f"reduce_on_plateau: {key} must be a finite number >= 0, got {value}")
         self.factor, self.patience = float(factor), int(patience)
         self.min_delta, self.min_lr = float(min_delta), float(min_lr)
         self._best = math.inf

@@ -45,7 +45,7 @@ from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
 from mlplab.layers import ActivationLayer, Dense
 from mlplab.network import MLP
 from mlplab.optimizers import SGD
-from mlplab.training import Trainer
+from mlplab.training import Trainer, quiet_fp
 
 
 def blocks_exact(n_rows: int, n_features: int, width: int, k: int, dtype=np.float32, seed: int = 0) -> bool:
@@ -169,6 +169,8 @@ class StackedTrainer:
         X, y = lead.validate(X, y, epochs)
         if X_val is not None:
             X_val, y_val = lead.validate(X_val, y_val, epochs, what="validation")
+        for tr in self.trainers:
+            tr.check_monitored(validation=X_val is not None)
         n = X.shape[0]
         bs = lead.batch_size or n
         self._stack()
@@ -177,7 +179,8 @@ class StackedTrainer:
                 for cb in tr.callbacks:
                     cb.on_train_begin(tr)
             while self.epochs_done < int(epochs) and not all(self.frozen):
-                self._epoch(X, y, bs, X_val, y_val)
+                with quiet_fp():
+                    self._epoch(X, y, bs, X_val, y_val)
                 self.epochs_done += 1
                 if any(tr.interrupt_requested for tr in self.trainers) and self.epochs_done < int(epochs):
                     raise TrainingInterrupted(f"stacked training interrupted after epoch {self.epochs_done}")
@@ -210,7 +213,7 @@ class StackedTrainer:
         self._sync_shared_biases()
         lrs = []
         for k, tr in enumerate(trainers):
-            lr = tr.schedule(epoch, tr.base_lr)
+            lr = tr.scheduled_lr(epoch)
             tr.optimizer.lr = lr
             lrs.append(0.0 if self.frozen[k] else lr)
         n = X.shape[0]
@@ -289,28 +292,28 @@ class StackedTrainer:
         for k, tr in enumerate(trainers):
             if self.frozen[k]:
                 continue
-            self._record(k, tr, loss_sum[k] / seen if running else float("nan"),
+            self._record(k, tr, loss_sum[k] / seen if running else None,
                          correct[k] / seen if running else None, lrs[k], secs, X, y, X_val, y_val)
 
     def _record(self, k, tr: Trainer, loss, acc, lr, secs, X, y, X_val, y_val) -> None:
         net = tr.net
         tr.epochs_done += 1
-        logs: dict[str, Any] = {"epoch": tr.epochs_done, "loss": float(loss),
+        logs: dict[str, Any] = {"epoch": tr.epochs_done, "loss": None if loss is None else float(loss),
                                 "accuracy": None if acc is None else float(acc), "lr": lr, "time_s": secs}
         if tr.train_metrics == "full":
             logs["loss"], logs["accuracy"] = tr.evaluate(X, y)
         if X_val is not None:
             logs["val_loss"], logs["val_accuracy"] = tr.evaluate(X_val, y_val)
         try:
-            tr._check_divergence(logs["loss"], self.last_good[k])
+            tr._check_divergence(logs["loss"], self.last_good[k], logs.get("val_loss"))
         except DivergenceError as exc:
             tr.epochs_done -= 1
             self._freeze(k, exc)
             return
         self.last_good[k] = net.get_weights()
-        monitored = logs.get("val_loss")
-        if logs["loss"] is not None and math.isfinite(logs["loss"]):
-            tr.schedule.observe(logs["loss"] if monitored is None else monitored)
+        monitored = logs["loss"] if logs.get("val_loss") is None else logs["val_loss"]
+        if monitored is not None:  # finite: checked above
+            tr.schedule.observe(monitored)
         for cb in tr.callbacks:
             cb.on_epoch_end(tr, logs)
         tr.history.append(logs)

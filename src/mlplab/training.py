@@ -27,8 +27,8 @@ class History:
     """Per-epoch records; ``extra`` holds columns that callbacks add (e.g. test accuracy)."""
 
     epoch: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
+    loss: list[float | None] = field(default_factory=list)  # None: not measured (train_metrics="none")
+    accuracy: list[float | None] = field(default_factory=list)
     val_loss: list[float | None] = field(default_factory=list)
     val_accuracy: list[float | None] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
@@ -191,6 +191,13 @@ class LambdaCallback(Callback):
 BatchOrder = Callable[[int, int], np.ndarray]
 
 
+def quiet_fp() -> np.errstate:
+    """NumPy's floating-point warnings off, for a training loop: overflow in a diverging epoch
+    is reported once, by the divergence checks, not by NumPy's warnings as well. Only what
+    would warn is silenced: a caller's ``np.errstate(all="raise")`` still raises."""
+    return np.errstate(**{kind: "ignore" for kind, mode in np.geterr().items() if mode == "warn"})
+
+
 @dataclass(frozen=True)
 class _TrainerStep:
     """A bound step (:meth:`MLP.bind_step`) with its label buffer and bound loss."""
@@ -253,7 +260,9 @@ class Trainer:
     drop_last : skip a final partial minibatch (the textbook's generator did)
     batch_order : ``f(epoch, n) -> index array`` replacing the built-in shuffling
     train_metrics : ``"running"`` (mean over the epoch's minibatches, free),
-        ``"full"`` (a pass over the whole training set after each epoch) or ``"none"``
+        ``"full"`` (a pass over the whole training set after each epoch) or ``"none"`` (not
+        measured: the history's loss and accuracy are ``None``; early stopping and
+        ``reduce_on_plateau`` then need validation data)
     divergence_factor : stop when the epoch loss exceeds this multiple of the first epoch's
         loss (``None`` disables); a non-finite loss always stops training
     """
@@ -316,6 +325,7 @@ class Trainer:
         bs = self.batch_size or n
         if X_val is not None:
             X_val, y_val = self.validate(X_val, y_val, epochs, what="validation")
+        self.check_monitored(validation=X_val is not None)
 
         # one batch of everything: the order cannot matter, so skip the shuffle and the copy
         full_batch = bs == n and self.batch_order is None
@@ -325,7 +335,37 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_begin(self)
         good_weights = net.get_weights()
-        return self._loop(X, y, epochs, X_val, y_val, bs, full_batch, good_weights)
+        with quiet_fp():
+            return self._loop(X, y, epochs, X_val, y_val, bs, full_batch, good_weights)
+
+    def check_monitored(self, validation: bool) -> None:
+        """Refuse early stopping or a plateau schedule watching a loss this run does not measure:
+        the training loss and accuracy with ``train_metrics="none"``, the validation ones without
+        validation data. Before anything runs: :meth:`fit` calls it (a caller writing files
+        before it should call it first too)."""
+        unmeasured, remedies = set(), []
+        if self.train_metrics == "none":
+            unmeasured |= {"loss", "accuracy"}
+            remedies.append("measure the training loss (train_metrics 'running' or 'full')")
+        if not validation:
+            unmeasured |= {"val_loss", "val_accuracy"}
+            remedies.append("give validation data")
+        fix = " or ".join(remedies)
+        for cb in self.callbacks:
+            if isinstance(cb, EarlyStopping) and cb.monitor in unmeasured:
+                raise ConfigError(f"early stopping monitors {cb.monitor!r}, which this run does not measure: {fix}")
+        if self.schedule.observes and {"loss", "val_loss"} <= unmeasured:
+            raise ConfigError(f"schedule {self.schedule.name!r} watches the loss, which this run does not "
+                              f"measure (train_metrics 'none' and no validation data): {fix}")
+
+    def scheduled_lr(self, epoch: int) -> float:
+        """The schedule's learning rate for ``epoch`` (0-based); a ConfigError naming the schedule
+        if it is negative or not finite (a negative rate would climb the loss)."""
+        lr = self.schedule(epoch, self.base_lr)
+        if not 0 <= lr < math.inf:  # NaN fails this too
+            raise ConfigError(f"schedule {self.schedule.name!r} gave the learning rate {lr!r} for epoch "
+                              f"{epoch + 1}; a learning rate must be a finite number >= 0")
+        return lr
 
     def validate(self, X: np.ndarray, y: np.ndarray, epochs: int,
                  what: str = "training") -> tuple[np.ndarray, np.ndarray]:
@@ -355,7 +395,7 @@ class Trainer:
         net = self.net
         while self.epochs_done < int(epochs) and not self.stop_training:
             epoch = self.epochs_done  # 0-based
-            lr = self.schedule(epoch, self.base_lr)
+            lr = self.scheduled_lr(epoch)
             self.optimizer.lr = lr
             loss, acc, secs = self._run_epoch(X, y, bs, full_batch, epoch)
             self.epochs_done += 1
@@ -365,11 +405,11 @@ class Trainer:
                 logs["loss"], logs["accuracy"] = self.evaluate(X, y)
             if X_val is not None:
                 logs["val_loss"], logs["val_accuracy"] = self.evaluate(X_val, y_val)
-            self._check_divergence(logs["loss"], good_weights)
+            self._check_divergence(logs["loss"], good_weights, logs.get("val_loss"))
             good_weights = net.get_weights()
-            monitored = logs.get("val_loss")
-            if logs["loss"] is not None and math.isfinite(logs["loss"]):
-                self.schedule.observe(logs["loss"] if monitored is None else monitored)
+            monitored = logs["loss"] if logs.get("val_loss") is None else logs["val_loss"]
+            if monitored is not None:  # finite: checked above
+                self.schedule.observe(monitored)
             for cb in self.callbacks:  # may add columns to logs or ask to stop
                 cb.on_epoch_end(self, logs)
             self.history.append(logs)
@@ -381,7 +421,7 @@ class Trainer:
             cb.on_train_end(self)
         return self.history
 
-    def _run_epoch(self, X, y, bs, full_batch, epoch) -> tuple[float, float | None, float]:
+    def _run_epoch(self, X, y, bs, full_batch, epoch) -> tuple[float | None, float | None, float]:
         net, opt = self.net, self.optimizer
         n = X.shape[0]
         t0 = time.perf_counter()
@@ -455,7 +495,7 @@ class Trainer:
                     f"training interrupted in epoch {epoch + 1} after minibatch {b + 1} of {len(starts)}")
         secs = time.perf_counter() - t0
         if not running or seen == 0:
-            return float("nan"), None, secs
+            return None, None, secs  # not measured
         return loss_sum / seen, correct / seen, secs
 
     def _bind_step(self, xb: np.ndarray, yb: np.ndarray, lr: float | None) -> "_TrainerStep | None":
@@ -481,17 +521,23 @@ class Trainer:
             f"loss {what} at epoch {epoch} (learning rate {self.optimizer.lr:g}); "
             f"try a smaller learning rate", epoch)
 
-    def _check_divergence(self, loss: float, good_weights: list[np.ndarray]) -> None:
-        if loss is None or self.train_metrics == "none":
-            return  # per-minibatch checks still catch non-finite losses
-        bad = not math.isfinite(loss)
-        if not bad and self.divergence_factor is not None:
+    def _check_divergence(self, loss: float | None, good_weights: list[np.ndarray],
+                          val_loss: float | None = None) -> None:
+        """Restore ``good_weights`` and raise :class:`DivergenceError` if the epoch's training or
+        validation loss is non-finite, or the training loss exploded (``divergence_factor``).
+        A loss not measured (``None``, or any ``loss`` with ``train_metrics="none"``) is not
+        checked: the per-minibatch checks still catch non-finite losses."""
+        if self.train_metrics == "none":
+            loss = None
+        bad = next((v for v in (loss, val_loss) if v is not None and not math.isfinite(v)), None)
+        if bad is None and loss is not None and self.divergence_factor is not None:
             if self._first_loss is None:
                 self._first_loss = max(loss, 1e-12)
-            bad = loss > self.divergence_factor * self._first_loss
-        if bad:
+            if loss > self.divergence_factor * self._first_loss:
+                bad = loss
+        if bad is not None:
             self.net.set_weights(good_weights)  # never leave a NaN model behind
-            raise self._diverged(self.epochs_done, loss)
+            raise self._diverged(self.epochs_done, bad)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -156,3 +156,24 @@ def test_what_does_not_stack_is_named():
     assert train_stacked([a, b], X, y, 3) == [None, None]
     a2.fit(X, y, 3)
     _assert_same([a], [a2])
+
+
+def test_unmeasured_training_loss_is_missing_and_nothing_watches_it():
+    """train_metrics="none": the stack records the loss as missing (None, not NaN), as Trainer
+    does; a plateau schedule then watches the validation loss, and without validation data it
+    is refused before anything trains."""
+    configs = [dict(sizes=[20, 8, 4], lr=0.1, seed=s, schedule={"name": "reduce_on_plateau", "patience": 0})
+               for s in (0, 1)]
+    X, y = _data()
+    stacked, alone = _pair(configs, {"batch_size": 50, "train_metrics": "none", "seed": 0})
+    with pytest.raises(ConfigError, match="reduce_on_plateau.*does not measure"):
+        StackedTrainer(stacked).fit(X, y, 2)
+    assert all(tr.epochs_done == 0 for tr in stacked)
+    with threadpool_limits(limits=1):
+        StackedTrainer(stacked).fit(X, y, 4, X_val=X[:50], y_val=y[:50])
+        for tr in alone:
+            tr.fit(X, y, 4, X_val=X[:50], y_val=y[:50])
+    for a, b in zip(stacked, alone):
+        assert a.history.loss == b.history.loss == [None] * 4
+        np.testing.assert_allclose(a.history.val_loss, b.history.val_loss, rtol=1e-5)
+        assert a.history.lr == b.history.lr  # the schedule saw the same validation losses

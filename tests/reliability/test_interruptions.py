@@ -80,11 +80,12 @@ def test_signal_checkpoints_and_resume_is_bit_identical(tmp_path, reference, sig
 
 
 def test_sigkill_leaves_no_partial_file(tmp_path):
-    out = tmp_path / "run"
     # checkpoint every epoch so the kill lands among writes
     cfg = tmp_path / "c.toml"
     cfg.write_text("[training]\ncheckpoint_seconds = 0.001\n")
-    for delay in (0.3, 0.9, 1.5):
+    resumable = []
+    for i, delay in enumerate((0.3, 0.9, 1.5)):
+        out = tmp_path / f"run{i}"  # a new run may not overwrite a killed one's folder
         started = time.time() - 1.0  # coarse file-system timestamps
         proc = subprocess.Popen(_cmd(*TRAIN, "-c", str(cfg), "--out", str(out)), env=_env(),
                                 stderr=subprocess.DEVNULL)
@@ -100,10 +101,13 @@ def test_sigkill_leaves_no_partial_file(tmp_path):
                 json.loads(f.read_text())
             elif f.suffix in (".toml", ".csv"):
                 assert f.read_text().endswith("\n")
-        # a later run in the same folder resumes from the last good checkpoint
         if (out / "checkpoint.npz").exists():
             saved = load_model(out / "checkpoint.npz")
             assert saved.trainer_state["epochs_done"] >= 1
+            resumable.append(out)
+    # a later run in the same folder resumes from the last good checkpoint
+    assert resumable
+    out = resumable[-1]
     done = subprocess.run(_cmd("train", "--resume", str(out), "--quiet", "--no-report"), env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
