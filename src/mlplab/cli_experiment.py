@@ -52,9 +52,15 @@ def run(
                                                 help="Output folder (re-running resumes: finished cells are cached).")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", parser=path_arg, help="Continue the interrupted experiment folder DIR "
                                                    "with its own spec and --seeds (the same as re-running the "
-                                                   "command that started it).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Reduced version (fewer epochs, subsets): minutes, not hours.")] = False,
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeat every cell with K seeds; report mean ± sd.")] = 1,
+                                                   "command that started it). Options that would change the "
+                                                   "experiment (NAME, --out, --seeds, --quick, --protocol, "
+                                                   "--data-dir) are refused with it; --jobs, --threads, --backend "
+                                                   "and --checkpoint-every may differ (another --threads can "
+                                                   "change the last bits of the cells still to run).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Reduced version (fewer epochs, subsets): minutes, not hours. "
+                                        "Into its own --out: a folder holds one resolved spec.")] = False,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Repeat every cell with K seeds; report mean ± sd "
+                                                 "(default 1).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", help="Worker processes (BLAS pinned to --threads threads each).")] = 1,
     threads: Annotated[int, typer.Option("--threads", help="BLAS threads per job (default 1). A sweep with fewer "
                                          "jobs than cores, e.g. one stacked model, runs faster with more; results "
@@ -78,20 +84,28 @@ def run(
     from mlplab.experiments.runner import (RUN_FILE, check_batch_sizes, check_data, check_experiment_out,
                                           check_names, plan, run_experiment)
     from mlplab.experiments.spec import load_spec
+    from mlplab.io import printable
 
     if resume is not None:
         if name is not None or out is not None:
             raise ConfigError("--resume DIR continues DIR with its own spec: give neither NAME nor --out with it")
+        changing = [opt for opt, given in (("--seeds", seeds is not None), ("--quick", quick),
+                                           ("--protocol", protocol is not None), ("--data-dir", data_dir is not None))
+                    if given]
+        if changing:
+            raise ConfigError(f"--resume DIR continues DIR with its own spec and seeds: {', '.join(changing)} would "
+                              "change the experiment (run NAME with them into another --out)")
         if not (resume / "spec.toml").is_file():
             raise ConfigError(f"--resume {resume}: no spec.toml there (not an experiment folder)")
         # the saved spec is already resolved; it records whether it was a --quick run (quick = true)
-        name, out, quick = str(resume / "spec.toml"), resume, False
+        name, out = str(resume / "spec.toml"), resume
         try:
             seeds = int(json.loads((resume / RUN_FILE).read_text(encoding="utf-8"))["seeds"])
         except (OSError, ValueError, KeyError, TypeError):
             seeds = 1  # folders written before run.json existed
     elif name is None or out is None:
         raise ConfigError("experiment run needs NAME and --out DIR (or --resume DIR)")
+    seeds = 1 if seeds is None else seeds
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     if jobs < 1:
@@ -151,6 +165,9 @@ def run(
                     bar.console.print(f"  done {event['name']} in {event['wall_s']:.1f} s")
             elif kind == "report":
                 running[:] = ["writing report"]
+            elif kind == "warning":
+                bar.console.print(printable(f"mlplab: warning: {event['message']}"), markup=False,
+                                  highlight=False, soft_wrap=True)
             bar.update(task, current=", ".join(running[:3]))
 
         previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # SIGTERM stops like Ctrl-C

@@ -167,12 +167,14 @@ def test_ovr_protocol_selects_what_runs_and_is_reported(tmp_path):
     assert "Protocol: as-published" in (tmp_path / "ap" / "report.md").read_text()
     assert all(r[header.index("corrected: AUC")] == "not run (protocol as-published)" for r in rows)
     assert all(r[2] != "not run (protocol corrected)" for r in rows)
-    # corrected: the same cells as "both" (loaded from its cache), no reproduced-as-published column
-    import shutil
+    # corrected: the same cells as "both" (a folder holds one resolved spec, so another --out), no
+    # reproduced-as-published column
+    from mlplab.experiments.runner import plan
 
-    shutil.copytree(tmp_path / "both", tmp_path / "co")
-    co = run_experiment(load_spec(spec_file, overrides={"protocol": "corrected"}), tmp_path / "co")
-    assert all(c["cached"] for c in co["cells"])
+    corrected = load_spec(spec_file, overrides={"protocol": "corrected"})
+    assert [c.key for c in plan(corrected)] == [c["key"] for c in both["cells"]]
+    co = run_experiment(corrected, tmp_path / "co")
+    assert co["models"] == both["models"]
     header, rows = _table((tmp_path / "co" / "report.md").read_text(), "digit")
     assert all(r[2] == "not run (protocol corrected)" for r in rows)
     assert all(r[header.index("corrected: AUC")].replace(".", "").isdigit() for r in rows)

@@ -2,7 +2,8 @@
 
 Output folder::
 
-    spec.toml          the resolved spec (after --quick and command-line overrides)
+    spec.toml          the resolved spec (after --quick and command-line overrides), headed by a
+                       comment saying which keys the runner's cells read
     run.json           the other settings that decide the cells (--seeds), for --resume
     cells/<name>-<hash>/   one folder per cell: a run folder (config.toml, history.csv,
                        metrics.json, model.npz, environment.json, predictions.npz, figures,
@@ -16,6 +17,7 @@ Output folder::
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -25,8 +27,8 @@ from mlplab.environment import environment_info
 from mlplab.errors import ConfigError, DataError
 from mlplab.experiments.protocols import get_protocol
 from mlplab.experiments.protocols.common import ReportParts, _tomlable
-from mlplab.experiments.spec import Spec
-from mlplab.experiments.sweep import aggregate, run_cells, with_seeds
+from mlplab.experiments.spec import Spec, from_dict, key_use
+from mlplab.experiments.sweep import aggregate, check_distinct, run_cells, with_seeds
 from mlplab.io import atomic_write_json, atomic_write_text
 
 RUN_FILE = "run.json"
@@ -42,7 +44,7 @@ def check_names(spec: Spec, cells) -> None:
     schedule with their settings) exist, so a typo is refused before any cell runs and writes."""
     import numpy as np
 
-    from mlplab.data.datasets import KNOWN_DATASETS, _looks_like_path, _unknown
+    from mlplab.data.datasets import _resolve
     from mlplab.optimizers import get_optimizer
     from mlplab.schedules import get_schedule
 
@@ -55,9 +57,8 @@ def check_names(spec: Spec, cells) -> None:
         seen.add(key)
         d, m, t = (cfg.get(k) or {} for k in ("data", "model", "training"))
         try:
-            ds = d.get("dataset")
-            if isinstance(ds, str) and ds.strip().lower() not in (*KNOWN_DATASETS, "digits") and not _looks_like_path(ds):
-                raise _unknown(ds)
+            if isinstance(d.get("dataset"), str):
+                _resolve(d["dataset"])  # a known name or a folder's path, without loading anything
             if isinstance(m.get("hidden"), list) and "loss" in m:
                 _tiny_network(m)  # activations, loss and initialiser: names, settings and pairing
             if isinstance(t.get("optimizer"), str):
@@ -114,8 +115,10 @@ def check_data(spec: Spec) -> None:
 
 
 def check_experiment_out(out: Path, spec: Spec) -> None:
-    """``out`` may be new, empty, or this experiment's folder (its finished cells are reused); never
-    a training run or another experiment, whose files the run would overwrite."""
+    """``out`` may be new, empty, or a run of this very resolved spec (its finished cells are
+    reused, the rest run, and summary and report are written again); never a training run,
+    another experiment, or another variant of this one (``--quick``, an edited spec, another
+    ``--protocol``), whose results the run would overwrite."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a directory")
     if not out.is_dir() or not any(out.iterdir()):
@@ -125,17 +128,41 @@ def check_experiment_out(out: Path, spec: Spec) -> None:
         raise ConfigError(f"--out {out}: is not empty and not an experiment folder (no spec.toml); "
                           "choose a new or empty folder")
     try:
-        name = read_toml(saved).get("name")
+        raw = read_toml(saved)
     except ConfigError:  # unreadable: certainly not safe to overwrite
-        name = None
+        raw = {}
+    name = raw.get("name")
     if name != spec.name:
         raise ConfigError(f"--out {out}: holds experiment {name!r}, not {spec.name!r}; choose another folder")
+    try:
+        before = from_dict(raw, origin=str(saved))
+    except ConfigError as exc:
+        raise ConfigError(f"--out {out}: its run's spec no longer validates ({exc}); choose another folder") from None
+    changed = spec.differences(before)
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise ConfigError(f"--out {out}: holds another run of {spec.name!r} (this run vs the folder's: "
+                          f"{', '.join(changed[:3])}{more}); use --resume {out} for that run, or another --out "
+                          "for this one")
 
 
 def plan(spec: Spec, seeds: int = 1):
+    """The cells of ``spec`` with ``seeds`` seeds each; two cells of the same resolved config
+    (which spec validation should have refused) are refused here, before anything is written."""
     module = get_protocol(spec.runner)
-    cells = module.cells(spec, seeds)
-    return with_seeds(cells, seeds, getattr(module, "SEED_PATH", "seed"))
+    cells = with_seeds(module.cells(spec, seeds), seeds, getattr(module, "SEED_PATH", "seed"))
+    check_distinct(cells, spec.origin)
+    return cells
+
+
+def spec_text(spec: Spec) -> str:
+    """The resolved spec as TOML, headed by what its runner's cells read."""
+    head = "The resolved spec of this run (--quick and command-line overrides applied)."
+    use = key_use(spec)
+    if use is not None:
+        head += f" Runner {spec.runner!r}: {use.describe()}."
+    comment = textwrap.fill(head, 100, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False)
+    return f"{comment}\n{to_toml(_tomlable(spec.to_dict()))}"
 
 
 def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1, threads: int = 1,
@@ -156,7 +183,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     check_batch_sizes(spec, cells)
     check_data(spec)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "spec.toml", to_toml(_tomlable(spec.to_dict())))
+    atomic_write_text(out / "spec.toml", spec_text(spec))
     atomic_write_text(out / RUN_FILE, json.dumps({"seeds": int(seeds)}) + "\n")  # what --resume needs besides the spec
     t0 = time.perf_counter()
     results = run_cells(cells, out / "cells", jobs=jobs, threads=threads, progress=progress, backend=backend)
@@ -165,7 +192,12 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     (out / "figures").mkdir(exist_ok=True)
     emit = progress or (lambda e: None)
     emit({"event": "report"})
-    parts: ReportParts = module.report(spec, results, out, aggregates)
+    try:
+        parts: ReportParts = module.report(spec, results, out, aggregates)
+    except FileNotFoundError as exc:  # cells cached before cell.json recorded their files are not verified
+        raise DataError(f"{exc.filename}: missing from a cached cell; delete that cell's folder and run the "
+                        "command again") from None
+    use = key_use(spec)
     summary = {
         "experiment": spec.name,
         "title": spec.title,
@@ -180,6 +212,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
                    "result": r.result} for r in results],
         "groups": aggregates,
         "comparison": {"header": parts.comparison[0], "rows": parts.comparison[1]},
+        "spec_keys": None if use is None else {"read": sorted(use.read), "fixed": use.fixed, "text": use.describe()},
         **parts.summary,
     }
     atomic_write_json(out / "summary.json", summary)
@@ -200,6 +233,8 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
                         f"Wall time of this invocation: {summary['wall_s']:.1f} s with {summary['jobs']} job(s)."))
     if spec.description:
         blocks.append(("p", spec.description))
+    if summary.get("spec_keys"):
+        blocks.append(("p", f"Spec keys (runner {spec.runner!r}): {summary['spec_keys']['text']}."))
     blocks.extend(parts.blocks)
     for note in spec.report.get("notes", []):
         blocks.append(("p", note))

@@ -13,13 +13,17 @@ and ``protocol`` (``"as-published"``, ``"corrected"`` or ``"both"``), and the se
                      init_params, dropout, l2, shared_bias
 ``[training]``       optimizer, optimizer_params, lr, batch_size (0 = full batch), epochs, seed,
                      schedule, schedule_params, drop_last, record_epochs, cost_every
-``[sweep]``          ``"section.key" = [values...]``: the grid (every combination is a cell)
+``[sweep]``          ``"section.key" = [values...]``: the grid (every combination is a cell; the
+                     generic runner's only: the report runners make their cells from [options])
 ``[report]``         published (free-form table of the published numbers), notes (list)
 ``[options]``        keys of the runner's own (each protocol module declares its schema)
 ``[quick]``          the same sections again, merged over the spec by ``--quick``
 
 Unknown keys and bad values raise :class:`~mlplab.errors.ConfigError` naming the spec file
-and the key, on one line.
+and the key, on one line. So does a setting the runner would silently ignore: each runner
+declares which keys its cells read (:class:`KeyUse`), and a key none of them reads, or one it
+hard-codes stated with another value, is refused. A value repeated in a list that makes cells
+(a sweep axis, ``options.digits``, ``options.lrs``, ...) is refused too.
 """
 
 from __future__ import annotations
@@ -99,6 +103,11 @@ def defaults() -> dict[str, dict[str, Any]]:
     return {sec: {k: copy.deepcopy(v[0]) for k, v in keys.items()} for sec, keys in SECTIONS.items()}
 
 
+def section_keys(*sections: str) -> set[str]:
+    """Every ``"section.key"`` of the given sections (all sections when none is given)."""
+    return {f"{sec}.{k}" for sec in (sections or SECTIONS) for k in SECTIONS[sec]}
+
+
 @dataclass
 class Spec:
     """A validated experiment spec (``sections`` are fully resolved: every key present)."""
@@ -121,6 +130,22 @@ class Spec:
                 "sweep": copy.deepcopy(self.sweep), "report": copy.deepcopy(self.report),
                 "options": copy.deepcopy(self.options), "quick": self.quick}
 
+    def differences(self, other: Spec) -> list[str]:
+        """``"key this-value vs other-value"`` for every setting in which ``other`` differs."""
+        mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
+        return [f"{k} {toml_value(mine.get(k))} vs {toml_value(theirs.get(k))}" for k in sorted({*mine, *theirs})
+                if _canonical(mine.get(k)) != _canonical(theirs.get(k))]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
 
 # ----------------------------------------------------------------------------- validation
 
@@ -141,8 +166,139 @@ def _merge_section(origin: str, where: str, target: dict[str, Any], values: Any,
         target[key] = copy.deepcopy(value)
 
 
+def _canonical(v: Any) -> Any:
+    """A hashable form in which values equal as settings are equal (1 and 1.0, tables in any order)."""
+    if _is_int(v):
+        return float(v)
+    if isinstance(v, list):
+        return tuple(_canonical(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((str(k), _canonical(x)) for k, x in v.items()))
+    return v
+
+
+def repeated(values: list[Any]) -> Any | None:
+    """The first value that appears twice in ``values`` (as a setting: 1 == 1.0), else ``None``."""
+    seen = set()
+    for v in values:
+        c = _canonical(v)
+        if c in seen:
+            return v
+        seen.add(c)
+    return None
+
+
+def distinct(check: Check) -> Check:
+    """``check``, and no value twice: each value of such a list makes its own cells (or models),
+    so a repeated value would train the same thing twice and report it twice."""
+    def _check(v):
+        problem = check(v)
+        twice = repeated(v) if problem is None and isinstance(v, list) else None
+        return problem if twice is None else f"holds {twice!r} twice (each value makes its own cells)"
+
+    return _check
+
+
+@dataclass
+class KeyUse:
+    """Which spec keys a runner's cells read. A protocol module's optional ``key_use(spec)``
+    returns it; a runner that has one makes its cells from ``[options]`` (``[sweep]`` is refused).
+    Without one (the generic runner) every key reaches every cell and ``[sweep]`` makes the cells.
+
+    ``read``: the ``"section.key"`` names some cell of the spec reads. ``fixed``: keys the cells
+    hard-code, with the value they use: a spec may state that value (it documents the protocol)
+    and no other, even where other cells read the key (the as-published replays). ``hints``: per
+    key (``"section.*"``, ``"*"`` as fallbacks), what the runner uses instead, for the error message."""
+
+    read: set[str]
+    fixed: dict[str, Any] = field(default_factory=dict)
+    hints: dict[str, str] = field(default_factory=dict)
+
+    def hint(self, path: str) -> str:
+        sec = path.split(".")[0]
+        return self.hints.get(path) or self.hints.get(f"{sec}.*") or self.hints.get("*") or "no cell reads it"
+
+    def reads(self, path: str) -> bool:
+        return path in self.read or f"{path.split('.')[0]}.*" in self.read
+
+    def describe(self) -> str:
+        """Which keys reach the cells, in one sentence (the report and the saved spec.toml say it)."""
+        text = f"the cells read {compact_keys(self.read) or 'no section key'}"
+        if self.fixed:
+            text += "; the protocol fixes " + ", ".join(f"{k} = {toml_value(v)}" for k, v in sorted(self.fixed.items()))
+            text += " (a spec may state only these values)"
+        return text + "; the other section keys hold defaults no cell uses"
+
+
+def compact_keys(keys: set[str]) -> str:
+    """The keys sorted, a whole section as ``section.*``."""
+    out: list[str] = []
+    for sec in SECTIONS:
+        every = section_keys(sec)
+        out += [f"{sec}.*"] if every <= keys else sorted(keys & every)
+    return ", ".join(out)
+
+
+def _at(sections: dict[str, dict[str, Any]], path: str) -> Any:
+    sec, key = path.split(".")
+    return sections[sec][key]
+
+
+def toml_value(v: Any) -> str:
+    """``v`` as a TOML spec writes it (for messages and reports; ``None``: not set)."""
+    if v is None:
+        return "unset"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def key_use(spec: Spec) -> KeyUse | None:
+    """What the spec's runner does with its keys (``None``: every key reaches every cell, as in
+    the generic runner)."""
+    from mlplab.experiments.protocols import get_protocol
+
+    declared = getattr(get_protocol(spec.runner), "key_use", None)
+    return None if declared is None else declared(spec)
+
+
+def check_key_use(spec: Spec, given: dict[str, str], sweep_where: str) -> None:
+    """Refuse what the runner would silently ignore: ``[sweep]`` axes it does not read (any, for
+    a report runner; an option it does not have), a key ``given`` (``"section.key"`` -> the file
+    or layer that set it) that no cell reads, or a key it hard-codes stated with another value."""
+    from mlplab.experiments.protocols import get_protocol
+
+    name, options = spec.runner, get_protocol(spec.runner).OPTIONS
+    use = key_use(spec)
+    if spec.sweep and use is not None:
+        raise ConfigError(f"{sweep_where}: [sweep] is not used by runner {name!r}: its cells come from its "
+                          "[options]; remove it")
+    for path in spec.sweep:
+        sec, key = path.split(".", 1)
+        if sec == "options" and key not in options:
+            raise ConfigError(f"{sweep_where}: sweep.{path}: runner {name!r} has no option {key!r}; valid: "
+                              f"{', '.join(options) or 'none'}")
+    if use is None:
+        return
+    for path, where in given.items():
+        value = _at(spec.sections, path)
+        if path in use.fixed:
+            if _canonical(value) != _canonical(use.fixed[path]):
+                raise ConfigError(f"{where}: {path} = {value!r}: runner {name!r} always uses "
+                                  f"{use.fixed[path]!r} here ({use.hint(path)}); remove the key or set it to that")
+        elif not use.reads(path):
+            raise ConfigError(f"{where}: {path} is not used by runner {name!r} ({use.hint(path)}); remove it")
+
+
 def check_field(origin: str, path: str, values: Any) -> None:
-    """Validate a sweep axis ``"section.key" = [values]``: every value must pass the key's check."""
+    """Validate a sweep axis ``"section.key" = [values]``: every value must pass the key's check,
+    and none may appear twice (it would make the same cells twice)."""
     parts = path.split(".")
     if len(parts) == 2 and parts[0] in SECTIONS:
         sec, key = parts
@@ -157,13 +313,15 @@ def check_field(origin: str, path: str, values: Any) -> None:
             problem = SECTIONS[sec][key][1](v)
             if problem:
                 raise ConfigError(f"{origin}: sweep.{path} value {v!r} {problem}")
-        return
-    if len(parts) == 2 and parts[0] == "options":
+    elif len(parts) == 2 and parts[0] == "options":
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{origin}: sweep.{path!r} must be a non-empty list of values")
-        return
-    raise ConfigError(f"{origin}: sweep key {path!r} must be 'section.key' with section one of "
-                      f"{', '.join([*SECTIONS, 'options'])}")
+    else:
+        raise ConfigError(f"{origin}: sweep key {path!r} must be 'section.key' with section one of "
+                          f"{', '.join([*SECTIONS, 'options'])}")
+    twice = repeated(values)
+    if twice is not None:
+        raise ConfigError(f"{origin}: sweep.{path} holds {twice!r} twice (each value makes its own cells)")
 
 
 def _flatten_sweep(origin: str, raw: Any) -> dict[str, list[Any]]:
@@ -235,12 +393,17 @@ def from_dict(raw: dict[str, Any], origin: str = "<spec>", quick: bool = False,
     sweep: dict[str, list[Any]] = {}
     options = {k: copy.deepcopy(v[0]) for k, v in module.OPTIONS.items()}
     protocol = top["protocol"]
+    given: dict[str, str] = {}  # "section.key" -> the layer that set it last
+    sweep_where = origin
     for where, layer in layers:
         for sec in SECTIONS:
             if sec in layer:
                 _merge_section(where, sec, sections[sec], layer[sec], SECTIONS[sec])
+                given.update((f"{sec}.{key}", where) for key in layer[sec])
         if "sweep" in layer:
-            sweep.update(_flatten_sweep(where, layer["sweep"]))
+            axes = _flatten_sweep(where, layer["sweep"])
+            sweep.update(axes)
+            sweep_where = where if axes else sweep_where
         if "options" in layer:
             _merge_section(where, "options", options, layer["options"], module.OPTIONS)
         if where != origin and "protocol" in layer:
@@ -263,6 +426,11 @@ def from_dict(raw: dict[str, Any], origin: str = "<spec>", quick: bool = False,
     check = getattr(module, "check_spec", None)
     if check is not None:
         check(spec)
+    if resolved_quick is not None:  # a saved spec lists every key: those at their default were not set
+        unset = defaults()
+        given = {path: where for path, where in given.items()
+                 if _canonical(_at(spec.sections, path)) != _canonical(_at(unset, path))}
+    check_key_use(spec, given, sweep_where)
     return spec
 
 

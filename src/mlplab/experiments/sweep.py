@@ -9,6 +9,9 @@ identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 * an interrupted sweep resumes: finished cells load, and an unfinished cell continues from the
   checkpoint it writes every minute or so (:mod:`mlplab.experiments.checkpoint`; cells trained
   by PyTorch or scikit-learn start again);
+* ``cell.json`` records the SHA-256 of every result file the finished cell wrote (not the
+  report and figures ``mlplab report`` writes again): a cached cell whose files were since
+  removed or changed is run again, with a one-line warning naming the file;
 * every cell runs with BLAS pinned to one thread (threadpoolctl, inside the worker), and
   PyTorch to one thread, whether serial or in a :class:`~concurrent.futures.ProcessPoolExecutor`,
   so serial and parallel runs give bit-identical results;
@@ -33,6 +36,7 @@ import re
 import shutil
 import time
 import traceback
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,8 +204,57 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
         result = fn(copy.deepcopy(config), out)
     wall = time.perf_counter() - t0
     atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
-                                        "wall_s": wall})
+                                        "wall_s": wall, "files": file_digests(out)})
     return {"result": result, "wall_s": wall}
+
+
+#: what ``mlplab report`` writes again in a run folder (views of its results, not results)
+REGENERATED = ("report.md", "report.html", "figures")
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every result file under a finished cell's ``folder`` (all but cell.json and
+    the :data:`REGENERATED` views), by relative path."""
+    return {f.relative_to(folder).as_posix(): _sha256(f) for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != CELL_FILE and f.relative_to(folder).parts[0] not in REGENERATED}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def damaged_file(folder: Path, saved: dict[str, Any]) -> str | None:
+    """``"path: what is wrong"`` for the first file of a finished cell's folder that is missing
+    or changed since the cell finished, else ``None``. Cells that finished before cell.json
+    recorded their files are checked as far as possible: every .json and .npz file must load."""
+    import zipfile
+
+    import numpy as np
+
+    files = saved.get("files")
+    if isinstance(files, dict):
+        for rel, digest in files.items():
+            path = folder / rel
+            if not path.is_file():
+                return f"{path}: missing"
+            if _sha256(path) != digest:
+                return f"{path}: changed since the cell finished"
+        return None
+    for path in sorted(folder.rglob("*")):
+        try:
+            if path.suffix == ".json" and path.name != CELL_FILE:
+                json.loads(path.read_text(encoding="utf-8"))
+            elif path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as z:
+                    for name in z.files:
+                        z[name]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return f"{path}: does not load"
+    return None
 
 
 def _fresh_folder(out: Path) -> None:
@@ -301,7 +354,8 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
             continue
         share = wall / len(items)
         atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
-                                            "wall_s": share, "stacked_with": len(items), "stack_wall_s": wall})
+                                            "wall_s": share, "stacked_with": len(items), "stack_wall_s": wall,
+                                            "files": file_digests(out)})
         payloads.append({"result": result, "wall_s": share})
     return payloads
 
@@ -332,7 +386,9 @@ def _worker(kind: str, config: dict[str, Any], folder: str, key: str, threads: i
         return {"error": traceback.format_exc()}
 
 
-def load_cached(cell: Cell, folder: Path) -> dict[str, Any] | None:
+def load_cached(cell: Cell, folder: Path, damaged: Callable[[str], None] | None = None) -> dict[str, Any] | None:
+    """The saved entry of ``cell`` finished in ``folder``, or ``None``: not finished there, or its
+    files are damaged (``damaged(message)`` is told which; the cell then runs again)."""
     path = folder / CELL_FILE
     if not path.exists():
         return None
@@ -340,12 +396,18 @@ def load_cached(cell: Cell, folder: Path) -> dict[str, Any] | None:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if saved.get("key") != cell.key:
+    if not isinstance(saved, dict) or saved.get("key") != cell.key:
+        return None
+    problem = damaged_file(folder, saved)
+    if problem is not None:
+        if damaged is not None:
+            damaged(f"cached cell {cell.name!r} is damaged ({problem}); running it again")
         return None
     return saved
 
 
-def find_cached(cell: Cell, cells_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+def find_cached(cell: Cell, cells_dir: Path,
+                damaged: Callable[[str], None] | None = None) -> tuple[Path, dict[str, Any]] | None:
     """A finished folder of ``cell``'s config under another cell name: the cache is keyed by the
     config hash, and the folder name ends with its first 12 hex digits (``name-key``), so a cell
     renamed by ``--seeds`` (``name/seed=N``) finds the folder its config finished in."""
@@ -353,10 +415,19 @@ def find_cached(cell: Cell, cells_dir: Path) -> tuple[Path, dict[str, Any]] | No
     for folder in sorted(cells_dir.glob(f"*-{cell.key[:12]}")):
         if folder == own or not folder.is_dir():
             continue
-        saved = load_cached(cell, folder)  # the full key must match, not only the suffix
+        saved = load_cached(cell, folder, damaged)  # the full key must match, not only the suffix
         if saved is not None:
             return folder, saved
     return None
+
+
+def check_distinct(cells: list[Cell], origin: str = "") -> None:
+    """No two cells with the same resolved config (they would share one folder and cache entry)."""
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        dup = [c.name for c in cells if keys.count(c.key) > 1]
+        where = f"{origin}: " if origin else ""
+        raise ConfigError(f"{where}two cells have the same resolved config: {', '.join(dup)}")
 
 
 class CellFailed(MlplabError):
@@ -371,20 +442,24 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
     ``jobs`` > 1 runs cells in that many worker processes (``spawn``ed, so no BLAS state is
     inherited); ``backend`` "ray" or "dask" hands the same function to a cluster.
     """
+    check_distinct(cells)
     cells_dir = Path(cells_dir)
     cells_dir.mkdir(parents=True, exist_ok=True)
-    keys = [c.key for c in cells]
-    if len(set(keys)) != len(keys):
-        dup = [c.name for c in cells if keys.count(c.key) > 1]
-        raise ConfigError(f"two cells have the same resolved config: {', '.join(dup)}")
     emit = progress or (lambda event: None)
+
+    def damaged(message: str) -> None:
+        if progress is None:
+            warnings.warn(message, stacklevel=3)
+        else:
+            emit({"event": "warning", "message": message})
+
     results: dict[int, CellResult] = {}
     todo: list[int] = []
     for i, c in enumerate(cells):
         folder = cells_dir / c.folder_name
-        saved = load_cached(c, folder)
+        saved = load_cached(c, folder, damaged)
         if saved is None:  # the same config finished under another name (e.g. before --seeds renamed it)
-            folder, saved = find_cached(c, cells_dir) or (folder, None)
+            folder, saved = find_cached(c, cells_dir, damaged) or (folder, None)
         if saved is not None:
             results[i] = CellResult(c, folder, saved["result"], True, float(saved.get("wall_s", 0.0)))
             emit({"event": "cell_done", "name": c.name, "cached": True, "wall_s": results[i].wall_s,

@@ -19,15 +19,15 @@ import numpy as np
 from mlplab.experiments.checkpoint import attach
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
-from mlplab.experiments.spec import SECTIONS, choice, list_of, table
+from mlplab.experiments.spec import SECTIONS, KeyUse, choice, distinct, list_of, section_keys, table
 from mlplab.experiments.sweep import Cell
 from mlplab.io import atomic_write_text
 from mlplab.training import Callback, History
 
 FRAMEWORKS = ("mlplab", "torch", "sklearn")
 OPTIONS = {
-    "recipes": (["fast", "best"], list_of(lambda v: None if isinstance(v, str) else "must be a string")),
-    "frameworks": (list(FRAMEWORKS), list_of(choice(*FRAMEWORKS))),
+    "recipes": (["fast", "best"], distinct(list_of(lambda v: None if isinstance(v, str) else "must be a string"))),
+    "frameworks": (list(FRAMEWORKS), distinct(list_of(choice(*FRAMEWORKS)))),
     "fast": ({}, table),
     "best": ({}, table),
     "targets": ({"fast": 0.98, "best": 0.985}, table),
@@ -61,6 +61,19 @@ def check_spec(spec) -> None:
         if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
             raise common.ConfigError(f"{spec.origin}: options.targets.{r} = {target!r} must be an accuracy "
                                      "between 0 and 1")
+
+
+def key_use(spec) -> KeyUse:
+    """Every key reaches every cell, but the output layer (softmax, cross-entropy) and the keys
+    every recipe of options.recipes sets itself."""
+    recipes = [spec.options[r] for r in spec.options["recipes"]]
+    overridden = set.intersection(*(set(r) for r in recipes)) if recipes else set()
+    paths = {("model." if k in MODEL_KEYS else "training.") + k: k for k in overridden}
+    return KeyUse(read=section_keys() - set(paths),
+                  fixed={"model.output_activation": "softmax", "model.loss": "cross_entropy"},
+                  hints={**{p: f"every recipe sets it: {', '.join(f'options.{r}.{k}' for r in spec.options['recipes'])}"
+                            for p, k in paths.items()},
+                         "model.*": "every recipe ends in softmax with cross-entropy"})
 
 
 def accuracy_ylim(values: list[float]) -> tuple[float, float]:

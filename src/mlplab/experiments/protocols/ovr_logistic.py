@@ -23,14 +23,14 @@ from scipy.special import expit
 
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, pct
-from mlplab.experiments.spec import choice, list_of, nonneg_int, pos_float, pos_int
+from mlplab.experiments.spec import KeyUse, choice, distinct, list_of, nonneg_int, pos_float, pos_int
 from mlplab.experiments.sweep import Cell
 from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 OPTIONS = {
-    "digits": (list(range(10)), list_of(nonneg_int, allow_empty=False)),
-    "lrs": ([0.01, 0.05, 0.001], list_of(pos_float, allow_empty=False)),
-    "inits": (["uniform01", "zeros"], list_of(choice("uniform01", "zeros"), allow_empty=False)),
+    "digits": (list(range(10)), distinct(list_of(nonneg_int, allow_empty=False))),
+    "lrs": ([0.01, 0.05, 0.001], distinct(list_of(pos_float, allow_empty=False))),
+    "inits": (["uniform01", "zeros"], distinct(list_of(choice("uniform01", "zeros"), allow_empty=False))),
     "threshold": (0.75, lambda v: None if isinstance(v, (int, float)) and 0 < v < 1 else "must be in (0, 1)"),
     "n_pos": (5000, pos_int),
     "cost_every": (100, pos_int),
@@ -48,6 +48,24 @@ def inits(spec) -> list[str]:
     if spec.protocol == "as-published":
         return [i for i in spec.options["inits"] if i == PUBLISHED_INIT]
     return list(spec.options["inits"])
+
+
+def key_use(spec) -> KeyUse:
+    """The report's protocol fixes everything but the dataset, dtype, epochs and seed; the rest of
+    a detector's settings are [options]."""
+    return KeyUse(
+        read={"data.dataset", "data.data_dir", "preprocessing.dtype", "training.epochs", "training.seed"},
+        fixed={"split.kind": "canonical", "preprocessing.scaling": "unit", "training.optimizer": "sgd",
+               "training.batch_size": 0},
+        hints={"training.lr": "its learning rates are options.lrs",
+               "training.cost_every": "its cost interval is options.cost_every",
+               "data.max_train_samples": "each detector trains on options.n_pos images of its digit and "
+                                         "options.n_pos // 9 of every other digit",
+               "data.max_test_samples": "every detector is tested on the full test set, as in the report",
+               "model.*": "each detector is one sigmoid neuron with binary cross-entropy; its initialisations "
+                          "are options.inits",
+               "*": "each detector trains full batch on a balanced subset of the canonical training set, "
+                    "pixels / 255, as in the report"})
 
 
 def check_spec(spec) -> None:

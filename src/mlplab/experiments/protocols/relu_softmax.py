@@ -19,14 +19,27 @@ import numpy as np
 from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary
-from mlplab.experiments.spec import list_of, pos_float
+from mlplab.experiments.spec import KeyUse, distinct, list_of, pos_float, section_keys
 from mlplab.experiments.sweep import Cell
 from mlplab.training import Callback
 
 OPTIONS = {
-    "lrs": ([0.05, 0.005], list_of(pos_float, allow_empty=False)),
+    "lrs": ([0.05, 0.005], distinct(list_of(pos_float, allow_empty=False))),
 }
 SEED_PATH = "training.seed"
+
+
+def key_use(spec) -> KeyUse:
+    """Every key reaches every cell but the learning rate (options.lrs) and what the protocols set:
+    the loss's denominator, the biases and the initialisation."""
+    return KeyUse(read=section_keys() - {"training.lr", "model.loss", "model.shared_bias", "model.init",
+                                         "model.init_params"},
+                  fixed={"model.loss": "cross_entropy"},
+                  hints={"training.lr": "its learning rates are options.lrs",
+                         "model.loss": "both protocols train cross-entropy (as-published divides its gradient "
+                                       "by 784)",
+                         "model.*": "the protocol sets it: as-published N(0, 1) weights and one shared scalar "
+                                    "bias per layer, corrected He initialisation and per-unit biases"})
 
 
 def protocol_config(cfg: dict[str, Any], protocol: str) -> dict[str, Any]:

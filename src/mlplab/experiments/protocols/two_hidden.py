@@ -31,14 +31,16 @@ import numpy as np
 from mlplab.experiments.checkpoint import attach
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num
-from mlplab.experiments.spec import boolean, choice, list_of, pos_int
+from mlplab.experiments.spec import (
+    KeyUse, boolean, choice, compact_keys, distinct, list_of, pos_int, section_keys, toml_value,
+)
 from mlplab.experiments.sweep import Cell
 from mlplab.training import Callback, History
 
 OPTIONS = {
     "initial_eval": ("before-seed", choice("before-seed", "after-seed")),
     "models": (["model1-textbook", "model1", "two-hidden", "model2-mlplab", "model2-torch"],
-               list_of(choice("model1-textbook", "model1", "two-hidden", "model2-mlplab", "model2-torch"))),
+               distinct(list_of(choice("model1-textbook", "model1", "two-hidden", "model2-mlplab", "model2-torch")))),
     "model1_hidden": ([50], list_of(pos_int)),
     "model2_optimizer": ("rmsprop", choice("rmsprop", "adam", "sgd")),
     "model2_lr": (0.001, lambda v: None if isinstance(v, (int, float)) and v > 0 else "must be > 0"),
@@ -61,51 +63,145 @@ def _base(spec) -> dict[str, Any]:
     return {sec: copy.deepcopy(spec.sections[sec]) for sec in ("data", "split", "preprocessing", "model", "training")}
 
 
+def planned(spec) -> list[tuple[str, str]]:
+    """The cells the spec asks for, as (model, protocol): the NumPy models' replay
+    ("as-published") and corrected cells as the protocol says, then Model 2 ("seeded"; its
+    PyTorch cell if options.torch)."""
+    models = spec.options["models"]
+    protocols = [p for p in ("as-published", "corrected") if spec.protocol in (p, "both")]
+    out = [(m, p) for m in ("model1-textbook", "model1", "two-hidden") if m in models for p in protocols]
+    out += [(m, "seeded") for m in ("model2-mlplab", "model2-torch")
+            if m in models and (m == "model2-mlplab" or spec.options["torch"])]
+    return out
+
+
 def cells(spec, seeds: int = 1) -> list[Cell]:
     from mlplab.experiments.protocols.torch_ref import available
 
     out: list[Cell] = []
-    models = spec.options["models"]
-    replay = spec.protocol in ("as-published", "both")
-    native = spec.protocol in ("corrected", "both")
-    for m in ("model1-textbook", "model1", "two-hidden"):
-        if m not in models:
+    for m, proto in planned(spec):
+        tags = {"model": m, "protocol": proto}
+        if proto == "seeded":
+            cfg = _model2_config(spec)
+            if m == "model2-mlplab":
+                out.append(Cell(name=m, kind="generic:run_cell", config=cfg, seed=cfg["training"]["seed"], tags=tags,
+                                cost=common.estimated_cost(cfg, factor=1.3)))  # RMSprop's elementwise passes
+            elif available():
+                out.append(Cell(name=m, kind="two_hidden:torch_cell", config=cfg, seed=cfg["training"]["seed"],
+                                tags=tags, cost=common.estimated_cost(cfg, factor=2.0)))  # autograd, eval per epoch
             continue
         cfg = _base(spec)
         if m.startswith("model1"):
             cfg["model"]["hidden"] = list(spec.options["model1_hidden"])
         if m == "model1-textbook":
             cfg["split"]["kind"] = "textbook"
-        if replay:
-            rc = dict(cfg, options={"initial_eval": spec.options["initial_eval"]})
-            rc["preprocessing"] = dict(rc["preprocessing"], dtype=spec.options["replay_dtype"])
-            out.append(Cell(name=f"{m}/as-published", kind="two_hidden:replay_cell", config=rc,
-                            seed=cfg["training"]["seed"], tags={"model": m, "protocol": "as-published"},
-                            cost=common.estimated_cost(rc, factor=1.5)))  # + evaluation passes every epoch
-        if native:
-            nc = copy.deepcopy(cfg)
-            nc["training"]["drop_last"] = False
-            nc["options"] = {}
-            out.append(Cell(name=f"{m}/corrected", kind="generic:run_cell", config=nc,
-                            seed=cfg["training"]["seed"], tags={"model": m, "protocol": "corrected"},
-                            cost=common.estimated_cost(nc)))
-    if "model2-mlplab" in models or "model2-torch" in models:
-        cfg = _base(spec)
-        cfg["preprocessing"]["dtype"] = "float32"
-        cfg["model"].update(output_activation="softmax", loss="cross_entropy", init=spec.options["model2_init"],
-                            init_params={})
-        cfg["training"].update(optimizer=spec.options["model2_optimizer"], lr=float(spec.options["model2_lr"]),
-                               drop_last=False)
-        cfg["options"] = {}
-        if "model2-mlplab" in models:
-            out.append(Cell(name="model2-mlplab", kind="generic:run_cell", config=copy.deepcopy(cfg),
-                            seed=cfg["training"]["seed"], tags={"model": "model2-mlplab", "protocol": "seeded"},
-                            cost=common.estimated_cost(cfg, factor=1.3)))  # RMSprop's elementwise passes
-        if "model2-torch" in models and spec.options["torch"] and available():
-            out.append(Cell(name="model2-torch", kind="two_hidden:torch_cell", config=copy.deepcopy(cfg),
-                            seed=cfg["training"]["seed"], tags={"model": "model2-torch", "protocol": "seeded"},
-                            cost=common.estimated_cost(cfg, factor=2.0)))  # autograd overhead, eval per epoch
+        if proto == "as-published":
+            cfg["options"] = {"initial_eval": spec.options["initial_eval"]}
+            cfg["preprocessing"]["dtype"] = spec.options["replay_dtype"]
+            cfg["training"]["drop_last"] = True  # the textbook generator's
+            out.append(Cell(name=f"{m}/as-published", kind="two_hidden:replay_cell", config=cfg,
+                            seed=cfg["training"]["seed"], tags=tags,
+                            cost=common.estimated_cost(cfg, factor=1.5)))  # + evaluation passes every epoch
+        else:
+            cfg["training"]["drop_last"] = False
+            cfg["options"] = {}
+            out.append(Cell(name=f"{m}/corrected", kind="generic:run_cell", config=cfg,
+                            seed=cfg["training"]["seed"], tags=tags, cost=common.estimated_cost(cfg)))
     return out
+
+
+def _model2_config(spec) -> dict[str, Any]:
+    cfg = _base(spec)
+    cfg["preprocessing"]["dtype"] = "float32"
+    cfg["model"].update(output_activation="softmax", loss="cross_entropy", init=spec.options["model2_init"],
+                        init_params={})
+    cfg["training"].update(optimizer=spec.options["model2_optimizer"], lr=float(spec.options["model2_lr"]),
+                           drop_last=False)
+    cfg["options"] = {}
+    return cfg
+
+
+# ----------------------------------------------------------------------------- which keys reach which cells
+
+#: the report's settings, which the as-published replay hard-codes (the textbook's NeuralNetMLP:
+#: sigmoid everywhere, MSE, legacy N(0, 0.1) weights, no regularisation; its generator's split
+#: and dropped last batch). With the replay in the protocol a spec may state these values only.
+REPLAY_SETTINGS: dict[str, Any] = {
+    "split.kind": "sklearn", "split.validation_fraction": 0.0,
+    "model.hidden_activation": "sigmoid", "model.output_activation": "sigmoid", "model.loss": "mse",
+    "model.init": "normal", "model.init_params": {"std": 0.1}, "model.dropout": 0.0, "model.l2": 0.0,
+    "model.shared_bias": False, "training.drop_last": True,
+}
+#: what Model 2's cells set themselves (its recipe is options.model2_*; float32 as the report's tensors)
+MODEL2_SETS = {"preprocessing.dtype", "model.output_activation", "model.loss", "model.init", "model.init_params",
+               "training.optimizer", "training.lr", "training.drop_last"}
+_REPLAY_READS = section_keys("data") | {
+    "split.test_fraction", "split.seed", "preprocessing.scaling", "model.hidden", "training.optimizer",
+    "training.optimizer_params", "training.lr", "training.batch_size", "training.epochs", "training.seed",
+    "training.schedule", "training.schedule_params"}
+_TORCH_READS = section_keys("data", "split") | {
+    "preprocessing.scaling", "model.hidden", "model.hidden_activation", "training.optimizer_params",
+    "training.batch_size", "training.epochs", "training.seed"}
+
+
+def cell_keys(model: str, protocol: str) -> set[str]:
+    """The spec keys a (model, protocol) cell reads; it sets the others itself."""
+    if model == "model2-torch":
+        keys = set(_TORCH_READS)
+    elif model == "model2-mlplab":
+        keys = section_keys() - MODEL2_SETS
+    elif protocol == "as-published":
+        keys = set(_REPLAY_READS)
+    else:  # corrected: mlplab's own streams, every row of each epoch
+        keys = section_keys() - {"training.drop_last"}
+    if model.startswith("model1"):
+        keys.discard("model.hidden")  # options.model1_hidden
+    if model == "model1-textbook":
+        keys -= {"split.kind", "split.test_fraction"}  # the textbook's 55k/5k/10k split
+    return keys
+
+
+def key_use(spec) -> KeyUse:
+    """Keys some planned cell reads; with the replay in the protocol, the report's settings it
+    hard-codes (:data:`REPLAY_SETTINGS`) may be stated with the report's values only."""
+    cells_ = planned(spec)
+    read = set().union(*(cell_keys(m, p) for m, p in cells_))
+    replay = any(p == "as-published" for _, p in cells_)
+    fixed = dict(REPLAY_SETTINGS) if replay else {}
+    if "preprocessing.dtype" not in read:
+        fixed["preprocessing.dtype"] = "float32"  # Model 2's (the replay's is options.replay_dtype)
+    hints = dict.fromkeys(REPLAY_SETTINGS, "the as-published replay hard-codes the report's settings; protocol = "
+                                           "\"corrected\" trains other values") if replay else {}
+    hints.update({"training.drop_last": "the replay drops the last partial batch as the report's generator did; "
+                                        "the corrected and Model 2 cells use every row",
+                  "preprocessing.dtype": "the replay computes in options.replay_dtype, Model 2 in float32",
+                  "model.hidden": "Model 1's layers are options.model1_hidden",
+                  "*": "no cell of options.models reads it under this protocol; Model 2's recipe is "
+                       "options.model2_*"})
+    return KeyUse(read=read, fixed=fixed, hints=hints)
+
+
+def key_use_rows(spec) -> list[list[str]]:
+    """Per planned cell: the spec keys it reads, and what it uses instead of the others."""
+    rows = []
+    for m, p in planned(spec):
+        if m == "model2-torch":
+            own = ["options.model2_optimizer, model2_lr", "PyTorch's own initialisation", "softmax + cross-entropy",
+                   "float32", "no dropout, L2 or schedule"]
+        elif m == "model2-mlplab":
+            own = ["options.model2_optimizer, model2_lr, model2_init", "softmax + cross-entropy", "float32"]
+        elif p == "as-published":
+            own = [f"{k} = {toml_value(v)}" for k, v in REPLAY_SETTINGS.items()
+                   if not (m == "model1-textbook" and k == "split.kind")]
+            own.append("preprocessing.dtype = options.replay_dtype")
+        else:
+            own = ["training.drop_last = false"]
+        if m.startswith("model1"):
+            own.append("model.hidden = options.model1_hidden")
+        if m == "model1-textbook":
+            own.append('split.kind = "textbook"')
+        rows.append([m if p == "seeded" else f"{m}/{p}", compact_keys(cell_keys(m, p)), "; ".join(own)])
+    return rows
 
 
 # ----------------------------------------------------------------------------- the replay
@@ -196,7 +292,14 @@ class ShuffleStream:
 
 def textbook_eval(net, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """``compute_mse_and_acc``: mean over minibatches of 100 of mean((a - onehot)^2), and accuracy,
-    over the complete minibatches (all rows when n is a multiple of 100); order-independent."""
+    over the complete minibatches.
+
+    When n is a multiple of 100 (every published set: 49,000 / 21,000 / 5,000 / 10,000) all rows
+    count and the values do not depend on the order of the rows. Otherwise the last ``n % 100``
+    rows *in the given order* are left out, so the values depend on that order, and they differ
+    from the original's, whose generator left out the last partial batch of a fresh shuffle
+    (other rows each pass): only ``data.max_*_samples`` subsets are affected, whose curves the
+    report already labels as not the published run's."""
     n = (len(y) // 100) * 100
     a = net.decision_function(X[:n])
     onehot = np.eye(a.shape[1])[y[:n]]
@@ -207,7 +310,7 @@ def textbook_eval(net, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 class ReplayEvaluation(Callback):
     """Per epoch: the textbook's evaluation passes on train and on the eval set, each consuming
-    one shuffle of the stream (their values do not depend on the order)."""
+    one shuffle of the stream (:func:`textbook_eval` scores the rows in their given order)."""
 
     def __init__(self, stream: ShuffleStream, X_train, y_train, X_eval, y_eval):
         self.stream = stream
@@ -317,18 +420,25 @@ def _find(results, model: str, protocol: str | None = None):
 
 
 def _auc_cells(r) -> list[str]:
+    """The chunk-averaged, whole-set OvR and whole-set OvO macro AUCs of the cell ``r``."""
     if r is None:
-        return ["not run"] * 4
-    m = common_metrics(r)
-    test = m["test"]
+        return ["not run"] * 3
+    test = common_metrics(r)["test"]
     chunk = r.result.get("chunked_auc")
     if chunk is None and (r.folder / "predictions.npz").exists():
         from mlplab.metrics import chunked_ovr_auc
 
         with np.load(r.folder / "predictions.npz") as p:  # softmax models: proba are the scores
             chunk = chunked_ovr_auc(p["y_true"], p["proba"], chunk=100)["value"]
-    return [num(chunk, 5), num(test.get("roc_auc_ovr_macro"), 5), num(test.get("roc_auc_ovo_macro"), 5),
-            num((m.get("inference", {}).get("all") or {}).get("median_s"), 3)]
+    return [num(chunk, 5), num(test.get("roc_auc_ovr_macro"), 5), num(test.get("roc_auc_ovo_macro"), 5)]
+
+
+def _inference_cell(r) -> str:
+    """The forward pass alone over the whole test set (median of 5): PyTorch's own for the
+    PyTorch model, mlplab's ``predict_proba`` for the others."""
+    if r.cell.tags.get("model") == "model2-torch":
+        return f"{num(r.result.get('inference_s_all_torch'), 3)} (PyTorch)"
+    return f"{num(r.result.get('inference_s_all'), 3)} (mlplab)"
 
 
 def common_metrics(r) -> dict[str, Any]:
@@ -346,8 +456,9 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     pinf = pub.get("inference_s", {})
     header = ["model", "published accuracy (%)", "reproduced (as-published) accuracy (%)",
               "corrected-protocol accuracy (%)", "published macro AUC", "chunk-average AUC (report's definition)",
-              "AUC OvR macro, whole test set", "AUC OvO macro, whole test set", "published inference (s)",
-              "inference alone (s, whole test set)"]
+              "AUC OvR macro, whole test set", "AUC OvO macro, whole test set",
+              "published inference (s, forward pass + confusion matrix + classification report)",
+              "inference alone (s, forward pass over the whole test set, median of 5)"]
     rows = []
     for model in ("model1-textbook", "model1", "two-hidden", "model2-torch", "model2-mlplab"):
         rep = _find(results, model, "as-published") or _find(results, model, "seeded")
@@ -364,15 +475,27 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
             cor_acc = rep_acc + " (seeded; the original was not)"
         rows.append([LABELS[model], num(pacc.get(model), 2) if pacc.get(model) is not None else "n/a",
                      rep_acc, cor_acc, num(pauc.get(model)) if pauc.get(model) is not None else "not reported",
-                     *_auc_cells(main)[:3], num(pinf.get(model), 2) if pinf.get(model) is not None else "n/a",
-                     _auc_cells(main)[3]])
+                     *_auc_cells(main), num(pinf.get(model), 2) if pinf.get(model) is not None else "n/a",
+                     _inference_cell(main)])
     blocks: list[tuple] = []
     summary: dict[str, Any] = {}
     blocks.append(("p", "AUC definitions: the report's 2-hidden AUC (0.9967) is the mean over 210 consecutive "
                         "chunks of 100 test rows of the per-chunk macro one-vs-rest AUC, computed here on the raw "
                         "sigmoid outputs; its Model 2 AUC (0.9995) is the one-vs-one macro AUC over the whole "
-                        "test set. Its inference times included building the confusion matrix and the "
-                        "classification report; the last column times the forward pass alone (median of 5)."))
+                        "test set. Its inference times (PyTorch's for Model 2) included building the confusion "
+                        "matrix and the classification report. The last column times the forward pass alone over "
+                        "the whole test set in one call, median of 5, on the cell's BLAS / PyTorch threads: "
+                        "mlplab's predict_proba for the NumPy models and Model 2 (mlplab), PyTorch's own forward "
+                        "pass with softmax (float32, no gradients) for Model 2 (PyTorch), whose weights mlplab "
+                        "also copied to score it (that copy's time is in its cell's metrics.json, "
+                        "inference.all)."))
+    blocks.append(("h3", "Spec keys per cell"))
+    blocks.append(("p", "Which keys of the spec reach each cell; each cell uses the settings of the last column "
+                        "instead of the spec's other keys. With the as-published replay in the protocol, a spec "
+                        "may state the report's settings only (other values are refused)."))
+    summary["spec_keys_per_cell"] = {row[0]: {"reads": row[1], "uses": row[2]} for row in key_use_rows(spec)}
+    blocks.append(("table", ["cell", "spec keys it reads", "what it uses instead of the others"],
+                   key_use_rows(spec)))
     # ---- the per-epoch curve
     two = _find(results, "two-hidden", "as-published")
     curve_text = pub.get("curve")
