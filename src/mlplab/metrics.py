@@ -178,17 +178,18 @@ def _auc_block(y: np.ndarray, p: np.ndarray, names: list[str], notes: list[str])
                     skm.roc_auc_score(y, p, multi_class="ovo", average="macro", labels=labels)
                 )
             return out
-        # Some of the model's classes are absent from y_true: average over the present ones.
+        # Some of the model's classes are absent from y_true: the per-class AUCs averaged over the
+        # present ones; micro pools every (row, class) decision, an absent class's all negative
+        # (scikit-learn's micro average of the one-hot targets over all the model's classes)
         sub_y, sub_p = onehot[:, present], p[:, present]
         out["roc_auc_ovr_macro"] = float(skm.roc_auc_score(sub_y, sub_p, average="macro"))
         out["roc_auc_ovr_weighted"] = float(skm.roc_auc_score(sub_y, sub_p, average="weighted"))
-        out["roc_auc_ovr_micro"] = float(skm.roc_auc_score(sub_y.ravel(), sub_p.ravel()))
+        out["roc_auc_ovr_micro"] = float(skm.roc_auc_score(onehot.ravel(), p.ravel()))
         out["roc_auc_ovo_macro"] = _ovo_macro(y, p, present)
     missing = [names[c] for c in range(k) if counts[c] == 0]
     notes.append(
-        "ROC AUCs are averaged over the {} classes present in y_true; absent: {}".format(
-            len(present), ", ".join(missing)
-        )
+        "macro, weighted and one-vs-one ROC AUCs are averaged over the {} classes present in y_true "
+        "(micro pools every class's column); absent: {}".format(len(present), ", ".join(missing))
     )
     return out
 

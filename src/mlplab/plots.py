@@ -254,6 +254,15 @@ def roc_curves(y_true: Any, proba: Any, class_names: Sequence[str], path: str | 
     return _save(fig, path)
 
 
+def _mark_undefined(ax, bars, vals) -> None:
+    """Label the bars of undefined values (NaN: drawn with height 0) "n/a", so they cannot be
+    read as a real 0."""
+    for bar, v in zip(bars, vals):
+        if not np.isfinite(v):
+            ax.annotate("n/a", (bar.get_x() + bar.get_width() / 2, 0), ha="center", va="bottom", fontsize=6,
+                        rotation=90, xytext=(0, 2), textcoords="offset points")
+
+
 @_styled
 def per_class_bars(report_dict: Mapping[str, Any], class_names: Sequence[str], path: str | os.PathLike) -> Path:
     """Precision, recall and F1 per class (from scikit-learn's ``output_dict`` report)."""
@@ -268,7 +277,8 @@ def per_class_bars(report_dict: Mapping[str, Any], class_names: Sequence[str], p
     ax = fig.subplots()
     for i, (field, label) in enumerate(fields):
         vals = _num([report_dict[c].get(field) for c in class_names])
-        ax.bar(x + (i - 1) * width, np.nan_to_num(vals, nan=0.0), width, label=label)
+        bars = ax.bar(x + (i - 1) * width, np.nan_to_num(vals, nan=0.0), width, label=label)
+        _mark_undefined(ax, bars, vals)
     ax.set_xticks(x, [str(c) for c in class_names])
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("class")
@@ -514,6 +524,7 @@ def comparison_bars(
         vals = _num([metrics[k][i] for k in keys])
         bars = ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(vals, nan=0.0), width)
         handles.append(bars)
+        _mark_undefined(ax, bars, vals)
         for bar, v in zip(bars, vals):
             if np.isfinite(v):
                 ax.annotate(f"{v:.4f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),

@@ -489,7 +489,26 @@ def _fmt_g(x: Any) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return _md_inline(str(text).replace("\\", "\\\\")).replace("|", "\\|")
+
+
+def _md_inline(text: str) -> str:
+    """Plain text (which may hold a run or dataset name) as Markdown shows it inside a line: on
+    one line, and no raw HTML."""
+    return " ".join(str(text).splitlines()).replace("&", "&amp;").replace("<", "&lt;")
+
+
+def _md_text(text: str) -> str:
+    """:func:`_md_inline`, and no line-start syntax either (a heading, a quote, a list): a
+    paragraph's text."""
+    text = _md_inline(text)
+    return "\\" + text if text[:1] in "#>-+*=|" and text else text
+
+
+def _md_fence(text: str) -> str:
+    """A code fence longer than any run of backticks in ``text``."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def render_markdown(blocks: list[tuple]) -> str:
@@ -497,11 +516,11 @@ def render_markdown(blocks: list[tuple]) -> str:
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + " " + block[1])
+            out.append("#" * int(kind[1]) + " " + _md_inline(block[1]))
         elif kind == "p":
-            out.append(block[1])
+            out.append(_md_text(block[1]))
         elif kind == "ul":
-            out.append("\n".join(f"- {item}" for item in block[1]))
+            out.append("\n".join(f"- {_md_inline(item)}" for item in block[1]))
         elif kind == "table":
             header, rows = block[1], block[2]
             lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
@@ -509,9 +528,10 @@ def render_markdown(blocks: list[tuple]) -> str:
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
             out.append("\n".join(lines))
         elif kind == "img":
-            out.append(f"![{block[1]}]({block[2]})")
+            out.append(f"![{_md_inline(block[1]).replace('[', '(').replace(']', ')')}]({block[2]})")
         elif kind == "pre":
-            out.append("```\n" + block[1].rstrip("\n") + "\n```")
+            fence = _md_fence(block[1])
+            out.append(fence + "\n" + block[1].rstrip("\n") + "\n" + fence)
         else:  # pragma: no cover - programming error
             raise AssertionError(kind)
     return "\n\n".join(out) + "\n"
@@ -598,12 +618,16 @@ def _summary_blocks(data: RunData) -> list[tuple]:
 
 
 def _inference_blocks(data: RunData) -> list[tuple]:
+    from mlplab.network import PREDICT_BATCH
+
     inf = data.metrics.get("inference")
     blocks: list[tuple] = [("h2", "Inference timing")]
     if not inf:
         return blocks + [("p", "No inference timing recorded in metrics.json.")]
-    blocks.append(("p", ("Forward pass only (time.perf_counter), measured separately from every metric; "
-                         "milliseconds per pass over the rows measured.")))
+    blocks.append(("p", ("Calls of the network's predict_proba (time.perf_counter): the forward pass and its "
+                         "probabilities, measured separately from every metric; milliseconds per pass over the "
+                         f"rows measured. \"Whole set\" is one call on every row, which the network computes in "
+                         f"blocks of {PREDICT_BATCH:,} rows.")))
     header = ["batch size", "rows per pass", "repeats", "median ms", "min ms", "max ms", "IQR ms",
               "samples/s", "µs/sample"]
 

@@ -8,7 +8,8 @@ Run folder layout::
     metrics.json       test (and train) metrics, inference timing, training time
     model.npz          the trained network (mlplab model file)
     environment.json   library versions, BLAS and its threads, CPU
-    predictions.npz    test labels and probabilities (so figures/report rebuild without retraining)
+    predictions.npz    test labels and probabilities (float64, the very values metrics.json was
+                       computed from: figures/report rebuild without retraining)
     figures/*.png      training curves, confusion matrix, ROC curves, ...
     report.md, report.html
     checkpoint.npz     only while a run is unfinished (interrupted): resume with --resume
@@ -341,7 +342,7 @@ def _write_predictions(out: Path, data: PreparedData, proba: np.ndarray, net: ML
     top = wrong[np.argsort(-conf, kind="stable")[:25]]
     arrays = {
         "y_true": data.y_test.astype(np.int64),
-        "proba": proba.astype(np.float32),
+        "proba": np.asarray(proba, dtype=np.float64),  # the values the metrics were computed from
         "class_names": np.array(data.class_names),
         "image_shape": np.array(data.image_shape, dtype=np.int64),
         "mistake_index": top.astype(np.int64),

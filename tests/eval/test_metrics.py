@@ -127,6 +127,8 @@ def test_missing_class_is_reported_not_nan():
     _assert_close(m["roc_auc_ovr_macro"], skm.roc_auc_score(onehot[:, present], p[:, present], average="macro"))
     _assert_close(m["roc_auc_ovr_weighted"],
                   skm.roc_auc_score(onehot[:, present], p[:, present], average="weighted"))
+    # micro: every (row, class) decision, the absent class's all negative, as scikit-learn pools them
+    _assert_close(m["roc_auc_ovr_micro"], skm.roc_auc_score(onehot, p, average="micro"))
     # OvO over the present pairs, written out (Hand & Till)
     pairs = []
     for a, b in combinations(present, 2):
