@@ -8,7 +8,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from mlplab.activations import ACTIVATIONS, get_activation
+from mlplab.activations import ACTIVATIONS, get_activation, softmax
 from mlplab.blas import dot
 from mlplab.errors import ConfigError
 from mlplab.initializers import get_initializer
@@ -282,17 +282,22 @@ class MLP:
     def predict_proba(self, X: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Class probabilities ``(n, n_classes)`` whose rows sum to 1.
 
-        A single output unit gives two columns ``[1 - p, p]``; non-normalised scores (sigmoid
-        outputs of an MSE network) are divided by their row sum.
+        A single output unit gives two columns ``[1 - p, p]``. Non-normalised scores of an MSE
+        network are made probabilities keeping each row's order, so ``argmax`` is :meth:`predict`:
+        non-negative ones (sigmoid, ReLU outputs) are divided by their row sum; scores that can be
+        negative (identity, tanh, leaky ReLU outputs) go through a softmax.
         """
         s = self.predict_scores(X, batch_size).astype(np.float64)
         if s.shape[1] == 1:
             p = np.clip(s[:, 0], 0.0, 1.0)
             return np.stack([1.0 - p, p], axis=1)
-        if self.loss.fused_activation == "softmax" or get_activation(self.output_activation).name == "softmax":
+        out = get_activation(self.output_activation).name
+        if self.loss.fused_activation == "softmax" or out == "softmax":
             return s
-        s = np.clip(s, 0.0, None) + 1e-12
-        return s / s.sum(axis=1, keepdims=True)
+        if out in ("sigmoid", "relu"):
+            s = np.clip(s, 0.0, None) + 1e-12
+            return s / s.sum(axis=1, keepdims=True)
+        return softmax(s)
 
     def predict(self, X: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Predicted class index per row."""

@@ -61,3 +61,22 @@ def test_undefined_per_class_scores_are_labelled_not_zero(tmp_path, monkeypatch)
               "1": {"precision": 0.0, "recall": None, "f1-score": None}}
     assert plots.per_class_bars(report, ["0", "1"], tmp_path / "p.png").stat().st_size > 0
     assert seen == ["n/a", "n/a"]
+
+
+def test_probabilities_of_negative_scores_keep_the_predictions():
+    """An MSE network with identity (or tanh) outputs: rows whose scores are all negative must
+    not become uniform (class 0); argmax of predict_proba is predict, and metrics agree."""
+    from mlplab.network import MLP
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 6))
+    for out in ("identity", "tanh", "leaky_relu"):
+        net = MLP([6, 5, 4], "tanh", out, "mse", init="normal", init_params={"std": 0.5, "mean": -0.5},
+                  dtype="float64", seed=1)
+        s = net.decision_function(X)
+        assert (s.max(axis=1) < 0).any()  # the case that went wrong
+        p = net.predict_proba(X)
+        np.testing.assert_allclose(p.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(p.argmax(axis=1), net.predict(X))
+        y = rng.integers(0, 4, size=200)
+        assert classification_metrics(y, p)["accuracy"] == np.mean(net.predict(X) == y)
