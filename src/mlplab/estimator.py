@@ -170,12 +170,20 @@ def _saved_state(est) -> dict:
     }
 
 
+# what converting a hand-edited estimator field can raise in load() (ConfigError from the
+# optimizer/schedule loaders; OverflowError from a NumPy RNG state out of range; ...)
+_LOAD_FIELD_ERRORS = (KeyError, TypeError, ValueError, ConfigError, OverflowError, AttributeError, IndexError,
+                      RecursionError)
+
+
 def _read_saved(cls, path):
     """``(model file, its estimator state)`` of a file :func:`_saved_state` wrote for ``cls``."""
     from mlplab.serialization import load_model
 
     model = load_model(path)
     st = model.training
+    if not isinstance(st, dict):
+        raise ModelFileError(f"{path}: not a saved {cls.__name__} (training metadata is not a table)")
     if st.get("format") != _ESTIMATOR_FORMAT or st.get("estimator") != cls.__name__:
         raise ModelFileError(f"{path}: not a saved {cls.__name__} (use mlplab.serialization.load_model)")
     return model, st
@@ -948,7 +956,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             est.best_validation_score_ = None if est.validation_scores_ is None else (
                 -np.inf if bvs is None else float(bvs))
             est._best_weights = None
-        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        except _LOAD_FIELD_ERRORS as exc:
             raise ModelFileError(f"{path}: inconsistent estimator metadata ({exc})") from None
         return est
 
@@ -1348,6 +1356,6 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
             est.intercept_ = np.asarray(b, dtype=np.float64).copy()
             est.n_features_in_ = int(st["n_features_in"])
             _restore_saved(est, st)
-        except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        except _LOAD_FIELD_ERRORS as exc:
             raise ModelFileError(f"{path}: inconsistent estimator metadata ({exc})") from None
         return est

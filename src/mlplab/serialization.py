@@ -34,6 +34,25 @@ FORMAT = "mlplab-model"
 FORMAT_VERSION = 1
 _MAX_META_BYTES = 16 * 1024 * 1024
 _MAX_MEMBERS = 10_000
+# what converting a hand-edited metadata field can raise (int() of a huge float, .get on a
+# list, an index past a short list, a numpy RNG state setter given an out-of-range integer)
+_FIELD_ERRORS = (MlplabError, KeyError, TypeError, ValueError, OverflowError, AttributeError, IndexError,
+                 RecursionError)
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not allowed in a model file")
+
+
+def parse_meta_json(path: Path | str, text: str) -> Any:
+    """The metadata document; NaN/Infinity literals and nesting too deep to parse are refused
+    with a :class:`ModelFileError` naming ``path``."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: metadata is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: metadata is not valid JSON (nested too deeply)") from None
 
 
 @dataclass
@@ -41,6 +60,7 @@ class ModelFile:
     """What a model file holds, besides the network's weights."""
 
     net: MLP
+    path: Path | None = None
     preprocessing: dict[str, Any] = field(default_factory=dict)
     classes: list[Any] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
@@ -97,12 +117,23 @@ def save_model(path: str | Path, net: MLP, *, preprocessing: dict | None = None,
 
 def _read_members(path: Path) -> dict[str, np.ndarray]:
     """Every array in the archive, each header validated against its stored size first."""
+    from mlplab.data.idx import _open  # non-blocking open + fstat: a FIFO is refused, not waited on
+
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file")
     if path.is_dir():
         raise ModelFileError(f"{path}: is a directory, expected a model file (.npz)")
     try:
-        zf = zipfile.ZipFile(path)
+        fh, _, _ = _open(path)
+    except MlplabError as exc:  # DataError: "<path>: not a regular file", permission denied, ...
+        raise ModelFileError(f"{exc} (expected a model file, .npz)") from None
+    with fh:
+        return _read_archive(path, fh)
+
+
+def _read_archive(path: Path, fh) -> dict[str, np.ndarray]:
+    try:
+        zf = zipfile.ZipFile(fh)
     except zipfile.BadZipFile:
         raise ModelFileError(f"{path}: not an mlplab model file (not a zip/.npz archive, or truncated)") from None
     except OSError as exc:
@@ -196,7 +227,7 @@ def _check_inputs_and_outputs(path: Path, net: MLP, meta: dict[str, Any], extra:
             raise ModelFileError(f"{path}: preprocessing.scaler must be a table")
         try:
             scaler = Scaler.from_dict(prep["scaler"], extra)
-        except (MlplabError, TypeError, ValueError) as exc:
+        except _FIELD_ERRORS as exc:
             raise ModelFileError(f"{path}: preprocessing.scaler: {exc}") from None
         if scaler.n_features_ is not None and scaler.n_features_ != n_in:
             raise ModelFileError(f"{path}: the scaler was fit on {scaler.n_features_} features, the network "
@@ -213,13 +244,14 @@ def load_model(path: str | Path) -> ModelFile:
     if raw.dtype != np.uint8 or raw.ndim != 1 or raw.size > _MAX_META_BYTES:
         raise ModelFileError(f"{path}: metadata record has the wrong type or size")
     try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = raw.tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ModelFileError(f"{path}: metadata is not valid JSON ({exc})") from None
+    meta = parse_meta_json(path, text)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not an mlplab model file (format is {meta.get('format') if isinstance(meta, dict) else None!r})")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ModelFileError(f"{path}: bad format_version {version!r}")
     if version > FORMAT_VERSION:
         raise ModelFileError(f"{path}: written by a newer mlplab (format version {version}; this one reads "
@@ -229,7 +261,7 @@ def load_model(path: str | Path) -> ModelFile:
         raise ModelFileError(f"{path}: metadata has no network description")
     try:
         net = MLP.from_config(cfg)
-    except (MlplabError, TypeError, ValueError) as exc:  # hand-edited: e.g. sizes = "abc"
+    except _FIELD_ERRORS as exc:  # hand-edited: e.g. sizes = "abc"
         raise ModelFileError(f"{path}: inconsistent network description ({exc})") from None
     params = net.parameters()
     for i, p in enumerate(params):
@@ -240,16 +272,22 @@ def load_model(path: str | Path) -> ModelFile:
             raise ModelFileError(f"{path}: parameter {i} has shape {a.shape}, the architecture needs {p.shape}")
         if not np.issubdtype(a.dtype, np.floating):
             raise ModelFileError(f"{path}: parameter {i} has non-float dtype {a.dtype}")
-        if not np.all(np.isfinite(a)):
+        with np.errstate(over="ignore", invalid="ignore"):
+            p[...] = a
+        if not np.all(np.isfinite(p)):  # after the cast: 1e300 is finite in float64, inf in float32
+            if np.all(np.isfinite(a)):
+                raise ModelFileError(f"{path}: parameter {i} holds values too large for the network's "
+                                     f"dtype {net.dtype}")
             raise ModelFileError(f"{path}: parameter {i} holds non-finite values")
-        p[...] = a
-    if f"param/{len(params)}" in members:
-        raise ModelFileError(f"{path}: more parameter arrays than the architecture has")
+    stray = sorted(k for k in members if k.startswith("param/") and k not in {f"param/{i}" for i in range(len(params))})
+    if stray:
+        raise ModelFileError(f"{path}: more parameter arrays than the architecture has ({', '.join(stray[:5])})")
     trainer_arrays = {k[len("trainer/"):]: v for k, v in members.items() if k.startswith("trainer/")}
     extra = {k[len("extra/"):]: v for k, v in members.items() if k.startswith("extra/")}
     _check_inputs_and_outputs(path, net, meta, extra)
     return ModelFile(
         net=net,
+        path=path,
         preprocessing=meta.get("preprocessing") or {},
         classes=meta.get("classes") or [],
         training=meta.get("training") or {},
@@ -263,9 +301,11 @@ def load_model(path: str | Path) -> ModelFile:
 
 def restore_trainer(model: ModelFile, trainer) -> None:
     """Load a saved trainer state (optimizer, RNGs, history) into ``trainer``."""
+    where = f"{model.path}: " if model.path is not None else ""
     if model.trainer_state is None:
-        raise ModelFileError("model file holds no training state to resume from")
+        raise ModelFileError(f"{where}model file holds no training state to resume from")
     try:
         trainer.load_state_dict(model.trainer_state, model.trainer_arrays)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(f"training state in the model file is inconsistent ({exc})") from None
+    except _FIELD_ERRORS as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ModelFileError(f"{where}training state in the model file is inconsistent ({detail})") from None

@@ -576,19 +576,66 @@ class Trainer:
         """Restore :meth:`state_dict`'s result. All or nothing: everything is read and checked
         before the trainer changes (the optimizer's and the schedule's loads check their own;
         the schedule's is undone if the optimizer's fails), so an error leaves it as it was."""
-        epochs_done, base_lr = int(meta["epochs_done"]), float(meta["base_lr"])
-        rng_states = ((self.rng, meta["shuffle_rng"]), (self.net.dropout_rng, meta["dropout_rng"]))
+        def table(v: Any, what: str) -> dict:
+            if not isinstance(v, dict):
+                raise ConfigError(f"{what} must be a table, got {type(v).__name__}")
+            return v
+
+        def count(v: Any, what: str) -> int:  # a non-negative integer (JSON: not a float, not a bool)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ConfigError(f"{what} must be a non-negative integer, got {v!r}")
+            return int(v)
+
+        def real(v: Any, what: str, *, minimum: float = -math.inf) -> float:
+            if (isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
+                    or not math.isfinite(v) or v < minimum):
+                raise ConfigError(f"{what} must be a finite number >= {minimum}, got {v!r}")
+            return float(v)
+
+        table(meta, "trainer state")
+        epochs_done = count(meta["epochs_done"], "epochs_done")
+        base_lr = real(meta["base_lr"], "base_lr", minimum=0.0)
+        rng_states = ((self.rng, table(meta["shuffle_rng"], "shuffle_rng")),
+                      (self.net.dropout_rng, table(meta["dropout_rng"], "dropout_rng")))
         for rng, state in rng_states:  # a bad state raises here, on a throwaway generator
             type(rng.bit_generator)().state = state
-        history = History.from_dict(meta["history"])
+        saved_history = table(meta["history"], "history")
+        for key, col in saved_history.items():
+            if not isinstance(col, list) or len(col) != epochs_done:
+                raise ConfigError(f"history column {key!r} must be a list of {epochs_done} values "
+                                  f"(one per epoch done), got {type(col).__name__}"
+                                  f"{f' of {len(col)}' if isinstance(col, list) else ''}")
+        for key in HISTORY_COLUMNS:
+            for v in saved_history.get(key, [None] * epochs_done if key != "epoch" else []):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                      or not math.isfinite(v)):
+                    raise ConfigError(f"history column {key!r} holds {v!r}, not a finite number")
+        if saved_history.get("epoch", []) != list(range(1, epochs_done + 1)):
+            raise ConfigError(f"history epochs must be 1..{epochs_done}")
+        history = History.from_dict(saved_history)
         first_loss = meta.get("first_loss")
+        if first_loss is not None:
+            real(first_loss, "first_loss")
         resume = None
         r = meta.get("resume")
         if r:
-            order = None if r.get("full_batch") else np.asarray(arrays["resume/order"], dtype=np.int64)
-            resume = {"order": order, "batch": int(r["batch"]), "loss_sum": float(r["loss_sum"]),
-                      "correct": int(r["correct"]), "seen": int(r["seen"]), "elapsed": float(r["elapsed"])}
+            table(r, "resume")
+            if not isinstance(r.get("full_batch", False), bool):
+                raise ConfigError(f"resume.full_batch must be true or false, got {r.get('full_batch')!r}")
+            order = None
+            if not r.get("full_batch"):
+                order = np.asarray(arrays["resume/order"])
+                if order.ndim != 1 or order.dtype.kind not in "iu":
+                    raise ConfigError(f"resume/order must be a 1-D integer array, got {order.dtype} {order.shape}")
+                order = order.astype(np.int64)
+            resume = {"order": order, "batch": count(r["batch"], "resume.batch"),
+                      "loss_sum": real(r["loss_sum"], "resume.loss_sum"),
+                      "correct": count(r["correct"], "resume.correct"), "seen": count(r["seen"], "resume.seen"),
+                      "elapsed": real(r["elapsed"], "resume.elapsed", minimum=0.0)}
+        count(table(meta["optimizer"], "optimizer")["t"], "optimizer.t")
+        table(table(meta["schedule"], "schedule")["state"], "schedule.state")
         saved_callbacks = meta.get("callbacks") or {}  # (files from before callbacks were saved: none)
+        table(saved_callbacks, "callbacks")
         load_callbacks = []
         for key, cb in self._keyed_callbacks():
             if key in saved_callbacks:

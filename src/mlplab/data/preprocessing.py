@@ -160,6 +160,8 @@ class Scaler:
             raise ConfigError("scaler description lacks 'kind'")
         s = cls(d["kind"], d.get("pixel_max", 255), d.get("std_floor", 1e-2))
         nf = d.get("n_features")
+        if nf is not None and (not isinstance(nf, (int, np.integer)) or isinstance(nf, bool) or nf < 1):
+            raise ConfigError(f"scaler n_features must be a positive integer, got {nf!r}")
         s.n_features_ = None if nf is None else int(nf)
         if s.kind == "standard":
             if "mean" in d or "std" in d:
