@@ -33,6 +33,15 @@ _SK_TO_MLPLAB = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", 
 _MLPLAB_TO_SK = {v: k for k, v in _SK_TO_MLPLAB.items()}
 
 
+def _finite_weights(arrays: list[np.ndarray], what: str) -> list[np.ndarray]:
+    """``arrays``, refused (ValueError naming the array) if one holds NaN or infinity: a model
+    with them predicts nothing."""
+    for i, a in enumerate(arrays):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{what} {i // 2} ({'weights' if i % 2 == 0 else 'biases'}) holds NaN or infinite values")
+    return arrays
+
+
 def _float_dtype(arr: np.ndarray) -> str:
     return "float32" if np.asarray(arr).dtype == np.float32 else "float64"
 
@@ -88,7 +97,7 @@ def from_sklearn(mlp: Any, dtype: str | None = None) -> MLPClassifier:
     seed = mlp.random_state if isinstance(mlp.random_state, (int, np.integer)) and mlp.random_state >= 0 else 0
     net = MLP(sizes, hidden_activation=_SK_TO_MLPLAB[mlp.activation], output_activation=out_act, loss=loss,
               init="glorot", dtype=dt, seed=int(seed))
-    net.set_weights([a for pair in zip(coefs, intercepts) for a in pair])
+    net.set_weights(_finite_weights([np.asarray(a) for pair in zip(coefs, intercepts) for a in pair], "layer"))
     params: dict[str, Any] = dict(
         learning_rate_init=float(mlp.learning_rate_init), alpha=float(mlp.alpha), max_iter=int(mlp.max_iter),
         tol=float(mlp.tol), n_iter_no_change=int(mlp.n_iter_no_change), early_stopping=bool(mlp.early_stopping),
@@ -358,8 +367,11 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
     if hidden_spec == "leaky_relu" and slope != default_slope:
         raise ValueError(f"LeakyReLU(negative_slope={slope}) hidden layers are not supported by MLPClassifier "
                          f"(activation='leaky_relu' has negative_slope={default_slope})")
-    w = linears[0].weight
-    dt = "float32" if w.dtype == torch.float32 else "float64"
+    dtypes = {p.dtype for lin in linears for p in (lin.weight, lin.bias)}
+    if len(dtypes) != 1 or not dtypes <= {torch.float32, torch.float64}:
+        names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+        raise ValueError(f"the Linear layers' parameters must all be float32 or all float64, got {names}")
+    dt = "float32" if dtypes == {torch.float32} else "float64"
     sizes = [linears[0].in_features] + [lin.out_features for lin in linears]
     net = MLP(sizes, hidden_activation=hidden_spec, output_activation=out_act, loss=loss, init="glorot",
               dtype=dt, dropout=dropout,
@@ -368,5 +380,5 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
     for lin in linears:
         arrays.append(lin.weight.detach().cpu().numpy().T)
         arrays.append(lin.bias.detach().cpu().numpy())
-    net.set_weights(arrays)
+    net.set_weights(_finite_weights(arrays, "Linear layer"))
     return MLPClassifier.from_mlp(net, np.asarray(classes), **params)

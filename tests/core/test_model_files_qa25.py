@@ -18,6 +18,8 @@ from mlplab.network import MLP
 from mlplab.serialization import load_model, restore_trainer, save_model
 from mlplab.training import Trainer
 
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 def _read(path):
     with np.load(path) as z:

@@ -304,3 +304,31 @@ def test_from_sklearn_keeps_the_samples_seen(data):
     assert to_sklearn(est).t_ == sk.t_
     est.set_params(warm_start=True, max_iter=1).fit(X, y)
     assert est.n_samples_seen_ == 1600 and to_sklearn(est).t_ == 1600
+
+
+def test_imports_refuse_non_finite_weights_and_mixed_dtypes(data):
+    """A NaN or infinite weight is refused by name, not imported into a model that predicts
+    nothing; a PyTorch model's layers must share float32 or float64 (bfloat16, mixed: refused)."""
+    X, y = data
+    sk = SkMLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y)
+    sk.coefs_[1][0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"layer 1 \(weights\) holds NaN or infinite"):
+        from_sklearn(sk)
+    sk.coefs_[1][0, 0] = 0.0
+    sk.intercepts_[0][2] = np.inf
+    with pytest.raises(ValueError, match=r"layer 0 \(biases\) holds NaN or infinite"):
+        from_sklearn(sk)
+    torch = pytest.importorskip("torch", reason="PyTorch is an optional dependency (pip install 'mlplab[torch]')")
+    model = torch.nn.Sequential(torch.nn.Linear(64, 5), torch.nn.ReLU(), torch.nn.Linear(5, 10))
+    with torch.no_grad():
+        model[2].bias[3] = float("nan")
+    with pytest.raises(ValueError, match=r"Linear layer 1 \(biases\) holds NaN or infinite"):
+        from_torch(model, classes=np.arange(10))
+    for first, second in ((torch.bfloat16, torch.bfloat16), (torch.float32, torch.float64)):
+        mixed = torch.nn.Sequential(torch.nn.Linear(64, 5, dtype=first), torch.nn.ReLU(),
+                                    torch.nn.Linear(5, 10, dtype=second))
+        with pytest.raises(ValueError, match="must all be float32 or all float64"):
+            from_torch(mixed, classes=np.arange(10))
+    with torch.no_grad():
+        model[2].bias[3] = 0.0
+    assert from_torch(model.double(), classes=np.arange(10)).net_.dtype == np.float64
