@@ -189,10 +189,30 @@ def _read_saved(cls, path):
     return model, st
 
 
+def _check_saved_structure(saved: dict, est) -> None:
+    """The network settings a file saved (``saved``, its params) are those of the network it
+    holds (``est``, built from that network): a ValueError names the first that is not."""
+    from mlplab.activations import get_activation
+
+    for name in ("hidden_layer_sizes", "activation", "output", "dtype"):
+        if name not in saved:
+            continue
+        mine, theirs = getattr(est, name), saved[name]
+        if name == "hidden_layer_sizes":
+            theirs = tuple(theirs) if isinstance(theirs, list) else theirs
+        elif name == "activation":
+            mine, theirs = get_activation(mine).name, get_activation(theirs).name
+        if mine != theirs:
+            raise ValueError(f"the saved {name} {theirs!r} does not match the saved network's {mine!r}")
+
+
 def _restore_saved(est, st: dict) -> None:
     """The attributes :func:`_saved_state` recorded (but ``classes_``), set on ``est``."""
     if st.get("feature_names_in") is not None:
-        est.feature_names_in_ = np.asarray(st["feature_names_in"], dtype=object)
+        names = np.asarray(st["feature_names_in"], dtype=object)
+        if names.shape != (est.n_features_in_,):
+            raise ValueError(f"{names.size} feature names for {est.n_features_in_} features")
+        est.feature_names_in_ = names
     est.seed_ = int(st["seed"])
     est.n_iter_ = int(st["n_iter"])
     est.loss_curve_ = [float(v) for v in st["loss_curve"]]
@@ -931,6 +951,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             params.pop("random_state", None)
             est = cls.from_mlp(net, _classes_from_meta(st["classes"]), st["n_features_in"], **params)
             est.set_params(random_state=st["params"].get("random_state"))
+            _check_saved_structure(st["params"], est)
             if st.get("optimizer") is not None:
                 est._new_training_state()
                 # the optimizer and schedule the state belongs to: after a set_params() that

@@ -165,7 +165,10 @@ class Optimizer:
         """Restore :meth:`state_dict`'s result (the arrays are copied in). All or nothing: every
         array and scale is checked before the first is written, so an error leaves the
         optimizer as it was."""
-        t = int(meta["t"])
+        t = meta["t"]
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
+            raise ConfigError(f"optimizer state t must be a non-negative integer, got {t!r}")
+        t = int(t)
         file_scales = self._file_scales(meta.get("scales") or {})
         legacy: dict[str, list[tuple[str, float | None]]] = {}
         for old, (new, beta) in self.legacy_slots.items():
@@ -187,6 +190,8 @@ class Optimizer:
                     raise ConfigError(f"optimizer state {slot}/{i} has shape {src.shape}, expected {a.shape}")
                 if src.dtype.kind not in "iuf":
                     raise ConfigError(f"optimizer state {slot}/{i} must hold real numbers, got dtype {src.dtype}")
+                if not np.all(np.isfinite(src)):
+                    raise ConfigError(f"optimizer state {slot}/{i} holds NaN or infinite values")
                 loads.append((slot, i, a, src, factor))
         self.t = t
         for slot, i, a, src, factor in loads:

@@ -211,3 +211,28 @@ def test_estimator_load_bad_training_fields_refused(tmp_path, est_file, key, val
         meta["training"][key] = value
     path = _write(tmp_path / "e.npz", meta, arrays)
     _one_line_error(path, MLPClassifier.load)
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    ("hidden", "saved hidden_layer_sizes (7,) does not match"),
+    ("feature_names", "feature names for 3 features"),
+    ("nan_moment", "holds NaN or infinite values"),
+    ("negative_t", "t must be a non-negative integer"),
+])
+def test_estimator_load_checks_settings_and_state_against_the_network(tmp_path, est_file, edit, fragment):
+    """The saved settings must describe the saved network, and the optimizer state must be usable."""
+    from mlplab.estimator import MLPClassifier
+
+    meta, arrays = copy.deepcopy(est_file[1][0]), dict(est_file[1][1])
+    if edit == "hidden":
+        meta["training"]["params"]["hidden_layer_sizes"] = [7]
+    elif edit == "feature_names":
+        meta["training"]["feature_names_in"] = ["a", "b"]
+    elif edit == "nan_moment":
+        bad = arrays["extra/optimizer/m_scaled/0"].copy()
+        bad[0, 0] = np.nan
+        arrays["extra/optimizer/m_scaled/0"] = bad
+    else:
+        meta["training"]["optimizer"]["t"] = -3
+    path = _write(tmp_path / "e.npz", meta, arrays)
+    assert fragment in _one_line_error(path, MLPClassifier.load)
