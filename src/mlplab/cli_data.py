@@ -45,20 +45,26 @@ def _warn(message: str) -> None:
     typer.echo(f"mlplab: warning: {printable(message)}", err=True)
 
 
+def source_announcer():
+    """A ``progress(done, total, label)`` callback printing one line per source tried (a file
+    from a mirror, npm), so that a slow download is not silent where no bar can be shown."""
+    tried: set[str] = set()
+
+    def announce(done: int, total: int | None, label: str) -> None:
+        if label not in tried:
+            tried.add(label)
+            typer.echo(f"mlplab: trying {printable(label)}", err=True)
+
+    return announce
+
+
 @contextmanager
 def download_progress() -> Iterator[Optional[callable]]:
     """A ``progress(done, total, label)`` callback for loading a dataset: rich bars when stderr
-    is a TTY, else one line per source tried (a file from a mirror, npm), so that a slow one
-    is not silent. Any command that may download can pass it to ``load_dataset``."""
+    is a TTY, else :func:`source_announcer`'s lines. Any command that may download can pass it
+    to ``load_dataset``."""
     if not sys.stderr.isatty():
-        tried: set[str] = set()
-
-        def announce(done: int, total: int | None, label: str) -> None:
-            if label not in tried:
-                tried.add(label)
-                typer.echo(f"mlplab: trying {printable(label)}", err=True)
-
-        yield announce
+        yield source_announcer()
         return
     from rich.progress import (
         BarColumn,

@@ -96,6 +96,19 @@ def _recorded_name(trained_on: object) -> str:
     return name.lower() if name.strip().lower() in (*KNOWN_DATASETS, "digits") else name
 
 
+def _download_lines():
+    """Where stderr is not a terminal, a callback announcing each download source tried (the
+    ``data`` commands' lines); on a terminal ``None``: a download bar would collide with the
+    epoch bar, and a terminal user sees the command wait."""
+    import sys
+
+    if sys.stderr.isatty():
+        return None
+    from mlplab.cli_data import source_announcer
+
+    return source_announcer()
+
+
 def _warn_if_unscaled(path: Path, mf) -> None:
     if "scaler" not in mf.preprocessing:  # e.g. saved from the library without preprocessing=
         typer.echo(f"mlplab: warning: {printable(path)} records no input scaling; the pixels are fed to "
@@ -354,7 +367,7 @@ def register(app: typer.Typer) -> None:
 
         try:
             metrics = train_run(cfg, out_dir, callbacks=[progress.callback], trainer_hook=hook,
-                                resume=resume is not None, report=not no_report)
+                                resume=resume is not None, report=not no_report, progress=_download_lines())
         except TrainingInterrupted as exc:
             progress.stop()
             raise TrainingInterrupted(f"{exc}; checkpoint written to {out_dir}/checkpoint.npz; "
@@ -436,7 +449,7 @@ def register(app: typer.Typer) -> None:
         d["max_test_samples"] = (max_test_samples if max_test_samples is not None
                                  else trained.get("test_samples") if same_split else None)
         cfg = {"data": d, "model": {"dtype": mf.net.dtype.name}}
-        data = prepare_data(cfg)
+        data = prepare_data(cfg, progress=_download_lines())
         if data.X_test.shape[1] != mf.net.sizes[0]:
             raise ConfigError(f"{model}: the model expects {mf.net.sizes[0]} input features but dataset "
                               f"{dataset!r} has {data.X_test.shape[1]}")

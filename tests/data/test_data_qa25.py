@@ -303,6 +303,16 @@ def test_data_fetch_says_what_it_tries_on_a_plain_stderr(tmp_path, capsys):
     assert lines[2].startswith("mlplab: error: mnist: could not obtain")
 
 
+def test_train_says_what_it_tries_on_a_plain_stderr(tmp_path, capsys):
+    """train (and evaluate) announce each source as the data commands do, when no bar can show."""
+    code, _, err = cli(capsys, "train", "--dataset", "mnist", "--quiet", "--out", str(tmp_path / "run"))
+    lines = err.splitlines()
+    assert code == 2
+    assert lines[0].startswith("mlplab: trying mnist/train-images-idx3-ubyte.gz from "), err
+    assert lines[-1].startswith("mlplab: error: mnist: could not obtain")
+    assert not (tmp_path / "run").exists()
+
+
 # --------------------------------------------------------------------------- 6. a folder's name, cheaply
 def test_dataset_name_reads_only_what_it_needs(tmp_path, synth, monkeypatch):
     hashed: list[str] = []
