@@ -18,6 +18,7 @@ from mlplab.errors import ConfigError
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import from_dict, load_spec
 from mlplab.experiments.sweep import CELL_FILE
+from tinyspecs import TWO_HIDDEN
 
 OVR = """
 name = "ovr-tiny"
@@ -43,37 +44,7 @@ cost_every = 2
 training = { epochs = 3 }
 """
 
-TWO = """
-name = "two-tiny"
-runner = "two-hidden-layers"
-protocol = "both"
-[data]
-dataset = "digits"
-max_train_samples = 400
-max_test_samples = 200
-[split]
-kind = "sklearn"
-test_fraction = 0.3
-seed = 123
-[preprocessing]
-scaling = "symmetric"
-[model]
-hidden = [8, 8]
-hidden_activation = "sigmoid"
-output_activation = "sigmoid"
-loss = "mse"
-init = "normal"
-init_params = { std = 0.1 }
-[training]
-optimizer = "sgd"
-lr = 0.1
-batch_size = 100
-epochs = 2
-seed = 123
-[options]
-models = ["two-hidden"]
-torch = false
-"""
+TWO = TWO_HIDDEN
 
 
 #: Model 2 alone: no key of the NumPy models' (the spec would be refused for keys no cell reads)

@@ -12,6 +12,7 @@ from mlplab.cli_experiment import register
 from mlplab.config import read_toml
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import load_spec
+from tinyspecs import TWO_HIDDEN
 
 
 def _app():
@@ -288,40 +289,9 @@ def test_ovr_headline_table_shows_mean_sd_over_seeds(tmp_path):
 
 # ----------------------------------------------------------------------------- 8: two-hidden replay limits
 
-TWO = """
-name = "two-tiny"
-runner = "two-hidden-layers"
-protocol = "both"
-[data]
-dataset = "digits"
-max_train_samples = 400
-max_test_samples = 200
-[split]
-kind = "sklearn"
-test_fraction = 0.3
-seed = 123
-[preprocessing]
-scaling = "symmetric"
-[model]
-hidden = [8, 8]
-hidden_activation = "sigmoid"
-output_activation = "sigmoid"
-loss = "mse"
-init = "normal"
-init_params = { std = 0.1 }
-[training]
-optimizer = "sgd"
-lr = 0.1
-batch_size = 100
-epochs = 2
-seed = 123
-drop_last = true
-[options]
-models = ["two-hidden"]
-torch = false
-[report.published]
-curve = "84.89/84.79 87.68/87.52"
-"""
+# the replay's own drop_last stated, and the report's published curve
+TWO = (TWO_HIDDEN.replace("seed = 123\n[options]", "seed = 123\ndrop_last = true\n[options]")
+       + '[report.published]\ncurve = "84.89/84.79 87.68/87.52"\n')
 
 
 def test_two_hidden_replay_honours_sample_limits(tmp_path):
