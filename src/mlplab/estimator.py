@@ -1010,15 +1010,19 @@ def _fit_weighted_sgd(trainer, X: np.ndarray, y: np.ndarray, w: np.ndarray, epoc
         for start in range(0, n, bs):
             if order is None:
                 Xb, yb, wb = X, y, wd
-            else:
+            else:  # gathered into buffers of the network's, reused at every minibatch of a size
                 idx = order[start:start + bs]
-                Xb, yb, wb = X[idx], y[idx], wd[idx]
+                k = len(idx)
+                Xb = np.take(X, idx, axis=0, out=net.layers[0]._buffer("ovr_xb", (k, X.shape[1]), net.dtype))
+                yb = np.take(y, idx, out=net.layers[0]._buffer("ovr_yb", (k,), np.int64))
+                wb = np.take(wd, idx, out=net.layers[0]._buffer("ovr_wb", (k,), net.dtype))
             s = float(wb.sum(dtype=np.float64))
             if s == 0.0:
                 continue
             out = net.forward(Xb, training=True)
-            grad = np.empty_like(out)
-            net.loss.value_and_grad(out, yb, grad)  # dl/dout / k
+            grad = net.layers[-1]._buffer("ovr_dout", out.shape, net.dtype)
+            tbuf = net.layers[-1]._buffer("ovr_target", out.shape, net.dtype)
+            net.loss.value_and_grad(out, yb, grad, target_buf=tbuf)  # dl/dout / k
             loss_sum += float(np.dot(_per_sample_loss(net.loss, out, yb), wb))
             grad *= (wb * np.asarray(len(yb) * lr / s, dtype=wb.dtype))[:, None]  # rows: lr * w_i / S
             net.backward_step(grad, lr, overwrite_grad=True)
