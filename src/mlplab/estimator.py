@@ -971,8 +971,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if st["params"].get("early_stopping"):
                 est.best_loss_ = None
             est._no_improvement_count = int(st.get("no_improvement_count", 0))
-            est.validation_scores_ = st.get("validation_scores")
-            est.validation_loss_curve_ = st.get("validation_loss_curve")
+            if est._no_improvement_count < 0:
+                raise ValueError(f"no_improvement_count is {est._no_improvement_count}")
+            est.validation_scores_ = _float_list_or_none(st, "validation_scores")
+            est.validation_loss_curve_ = _float_list_or_none(st, "validation_loss_curve")
+            if (est.validation_scores_ is None) != (est.validation_loss_curve_ is None) or (
+                    est.validation_scores_ is not None
+                    and len(est.validation_scores_) != len(est.validation_loss_curve_)):
+                raise ValueError("validation_scores and validation_loss_curve do not match")
             bvs = st.get("best_validation_score")
             est.best_validation_score_ = None if est.validation_scores_ is None else (
                 -np.inf if bvs is None else float(bvs))
@@ -980,6 +986,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         except _LOAD_FIELD_ERRORS as exc:
             raise ModelFileError(f"{path}: inconsistent estimator metadata ({exc})") from None
         return est
+
+
+def _float_list_or_none(st: dict, key: str) -> list[float] | None:
+    """``st[key]`` as a list of finite floats (``None`` if absent): a saved curve, checked."""
+    v = st.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, list):
+        raise ValueError(f"{key} is not a list")
+    out = [float(x) for x in v]
+    if not all(math.isfinite(x) for x in out):
+        raise ValueError(f"{key} holds a value that is not finite")
+    return out
 
 
 def _finite_or_none(v: Any) -> float | None:

@@ -217,7 +217,10 @@ def classification_metrics(y_true: Any, proba: Any, classes: Sequence[Any] | Non
     ``classification_report`` (sklearn ``output_dict``), ``confusion_matrix`` (counts, rows =
     true), ``confusion_matrix_normalized`` (rows sum to 1; ``None`` rows for absent classes),
     ``majority_baseline``, ``majority_class``, ``n_samples``, ``classes``, ``missing_classes``
-    and ``notes`` (why any value is ``None``).
+    and ``notes`` (why any value is ``None``). ``majority_baseline`` is the accuracy of always
+    predicting ``y_true``'s own most common class (``majority_class``): the best any constant
+    prediction scores on this set, so a model must beat it to have learned anything (a class
+    chosen from the training labels instead can only score the same or lower).
     """
     y = _check_labels(y_true)
     p = _check_proba(y, proba)

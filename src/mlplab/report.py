@@ -584,7 +584,7 @@ _SUMMARY_ROWS = (
     ("roc_auc_ovo_macro", "ROC AUC, one-vs-one, macro (whole set)"),
     ("roc_auc_ovr_micro", "ROC AUC, one-vs-rest, micro (whole set)"),
     ("roc_auc_ovr_weighted", "ROC AUC, one-vs-rest, weighted (whole set)"),
-    ("majority_baseline", "Majority-class baseline accuracy"),
+    ("majority_baseline", "Majority-class baseline accuracy (the set's most common class)"),
     ("n_samples", "Samples"),
 )
 

@@ -236,3 +236,44 @@ def test_estimator_load_checks_settings_and_state_against_the_network(tmp_path, 
         meta["training"]["optimizer"]["t"] = -3
     path = _write(tmp_path / "e.npz", meta, arrays)
     assert fragment in _one_line_error(path, MLPClassifier.load)
+
+
+@pytest.mark.parametrize("edit,fragment", [
+    ("scores_text", "validation_scores is not a list"),
+    ("scores_items", "could not convert string to float"),
+    ("scores_alone", "validation_scores and validation_loss_curve do not match"),
+    ("lengths", "validation_scores and validation_loss_curve do not match"),
+    ("count", "no_improvement_count is -2"),
+])
+def test_estimator_load_checks_the_saved_validation_record(tmp_path, est_file, edit, fragment):
+    """The early-stopping record a warm fit continues is checked on load (it was taken as
+    written: a string loaded, then the next warm fit failed with a traceback)."""
+    from mlplab.estimator import MLPClassifier
+
+    meta, arrays = copy.deepcopy(est_file[1][0]), dict(est_file[1][1])
+    t = meta["training"]
+    if edit == "scores_text":
+        t["validation_scores"], t["validation_loss_curve"] = "0.9", "0.3"
+    elif edit == "scores_items":
+        t["validation_scores"], t["validation_loss_curve"] = ["high"], [0.3]
+    elif edit == "scores_alone":
+        t["validation_scores"], t["validation_loss_curve"] = [0.9], None
+    elif edit == "lengths":
+        t["validation_scores"], t["validation_loss_curve"] = [0.9, 0.8], [0.3]
+    else:
+        t["no_improvement_count"] = -2
+    path = _write(tmp_path / "e.npz", meta, arrays)
+    assert fragment in _one_line_error(path, MLPClassifier.load)
+
+
+def test_estimator_load_keeps_a_valid_validation_record(tmp_path):
+    from mlplab.estimator import MLPClassifier
+
+    rng = np.random.default_rng(1)
+    X, y = rng.random((60, 3)), rng.integers(0, 2, 60)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, early_stopping=True,
+                        n_iter_no_change=10, random_state=0).fit(X, y)
+    back = MLPClassifier.load(est.save(tmp_path / "e.npz"))
+    assert back.validation_scores_ == est.validation_scores_
+    assert back.validation_loss_curve_ == est.validation_loss_curve_
+    assert back.best_validation_score_ == est.best_validation_score_
