@@ -383,7 +383,8 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., parser=path_arg, help="Model file (.npz) written by mlplab."),
         dataset: Optional[str] = typer.Option(
             None, help="Dataset to evaluate on (its test split). Default: the one the model was trained on "
-                       "(mnist, fashion-mnist or digits; a model trained on a folder needs the folder here)."),
+                       "(mnist, fashion-mnist, digits, or the folder it was trained on; older model files that "
+                       "record only a folder's name need the folder here)."),
         data_dir: Optional[str] = typer.Option(None, parser=path_text_arg, help="Folder with one subfolder per dataset."),
         split: Optional[str] = typer.Option(
             None, help="canonical, stratified, sklearn or textbook: the test part is used. Default: the split the "

@@ -204,6 +204,21 @@ def check_out_dir(out: Path, resume: bool = False) -> None:
                           f"continue it with `mlplab train --resume {out}` or choose another --out")
 
 
+def _absolute_data_paths(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with a folder dataset and ``data_dir`` as absolute paths: ``config.toml`` and the
+    model file then name the same data from any working folder (``train --resume RUN`` and
+    ``train --config RUN/config.toml`` started elsewhere). Registered names stay names."""
+    from mlplab.data.datasets import _resolve
+
+    d = dict(cfg["data"])
+    target = _resolve(d["dataset"])
+    if isinstance(target, Path):
+        d["dataset"] = str(target.absolute())
+    if d.get("data_dir"):
+        d["data_dir"] = str(Path(d["data_dir"]).expanduser().absolute())
+    return {**cfg, "data": d}
+
+
 def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback] = (),
               progress: Callable | None = None, trainer_hook: Callable[[Trainer], None] | None = None,
               resume: bool = False, report: bool = True) -> dict[str, Any]:
@@ -211,6 +226,7 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
     out = Path(out)
     check_out_dir(out, resume)
     data = prepare_data(cfg, progress=progress)
+    cfg = _absolute_data_paths(cfg)
     n_classes = len(data.class_names)
     threads = cfg["training"]["threads"]
     with blas_threads(threads):
