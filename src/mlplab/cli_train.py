@@ -267,8 +267,9 @@ def register(app: typer.Typer) -> None:
             "Initialiser setting KEY=VALUE (e.g. std=0.1)", "init", _settings_by_name(INITIALIZERS))),
         dropout: Optional[float] = typer.Option(None, help=_default("Dropout rate after each hidden layer.",
                                                                     "model", "dropout")),
-        l2: Optional[float] = typer.Option(None, help=_default("L2 penalty 0.5*l2*sum||W||^2 added to the loss.",
-                                                               "model", "l2")),
+        l2: Optional[float] = typer.Option(None, help=_default(
+            "L2 penalty 0.5*l2*sum||W||^2 added to the loss trained on (history.csv's losses leave it out).",
+            "model", "l2")),
         dtype: Optional[str] = typer.Option(None, help=_default("float32 (fast) or float64.", "model", "dtype")),
         optimizer: Optional[str] = typer.Option(None, help=_default(
             "sgd, rmsprop or adam (the learning rate stays --lr's: adam's usual one is 0.001).",

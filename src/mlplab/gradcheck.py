@@ -58,10 +58,17 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
     Every way training computes gradients is checked against the same central differences
     (``per_path``): ``"backward"`` (:meth:`MLP.loss_and_gradients`, layer by layer), ``"bound
     step"`` (the bound calls :class:`~mlplab.training.Trainer` and the estimator train with:
-    the bound loss and backward, :func:`mlplab.training.bind_training_step`) and ``"fused SGD
+    the bound loss and backward, :func:`mlplab.training.bind_training_step`), ``"fused SGD
     step"`` (the same with plain SGD fused into the weight products, the update divided back by
-    the learning rate, 1, so it is the gradient to rounding). A network that cannot be bound is
-    checked on the first path only.
+    the learning rate, 1, so it is the gradient to rounding) and ``"unbound fused SGD step"``
+    (:meth:`MLP.backward_step`, the fused step through the layers' own calls, as full-batch
+    plain SGD, ``bind_steps=False``, stacked training and the estimator run it; its update
+    read the same way). A network that cannot be bound is checked on the two unbound paths.
+
+    The L2 penalty is part of the checked loss (as in :meth:`MLP.loss_and_gradients`), unlike
+    the loss a :class:`~mlplab.training.Trainer` records. Labels are checked as
+    :meth:`Trainer.fit <mlplab.training.Trainer.fit>` checks them: one outside the classes
+    would be read as another class (or another row's) by the losses' unchecked indexing.
 
     The network must be float64. Dropout masks are held fixed by replaying the dropout
     generator's state before every evaluation. ``max_entries`` checks a random subset of
@@ -69,8 +76,8 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
     """
     if net.dtype != np.float64:
         raise ConfigError("gradient checks need a float64 network (dtype='float64')")
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    y = np.asarray(y)
+    X = net._as_input(X)
+    y = net._as_labels(y, X.shape[0])
     state = net.dropout_rng.bit_generator.state
 
     def loss_and_grads() -> tuple[float, list[np.ndarray]]:
@@ -84,7 +91,7 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
         return net.loss.value(out, y) + net.penalty()
 
     value, analytic = loss_and_grads()
-    paths = {"backward": analytic, **_bound_gradients(net, X, y, state)}
+    paths = {"backward": analytic, **_step_gradients(net, X, y, state)}
     floor = REL_ERROR_FLOOR * max(1.0, abs(float(value)))  # round-off grows with the loss
     rng = np.random.default_rng(seed)
     per, count = [], 0
@@ -114,30 +121,42 @@ def gradcheck(net: MLP, X: np.ndarray, y: np.ndarray, eps: float = 1e-4,
     return GradCheckResult(max(per_path.values()), per, count, per_path)
 
 
-def _bound_gradients(net: MLP, X: np.ndarray, y: np.ndarray, state: dict) -> dict[str, list[np.ndarray]]:
-    """The gradients as the training loops compute them: through the bound step, and through the
-    bound step with plain SGD fused in (learning rate 1: ``W_before - W_after`` is the gradient).
-    Empty if the network cannot be bound. The weights are restored afterwards."""
+def _step_gradients(net: MLP, X: np.ndarray, y: np.ndarray, state: dict) -> dict[str, list[np.ndarray]]:
+    """The gradients as the training loops compute them: through the bound step, the bound step
+    with plain SGD fused in and the unbound fused step (:meth:`MLP.backward_step`). The fused
+    steps run with learning rate 1: ``W_before - W_after`` is the gradient. The bound paths are
+    left out if the network cannot be bound. The weights are restored afterwards."""
     from mlplab.training import bind_training_step
 
     weights = net.get_weights()
     yb = np.ascontiguousarray(y, dtype=np.int64)
     out: dict[str, list[np.ndarray]] = {}
+
+    def update() -> list[np.ndarray]:  # the step's update, then the weights back as they were
+        delta = [w - p for w, p in zip(weights, net.parameters())]
+        net.set_weights(weights)
+        return delta
+
     try:
         net.dropout_rng.bit_generator.state = state
         step = bind_training_step(net, X, yb, None)
-        if step is None:
-            return out
-        step.forward_loss()
-        step.run_backward()
-        out["bound step"] = [g.copy() for g in net.gradients()]
-        net.dropout_rng.bit_generator.state = state
-        fused = bind_training_step(net, X, yb, 1.0)
-        if fused is not None:
-            fused.forward_loss()  # (the loops multiply grad by the learning rate here: 1)
-            fused.run_backward()
-            out["fused SGD step"] = [w - p for w, p in zip(weights, net.parameters())]
+        if step is not None:
+            step.forward_loss()
+            step.run_backward()
+            out["bound step"] = [g.copy() for g in net.gradients()]
+            net.dropout_rng.bit_generator.state = state
+            fused = bind_training_step(net, X, yb, 1.0)
+            if fused is not None:
+                fused.forward_loss()  # (the loops multiply grad by the learning rate here: 1)
+                fused.run_backward()
+                out["fused SGD step"] = update()
+        net.dropout_rng.bit_generator.state = state  # as Trainer's unbound plain-SGD minibatch
+        z = net.forward(X, training=True)
+        grad = net.layers[-1]._buffer("dout", z.shape, net.dtype)
+        net.loss.value_and_grad(z, yb, grad, target_buf=net.layers[-1]._buffer("target", z.shape, net.dtype))
+        net.backward_step(grad, 1.0, overwrite_grad=True)
+        out["unbound fused SGD step"] = update()
     finally:
         net.set_weights(weights)
-        net.release()  # the bound steps' buffers: gradcheck's X is not a training minibatch
+        net.release()  # the steps' buffers: gradcheck's X is not a training minibatch
     return out

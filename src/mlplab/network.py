@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -51,7 +52,10 @@ class MLP:
     dropout : float
         Dropout rate after every hidden activation (0 disables).
     l2 : float
-        L2 penalty ``0.5 * l2 * sum ||W||^2`` added to the batch-mean loss (weights only).
+        L2 penalty ``0.5 * l2 * sum ||W||^2`` (weights only): training descends the batch-mean
+        loss plus it, and :meth:`loss_and_gradients` returns that sum; the losses a
+        :class:`~mlplab.training.Trainer` records and monitors are without it
+        (:class:`~mlplab.training.History`).
     dtype : float32 (default, fast) or float64.
     seed : int
         Seeds initialisation and dropout through independent streams.
@@ -249,8 +253,16 @@ class MLP:
             return 0.0
         return 0.5 * self.l2 * float(sum(dot(layer.W, layer.W) for layer in self.dense_layers))
 
+    def finite_weights(self) -> bool:
+        """Whether every parameter's squared norm is finite: false for a NaN or infinite weight,
+        and for weights so large that the sum of their squares overflows (one of 2e19 does in
+        float32), with which a forward pass on ordinary inputs overflows too. One dot product
+        per array, no temporary (but the copy of a strided view): cheap enough once per epoch."""
+        return all(math.isfinite(dot(p, p)) for p in self.parameters())
+
     def loss_and_gradients(self, X: np.ndarray, y: np.ndarray) -> float:
         """One forward/backward pass in training mode; returns the loss (with L2 penalty)."""
+        y = self._as_labels(y, np.shape(X)[0])
         out = self.forward(X, training=True)
         grad = np.empty_like(out)
         value = self.loss.value_and_grad(out, y, grad)
@@ -264,6 +276,25 @@ class MLP:
                 f"input has shape {X.shape}; this network expects (n_samples, {self.sizes[0]})"
             )
         return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def _as_labels(self, y: np.ndarray, n_rows: int, what: str = "") -> np.ndarray:
+        """``y`` as contiguous int64 class indices, one per input row, refused (ConfigError naming
+        ``what`` labels) unless each is a whole number in ``[0, max(n_outputs, 2))``. The losses
+        index with labels unchecked, for speed: a label of -1 would read the last class (or,
+        bound, the previous row's), so every public way in checks them here, once per call."""
+        name = f"{what} labels" if what else "labels"
+        y_in = np.asarray(y)
+        if y_in.dtype.kind not in "iub":  # labels are class indices: 1.5 must not become 1
+            if y_in.dtype.kind != "f" or not np.all(np.isfinite(y_in)) or not np.all(y_in == np.round(y_in)):
+                raise ConfigError(f"{name} must be integer class indices, got dtype {y_in.dtype}"
+                                  + (" with fractional or non-finite values" if y_in.dtype.kind == "f" else ""))
+        y = np.ascontiguousarray(y_in, dtype=np.int64)
+        if y.shape != (n_rows,):
+            raise ConfigError(f"{name} have shape {y.shape}, expected ({n_rows},)")
+        n_out = self.sizes[-1]
+        if y.size and (y.min() < 0 or (n_out > 1 and y.max() >= n_out) or (n_out == 1 and y.max() > 1)):
+            raise ConfigError(f"{name} must lie in [0, {max(n_out, 2)}), got range [{y.min()}, {y.max()}]")
+        return y
 
     def decision_function(self, X: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
         """Raw graph outputs (logits for fused losses) for every row of ``X``, batched."""

@@ -28,8 +28,9 @@ slope: the wide layer applies one activation to every block), loss family, dtype
 and minibatch order. Learning rate, schedule, initial weights, seed (full batch) and the loss
 denominator may differ; so may ``shared_bias``.
 
-A model whose loss becomes non-finite is frozen (its last good weights restored, its
-gradients zero from then on) and reported as diverged; the others train on.
+A model that diverges (as :class:`~mlplab.training.Trainer` detects it: a non-finite loss, an
+exploding epoch loss, weights no longer finite) is frozen (its last good weights restored, the
+epoch not counted, its gradients zero from then on) and reported as diverged; the others train on.
 """
 
 from __future__ import annotations
@@ -301,13 +302,12 @@ class StackedTrainer:
         logs: dict[str, Any] = {"epoch": tr.epochs_done, "loss": None if loss is None else float(loss),
                                 "accuracy": None if acc is None else float(acc), "lr": lr, "time_s": secs}
         if tr.train_metrics == "full":
-            logs["loss"], logs["accuracy"] = tr.evaluate(X, y)
+            logs["loss"], logs["accuracy"] = tr._evaluate(X, y)
         if X_val is not None:
-            logs["val_loss"], logs["val_accuracy"] = tr.evaluate(X_val, y_val)
+            logs["val_loss"], logs["val_accuracy"] = tr._evaluate(X_val, y_val)
         try:
             tr._check_divergence(logs["loss"], self.last_good[k], logs.get("val_loss"))
-        except DivergenceError as exc:
-            tr.epochs_done -= 1
+        except DivergenceError as exc:  # (the epoch taken back off tr.epochs_done)
             self._freeze(k, exc)
             return
         self.last_good[k] = net.get_weights()

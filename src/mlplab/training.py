@@ -24,7 +24,12 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr"
 
 @dataclass
 class History:
-    """Per-epoch records; ``extra`` holds columns that callbacks add (e.g. test accuracy)."""
+    """Per-epoch records; ``extra`` holds columns that callbacks add (e.g. test accuracy).
+
+    ``loss`` and ``val_loss`` are the network's loss function alone (the batch mean), without
+    the L2 penalty the steps also descend (:attr:`MLP.l2 <mlplab.network.MLP>`): comparable
+    between training and validation and across ``l2`` settings. :meth:`MLP.loss_and_gradients
+    <mlplab.network.MLP.loss_and_gradients>` and gradcheck include the penalty."""
 
     epoch: list[int] = field(default_factory=list)
     loss: list[float | None] = field(default_factory=list)  # None: not measured (train_metrics="none")
@@ -111,7 +116,8 @@ def _json_number(x: float | None) -> float | str | None:
 class EarlyStopping(Callback):
     """Stop once ``monitor`` has gone more than ``patience`` consecutive epochs without
     improving by more than ``min_delta`` (scikit-learn's ``n_iter_no_change`` rule: patience 0
-    stops at the first epoch without improvement); restore the best weights.
+    stops at the first epoch without improvement); restore the best weights. ``monitor`` is a
+    history column: ``loss`` and ``val_loss`` leave out the L2 penalty (see :class:`History`).
 
     Its state (best value and epoch, the epochs waited, the best weights) goes into checkpoints,
     so a resumed run stops where, and restores what, the uninterrupted run would have."""
@@ -262,9 +268,15 @@ class Trainer:
     train_metrics : ``"running"`` (mean over the epoch's minibatches, free),
         ``"full"`` (a pass over the whole training set after each epoch) or ``"none"`` (not
         measured: the history's loss and accuracy are ``None``; early stopping and
-        ``reduce_on_plateau`` then need validation data)
+        ``reduce_on_plateau`` then need validation data). Every loss measured, and watched by
+        early stopping, ``reduce_on_plateau`` and the divergence guard, is without the L2
+        penalty (see :class:`History`)
     divergence_factor : stop when the epoch loss exceeds this multiple of the first epoch's
-        loss (``None`` disables); a non-finite loss always stops training
+        loss (``None`` disables); a non-finite loss, or weights gone non-finite (or too large:
+        :meth:`MLP.finite_weights`) by the end of an epoch, always stops training
+        (:class:`~mlplab.errors.DivergenceError`). The diverged epoch is rejected whole: the
+        network gets back the weights it had before it (at the start of ``fit``, for an
+        interrupted epoch ``fit`` resumed) and ``epochs_done`` does not count it
     """
 
     def __init__(
@@ -370,25 +382,14 @@ class Trainer:
     def validate(self, X: np.ndarray, y: np.ndarray, epochs: int,
                  what: str = "training") -> tuple[np.ndarray, np.ndarray]:
         """Check data and settings before anything runs (or is written)."""
-        net = self.net
-        X = net._as_input(X)
-        y_in = np.asarray(y)
-        if y_in.dtype.kind not in "iub":  # labels are class indices: 1.5 must not become 1
-            if y_in.dtype.kind != "f" or not np.all(np.isfinite(y_in)) or not np.all(y_in == np.round(y_in)):
-                raise ConfigError(f"{what} labels must be integer class indices, got dtype {y_in.dtype}"
-                                  + (" with fractional or non-finite values" if y_in.dtype.kind == "f" else ""))
-        y = np.ascontiguousarray(y_in, dtype=np.int64)
-        if y.shape != (X.shape[0],):
-            raise ConfigError(f"{what} labels have shape {y.shape}, expected ({X.shape[0]},)")
+        X = self.net._as_input(X)
+        y = self.net._as_labels(y, X.shape[0], what)  # integer class indices in range
         if int(epochs) < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
         n = X.shape[0]
         bs = self.batch_size or n
         if what == "training" and bs > n:
             raise ConfigError(f"batch size {bs} is larger than the training set ({n} samples)")
-        n_out = net.sizes[-1]
-        if y.size and (y.min() < 0 or (n_out > 1 and y.max() >= n_out) or (n_out == 1 and y.max() > 1)):
-            raise ConfigError(f"{what} labels must lie in [0, {max(n_out, 2)}), got range [{y.min()}, {y.max()}]")
         return X, y
 
     def _loop(self, X, y, epochs, X_val, y_val, bs, full_batch, good_weights) -> History:
@@ -397,14 +398,18 @@ class Trainer:
             epoch = self.epochs_done  # 0-based
             lr = self.scheduled_lr(epoch)
             self.optimizer.lr = lr
-            loss, acc, secs = self._run_epoch(X, y, bs, full_batch, epoch)
+            try:
+                loss, acc, secs = self._run_epoch(X, y, bs, full_batch, epoch)
+            except DivergenceError:  # a minibatch loss was not finite: reject the epoch whole, as
+                net.set_weights(good_weights)  # _check_divergence does (epochs_done has not counted it)
+                raise
             self.epochs_done += 1
             logs: dict[str, Any] = {"epoch": self.epochs_done, "loss": loss, "accuracy": acc,
                                     "lr": lr, "time_s": secs}
             if self.train_metrics == "full":
-                logs["loss"], logs["accuracy"] = self.evaluate(X, y)
+                logs["loss"], logs["accuracy"] = self._evaluate(X, y)
             if X_val is not None:
-                logs["val_loss"], logs["val_accuracy"] = self.evaluate(X_val, y_val)
+                logs["val_loss"], logs["val_accuracy"] = self._evaluate(X_val, y_val)
             self._check_divergence(logs["loss"], good_weights, logs.get("val_loss"))
             good_weights = net.get_weights()
             monitored = logs["loss"] if logs.get("val_loss") is None else logs["val_loss"]
@@ -509,35 +514,54 @@ class Trainer:
         return np.arange(n)
 
     def evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """(mean loss, accuracy) of the current network on ``(X, y)``, in inference mode."""
+        """(mean loss, accuracy) of the current network on ``(X, y)``, in inference mode. The
+        loss is the data loss alone, without the L2 penalty: the one the history records and
+        early stopping, plateau schedules and the divergence guard watch. Labels are checked as
+        :meth:`fit` checks them (ConfigError for one outside the classes)."""
+        X = self.net._as_input(X)
+        return self._evaluate(X, self.net._as_labels(y, X.shape[0]))
+
+    def _evaluate(self, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """:meth:`evaluate` on data :meth:`validate` has checked (the loops' per-epoch passes)."""
         out = self.net.decision_function(X)
         loss = self.net.loss.value(out, y)
         acc = float(np.mean(self.net.labels_from_output(out) == y))
         return loss, acc
 
-    def _diverged(self, epoch: int, value: float) -> DivergenceError:
-        what = "became non-finite" if not math.isfinite(value) else f"exploded to {value:.4g}"
+    def _diverged(self, epoch: int, value: float | None) -> DivergenceError:
+        """The error for ``epoch`` (1-based) whose loss ``value`` diverged (``None``: its weights)."""
+        if value is None:
+            what = "weights became non-finite or too large"
+        else:
+            what = "loss became non-finite" if not math.isfinite(value) else f"loss exploded to {value:.4g}"
         return DivergenceError(
-            f"loss {what} at epoch {epoch} (learning rate {self.optimizer.lr:g}); "
+            f"{what} at epoch {epoch} (learning rate {self.optimizer.lr:g}); "
             f"try a smaller learning rate", epoch)
 
     def _check_divergence(self, loss: float | None, good_weights: list[np.ndarray],
                           val_loss: float | None = None) -> None:
-        """Restore ``good_weights`` and raise :class:`DivergenceError` if the epoch's training or
-        validation loss is non-finite, or the training loss exploded (``divergence_factor``).
-        A loss not measured (``None``, or any ``loss`` with ``train_metrics="none"``) is not
-        checked: the per-minibatch checks still catch non-finite losses."""
+        """Reject the epoch just counted in ``epochs_done`` if its training or validation loss is
+        non-finite, the training loss exploded (``divergence_factor``), or the weights are no
+        longer finite (:meth:`MLP.finite_weights`; the losses are measured before each step, so
+        the epoch's last step could diverge unseen): restore ``good_weights``, take the epoch
+        back off ``epochs_done`` (the trainer's state then matches its history and weights) and
+        raise :class:`DivergenceError`. A loss not measured (``None``, or any ``loss`` with
+        ``train_metrics="none"``) is not checked: the per-minibatch checks still catch
+        non-finite losses, the weight check a last step gone wrong."""
         if self.train_metrics == "none":
             loss = None
         bad = next((v for v in (loss, val_loss) if v is not None and not math.isfinite(v)), None)
-        if bad is None and loss is not None and self.divergence_factor is not None:
+        diverged = bad is not None or not self.net.finite_weights()
+        if not diverged and loss is not None and self.divergence_factor is not None:
             if self._first_loss is None:
                 self._first_loss = max(loss, 1e-12)
             if loss > self.divergence_factor * self._first_loss:
-                bad = loss
-        if bad is not None:
+                bad, diverged = loss, True
+        if diverged:
             self.net.set_weights(good_weights)  # never leave a NaN model behind
-            raise self._diverged(self.epochs_done, bad)
+            epoch = self.epochs_done
+            self.epochs_done -= 1
+            raise self._diverged(epoch, bad)
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
