@@ -23,9 +23,11 @@ the last, partial minibatch of an epoch gets a slightly stronger penalty, exactl
 scikit-learn. Without weights ``S`` is the number of rows in the batch. Because both the data
 term and the penalty are normalised by ``S``, an integer weight ``w`` on a row is *exactly*
 the same objective as repeating that row ``w`` times in full-batch training (tested), and a
-zero weight is the same as removing the row. ``loss_i`` is the cross-entropy of the softmax
-output (``output='softmax'``; binary problems use one sigmoid unit with binary cross-entropy,
-as scikit-learn does) or ``sum_k (a_ik - onehot_ik)^2`` for ``output='sigmoid-mse'`` (mlplab's
+zero weight is the same as removing the row: a minibatch whose weights are all zero makes no
+step (with ``early_stopping``, a training or validation set of zero total weight is refused
+with a ValueError). ``loss_i`` is the cross-entropy of the softmax output
+(``output='softmax'``; binary problems use one sigmoid unit with binary cross-entropy, as
+scikit-learn does) or ``sum_k (a_ik - onehot_ik)^2`` for ``output='sigmoid-mse'`` (mlplab's
 MSE reduction, the textbook's network; binary problems use one sigmoid unit and a 0/1 target).
 """
 
@@ -68,22 +70,49 @@ _ESTIMATOR_FORMAT = "mlplab-estimator"
 
 
 # -- helpers shared by both estimators ----------------------------------------------------
+def _check_random_state(random_state: Any) -> None:
+    """``random_state`` is None, an int >= 0 or a NumPy RandomState/Generator (nothing is drawn)."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, (bool, np.bool_)):
+        if int(random_state) < 0:
+            raise ValueError(f"random_state must be >= 0, got {random_state}")
+    elif not (random_state is None or isinstance(random_state, (np.random.RandomState, np.random.Generator))):
+        raise ValueError(f"random_state must be None, an int or a numpy random generator, got {random_state!r}")
+
+
 def _resolve_seed(random_state: Any) -> int:
     """An int seed from ``random_state``: an int is used as is, ``None`` draws fresh OS entropy
     (once per fit; the result is stored in ``seed_``), a RandomState/Generator is drawn from."""
+    _check_random_state(random_state)
     if random_state is None:
         return int(np.random.SeedSequence().entropy % (2**63))
-    if isinstance(random_state, (bool, np.bool_)):
-        raise ValueError(f"random_state must be None, an int or a numpy random generator, got {random_state!r}")
-    if isinstance(random_state, numbers.Integral):
-        if int(random_state) < 0:
-            raise ValueError(f"random_state must be >= 0, got {random_state}")
-        return int(random_state)
     if isinstance(random_state, np.random.RandomState):
         return int(random_state.randint(np.iinfo(np.int32).max))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**63))
-    raise ValueError(f"random_state must be None, an int or a numpy random generator, got {random_state!r}")
+    return int(random_state)
+
+
+def _is_number(v: Any) -> bool:
+    """A real number that is not a bool: scikit-learn refuses ``True`` for numeric parameters."""
+    return isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def _check_bools(est, names: tuple[str, ...]) -> None:
+    for name in names:
+        v = getattr(est, name)
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {v!r}")
 
 
 def _dtype_of(dtype: Any) -> np.dtype:
@@ -104,10 +133,21 @@ def _as_dense(X: Any, dtype: np.dtype) -> np.ndarray:
 
 
 def _init_spec(init: Any, init_params: dict | None) -> tuple[str, dict]:
-    if not isinstance(init, str):
+    """The mlplab initializer and its parameters for ``init``/``init_params``, checked (a
+    ValueError naming the parameter) by building the initializer, which draws nothing."""
+    from mlplab.initializers import INITIALIZERS, get_initializer
+
+    if not isinstance(init, str) or not (init in _INITS or init in INITIALIZERS):
         raise ValueError(f"init must be one of {sorted(_INITS)}, got {init!r}")
+    if not (init_params is None or isinstance(init_params, dict)):
+        raise ValueError(f"init_params must be None or a dict, got {init_params!r}")
     name, params = _INITS.get(init, (init, {}))
-    return name, {**params, **dict(init_params or {})}
+    params = {**params, **dict(init_params or {})}
+    try:
+        get_initializer(name, **params)
+    except (ConfigError, TypeError) as exc:
+        raise ValueError(f"init_params {init_params!r} for init={init!r}: {exc}") from None
+    return name, params
 
 
 def _encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -122,10 +162,15 @@ def _encode(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def _jsonable_params(params: dict) -> dict:
+    """``get_params()`` as JSON. A tuple is a JSON list and a list is tagged (``{"__list__":
+    [...]}``), so each comes back as it was set; NumPy scalars and arrays become Python numbers
+    and lists, a dtype its name, a RandomState/Generator None."""
     out = {}
     for k, v in params.items():
         if isinstance(v, tuple):
-            v = list(v)
+            v = [_py(a) for a in v]
+        elif isinstance(v, list):
+            v = {"__list__": [_py(a) for a in v]}
         elif isinstance(v, dict) and k == "class_weight":
             v = {"__pairs__": [[_py(a), _py(b)] for a, b in v.items()]}
         elif isinstance(v, (np.random.RandomState, np.random.Generator)):
@@ -137,9 +182,14 @@ def _jsonable_params(params: dict) -> dict:
 
 
 def _params_from_json(params: dict) -> dict:
+    """The inverse of :func:`_jsonable_params` (files from before lists were tagged hold their
+    tuples and lists alike as JSON lists: both come back as tuples)."""
     out = dict(params)
-    if isinstance(out.get("hidden_layer_sizes"), list):
-        out["hidden_layer_sizes"] = tuple(out["hidden_layer_sizes"])
+    for k, v in out.items():
+        if isinstance(v, list):
+            out[k] = tuple(v)
+        elif isinstance(v, dict) and set(v) == {"__list__"}:
+            out[k] = list(v["__list__"])
     cw = out.get("class_weight")
     if isinstance(cw, dict) and "__pairs__" in cw:
         out["class_weight"] = {a: b for a, b in cw["__pairs__"]}
@@ -187,23 +237,6 @@ def _read_saved(cls, path):
     if st.get("format") != _ESTIMATOR_FORMAT or st.get("estimator") != cls.__name__:
         raise ModelFileError(f"{path}: not a saved {cls.__name__} (use mlplab.serialization.load_model)")
     return model, st
-
-
-def _check_saved_structure(saved: dict, est) -> None:
-    """The network settings a file saved (``saved``, its params) are those of the network it
-    holds (``est``, built from that network): a ValueError names the first that is not."""
-    from mlplab.activations import get_activation
-
-    for name in ("hidden_layer_sizes", "activation", "output", "dtype"):
-        if name not in saved:
-            continue
-        mine, theirs = getattr(est, name), saved[name]
-        if name == "hidden_layer_sizes":
-            theirs = tuple(theirs) if isinstance(theirs, list) else theirs
-        elif name == "activation":
-            mine, theirs = get_activation(mine).name, get_activation(theirs).name
-        if mine != theirs:
-            raise ValueError(f"the saved {name} {theirs!r} does not match the saved network's {mine!r}")
 
 
 def _restore_saved(est, st: dict) -> None:
@@ -305,7 +338,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Between warm fits, the training settings may change and take effect: learning rate,
         ``alpha``, ``batch_size``, ``dropout``, the stopping rule, the schedule (a new one
         continues at epoch ``n_iter_`` with fresh state) and the optimizer's hyperparameters
-        (momentum, betas, epsilon: the optimizer state is kept). Another ``optimizer`` (or SGD
+        (momentum, betas, epsilon: the optimizer state is kept; Adam's moment estimates keep
+        their values when a beta changes, as in PyTorch, see
+        :meth:`mlplab.optimizers.Optimizer.set_hyperparameters`). Another ``optimizer`` (or SGD
         switching momentum on or off) starts that optimizer's state afresh (``t_`` restarts at 0).
         The network itself cannot change: another ``hidden_layer_sizes``, ``activation``,
         ``output`` or ``dtype`` raises ValueError (refit without ``warm_start``); ``init``,
@@ -323,8 +358,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     minibatches scikit-learn averages them by row count instead, so its ``loss_``, and the
     ``tol`` stopping that reads it, can differ), loss_curve_, best_loss_ (None with early stopping),
     validation_scores_ / validation_loss_curve_ / best_validation_score_ (early stopping
-    only, else None), seed_, net_ (the :class:`mlplab.network.MLP`), n_layers_, n_outputs_,
-    out_activation_ ('softmax', 'logistic' or 'logistic-mse').
+    only, else None; NaN validation losses for epochs trained in scikit-learn, see
+    :func:`mlplab.interchange.from_sklearn`), seed_, net_ (the :class:`mlplab.network.MLP`),
+    n_layers_, n_outputs_, out_activation_ ('softmax', 'logistic' or 'logistic-mse').
+
+    Every hyperparameter is checked (a one-line ValueError naming it) before ``fit`` or
+    ``partial_fit`` changes anything, as are the inputs: a refused fit leaves a fitted model as
+    it was (network, ``classes_``, optimizer state) and an unfitted one unfitted. Numeric
+    parameters refuse bools, as scikit-learn's do.
 
     If the training loss becomes non-finite, ``fit``/``partial_fit`` restore the weights of the
     last finite epoch (the initial ones if it was the first) and a fresh optimizer state, then
@@ -402,58 +443,78 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_label = False
         return tags
 
-    def _validate_hyperparameters(self) -> None:
+    def _hidden_sizes(self) -> tuple[int, ...]:
+        """``hidden_layer_sizes`` as a tuple of ints (an int is one layer), checked."""
         hl = self.hidden_layer_sizes
         if isinstance(hl, numbers.Integral):
             hl = (hl,)
         # strictly ints: int() would silently read "55" as (5, 5) and (5.7,) as (5,)
         hl = None if isinstance(hl, (str, bytes)) or not hasattr(hl, "__iter__") else tuple(hl)
-        if hl is None or not all(isinstance(h, numbers.Integral) and not isinstance(h, (bool, np.bool_))
-                                 for h in hl):
+        if hl is None or not all(_is_int(h) for h in hl):
             raise ValueError(f"hidden_layer_sizes must be a tuple of ints, got {self.hidden_layer_sizes!r}")
         hl = tuple(int(h) for h in hl)
         if any(h < 1 for h in hl):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {self.hidden_layer_sizes!r}")
-        self._hidden = hl
-        if self.output not in _OUTPUTS:
+        return hl
+
+    def _validate_hyperparameters(self):
+        """Check every hyperparameter (a one-line ValueError naming it), changing nothing: ``fit``
+        calls it first, so a refused fit leaves the estimator as it was. Returns the schedule it
+        built to check ``schedule_params`` (a fit uses it rather than building another)."""
+        from mlplab.activations import ACTIVATIONS
+        from mlplab.schedules import SCHEDULES
+
+        self._hidden_sizes()
+        act = self.activation
+        if not isinstance(act, str) or act not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS.names()}, got {act!r}")
+        if not isinstance(self.output, str) or self.output not in _OUTPUTS:
             raise ValueError(f"output must be one of {_OUTPUTS}, got {self.output!r}")
-        if self.optimizer not in _OPTIMIZERS:
+        if not isinstance(self.optimizer, str) or self.optimizer not in _OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("learning_rate_init", "epsilon"):
             v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or not v > 0 or not math.isfinite(v):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
-        for name in ("alpha", "tol", "momentum"):
+            if not _is_number(v) or not v > 0 or not _finite(v):
+                raise ValueError(f"{name} must be a positive finite number, got {v!r}")
+        for name in ("alpha", "tol"):
             v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or not v >= 0:
-                raise ValueError(f"{name} must be >= 0, got {v!r}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        for name in ("beta_1", "beta_2"):
+            if not _is_number(v) or not v >= 0 or not _finite(v):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ("momentum", "beta_1", "beta_2", "dropout"):
             v = getattr(self, name)
-            if not isinstance(v, numbers.Real) or not 0 <= v < 1:
+            if not _is_number(v) or not 0 <= v < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {v!r}")
-        if not isinstance(self.dropout, numbers.Real) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
-        if not isinstance(self.n_iter_no_change, numbers.Integral) or self.n_iter_no_change < 1:
-            raise ValueError(f"n_iter_no_change must be an int >= 1, got {self.n_iter_no_change!r}")
-        if not isinstance(self.validation_fraction, numbers.Real) or not 0 < self.validation_fraction < 1:
+        for name in ("max_iter", "n_iter_no_change"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if not _is_number(self.validation_fraction) or not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
+        _check_bools(self, ("nesterov", "early_stopping", "warm_start", "shuffle"))
+        if not (isinstance(self.verbose, (bool, np.bool_)) or _is_int(self.verbose)):
+            raise ValueError(f"verbose must be True, False or an int, got {self.verbose!r}")
         bs = self.batch_size
-        if not (bs is None or (isinstance(bs, str) and bs in ("auto", "full"))
-                or (isinstance(bs, numbers.Integral) and not isinstance(bs, (bool, np.bool_)) and bs >= 1)):
+        if not (bs is None or (isinstance(bs, str) and bs in ("auto", "full")) or (_is_int(bs) and bs >= 1)):
             raise ValueError(f"batch_size must be a positive int, 'auto', 'full' or None, got {bs!r}")
         cw = self.class_weight  # (no == on it: an array would compare elementwise)
         if not (cw is None or (isinstance(cw, str) and cw == "balanced") or isinstance(cw, dict)):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {cw!r}")
         for label, weight in (cw.items() if isinstance(cw, dict) else ()):
-            if (isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real)
-                    or not (0 <= weight < math.inf)):
+            if not _is_number(weight) or not (0 <= weight < math.inf):
                 raise ValueError(f"class_weight of class {label!r} must be a finite number >= 0, got {weight!r}")
         _dtype_of(self.dtype)
         _init_spec(self.init, self.init_params)
+        if not isinstance(self.schedule, str) or self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES.names()}, got {self.schedule!r}")
+        sp = self.schedule_params
+        if not (sp is None or (isinstance(sp, dict) and all(isinstance(k, str) and k != "name" for k in sp))):
+            raise ValueError(f"schedule_params must be None or a dict of the schedule's settings, got {sp!r}")
+        try:
+            schedule = self._new_schedule()
+        except ConfigError as exc:
+            raise ValueError(f"schedule_params {sp!r} for schedule={self.schedule!r}: {exc}") from None
+        _check_random_state(self.random_state)
+        return schedule
 
     def _batch(self, n: int) -> int:
         bs = self.batch_size
@@ -464,18 +525,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return min(int(bs), n)
 
     # -- building the network and its optimizer ---------------------------------------------
-    def _build(self, n_features: int, n_classes: int) -> None:
+    def _build(self, n_features: int, n_classes: int, schedule=None) -> None:
         n_out = 1 if n_classes == 2 else n_classes
         if self.output == "softmax":
             out_act, loss = ("sigmoid", "binary_cross_entropy") if n_out == 1 else ("softmax", "cross_entropy")
         else:
             out_act, loss = "sigmoid", "mse"
         init, init_params = _init_spec(self.init, self.init_params)
-        self.net_ = MLP([n_features, *self._hidden, n_out], hidden_activation=self.activation,
+        self.net_ = MLP([n_features, *self._hidden_sizes(), n_out], hidden_activation=self.activation,
                         output_activation=out_act, loss=loss, init=init, init_params=init_params,
                         dropout=self.dropout, l2=0.0, dtype=self.dtype, seed=self.seed_)
         self._set_structure_attrs()
-        self._new_training_state()
+        self._new_training_state(schedule)
 
     def _set_structure_attrs(self) -> None:
         net = self.net_
@@ -501,9 +562,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _new_schedule(self):
         return get_schedule({"name": self.schedule, **dict(self.schedule_params or {})})
 
-    def _new_training_state(self) -> None:
+    def _new_training_state(self, schedule=None) -> None:
+        """Fresh optimizer, schedule (``schedule``, if given, is a new one from the params) and
+        training record."""
         self._optimizer = self._new_optimizer()
-        self._schedule = self._new_schedule()
+        self._schedule = self._new_schedule() if schedule is None else schedule
         self._shuffle_rng = rng_for(self.seed_, STREAM_SHUFFLE)
         self.n_iter_ = 0
         self.t_ = 0
@@ -525,20 +588,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                   "activation": get_activation(net.hidden_activation).name,
                   "output": "sigmoid-mse" if net.loss.name == "mse" else "softmax",
                   "dtype": net.dtype.name}
-        now = {"hidden_layer_sizes": self._hidden, "activation": get_activation(self.activation).name,
+        now = {"hidden_layer_sizes": self._hidden_sizes(), "activation": get_activation(self.activation).name,
                "output": self.output, "dtype": _dtype_of(self.dtype).name}
         for name, old in before.items():
             if now[name] != old:
                 raise ValueError(f"{name} changed from {old!r} to {now[name]!r} between fits; "
                                  "refit without warm_start")
 
-    def _ensure_training_state(self) -> None:
+    def _ensure_training_state(self, schedule=None) -> None:
         """Before a warm fit: a model made by :meth:`from_mlp`/:meth:`load` without optimizer
-        state gets a fresh one, and the training settings changed since the last fit apply."""
+        state gets a fresh one, and the training settings changed since the last fit apply
+        (``schedule``: a new one from the params, if the caller has built it)."""
         if getattr(self, "_optimizer", None) is None:
             n_iter, curve = getattr(self, "n_iter_", 0), list(getattr(self, "loss_curve_", []))
             seen = getattr(self, "n_samples_seen_", 0)
-            self._new_training_state()
+            self._new_training_state(schedule)
             self.n_iter_, self.loss_curve_, self.n_samples_seen_ = n_iter, curve, seen
         else:
             spec, opt = self._optimizer_spec(), self._optimizer
@@ -546,11 +610,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 # another optimizer, or SGD gaining/losing its velocity: no state carries over
                 self._optimizer = self._new_optimizer()
                 self.t_ = 0
-            else:  # the same state, new hyperparameters (as when scikit-learn's are changed)
-                for key, value in spec.items():
-                    if key != "name":
-                        setattr(opt, key, bool(value) if key == "nesterov" else float(value))
-            schedule = self._new_schedule()
+            else:  # the same state, new hyperparameters: Adam's moments are kept (as PyTorch keeps them)
+                new = {key: bool(value) if key == "nesterov" else float(value)
+                       for key, value in spec.items() if key != "name"}
+                changed = {key: value for key, value in new.items() if getattr(opt, key) != value}
+                if changed:
+                    opt.set_hyperparameters(**changed)
+            schedule = self._new_schedule() if schedule is None else schedule
             if schedule.config() != self._schedule.config():
                 self._schedule = schedule  # continues at epoch n_iter_, its own state fresh
         if self.net_.dropout != float(self.dropout):
@@ -567,7 +633,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def _fit(self, X, y, sample_weight, incremental: bool, classes=None):
-        self._validate_hyperparameters()
+        # Every check comes before the first change: a refused fit (bad hyperparameter, input,
+        # weights, split) leaves a fitted model as it was and an unfitted one unfitted.
+        schedule = self._validate_hyperparameters()
         if incremental and self.early_stopping:  # (scikit-learn's rule and message)
             raise ValueError("partial_fit does not support early_stopping=True")
         fitted = hasattr(self, "net_")
@@ -591,6 +659,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if not incremental and not np.array_equal(unique_labels(y), cls):
                 raise ValueError("warm_start can only be used where y has the same classes as in "
                                  f"the previous call to fit: {cls.tolist()}, got {unique_labels(y).tolist()}")
+            self._check_same_network()
         y_enc = _encode(cls, y)
         w = self._weights(X, y_enc, cls, sample_weight, incremental)
         if w is not None:
@@ -599,20 +668,30 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError("at least 2 classes need a positive total sample weight; "
                                  f"only 1 class has one ({cls[present].tolist()})")
         early = self.early_stopping and not incremental
-        if early:  # (checked here: the split itself would name its own parameter, test_fraction)
+        seed = _resolve_seed(self.random_state) if first else self.seed_
+        split = None
+        if early:
+            from mlplab.data.splits import stratified_split
+
+            # (checked here: the split itself would name its own parameter, test_fraction)
             n_val = round(float(self.validation_fraction) * len(y_enc))
             if n_val == 0 or n_val == len(y_enc):
                 raise ValueError(f"validation_fraction={self.validation_fraction} leaves an empty training or "
                                  f"validation set for {len(y_enc)} samples")
+            split = stratified_split(y_enc, self.validation_fraction, rng_for(seed, STREAM_SPLIT))
+            for part, idx in zip(("training", "validation"), split):
+                if w is not None and not w[idx].sum() > 0:
+                    raise ValueError(f"early_stopping: the sample weights of the {part} set (validation_fraction="
+                                     f"{self.validation_fraction}) sum to zero")
+        # -- every check passed: from here on the estimator changes
         dt = _dtype_of(self.dtype)
         if first:
             _commit_features(self, features)
             self.classes_ = cls
-            self.seed_ = _resolve_seed(self.random_state)
-            self._build(X.shape[1], len(cls))
+            self.seed_ = seed
+            self._build(X.shape[1], len(cls), schedule)
         else:
-            self._check_same_network()
-            self._ensure_training_state()
+            self._ensure_training_state(schedule)
         # best_loss_ is None exactly while early stopping runs: a warm fit that switches it on or
         # off starts the new rule's count afresh (the old rule's best is not comparable)
         if (self.best_loss_ is None) != early:
@@ -620,6 +699,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self.best_loss_ = None if early else np.inf
             if early:
                 self.best_validation_score_, self._best_weights = -np.inf, None
+        if early and self.validation_scores_ is None:
+            self.validation_scores_, self.validation_loss_curve_ = [], []
         # Minibatches are gathered (and cast) from the caller's float64 array itself: no
         # float32 copy of the whole training set. Full batch needs the set in the network dtype.
         minibatch = self._batch(X.shape[0]) < X.shape[0]
@@ -627,15 +708,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
         X_val = y_val = w_val = None
         if early:
-            from mlplab.data.splits import stratified_split
-
-            tr, va = stratified_split(y_enc, self.validation_fraction, rng_for(self.seed_, STREAM_SPLIT))
+            tr, va = split
             X, X_val = X[tr], X[va]
             y_enc, y_val = y_enc[tr], y_enc[va]
             if w is not None:
                 w, w_val = w[tr], w[va]
-            if self.validation_scores_ is None:
-                self.validation_scores_, self.validation_loss_curve_ = [], []
         epochs = 1 if incremental else int(self.max_iter)
         try:
             self._train(X, y_enc, w, epochs, X_val, y_val, w_val, incremental)
@@ -709,6 +786,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 else:
                     idx = order[start:start + bs]
                     k = len(idx)
+                    if wd is None:
+                        wb = None
+                    else:
+                        wb = wd[idx]
+                        if not wb.any():  # zero total weight: no step, as if these rows were not there
+                            continue
                     Xb = net.layers[0]._buffer("est_xb", (k, d), net.dtype)
                     yb = net.layers[0]._buffer("est_yb", (k,), np.int64)
                     if X.dtype == net.dtype:
@@ -718,7 +801,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                         np.take(X, idx, axis=0, out=raw, mode="clip")
                         np.copyto(Xb, raw, casting="same_kind")
                     np.take(y, idx, out=yb, mode="clip")
-                    wb = None if wd is None else wd[idx]
                     if wb is None and self._bind_steps:
                         key = (k, prescale)
                         bound = steps.get(key)
@@ -839,8 +921,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if name == "cross_entropy":
             e = np.exp(out - out.max(axis=1, keepdims=True))
             return e / e.sum(axis=1, keepdims=True)
-        s = np.clip(out, 0.0, None) + 1e-12  # sigmoid-mse: scores normalised per row
-        return s / s.sum(axis=1, keepdims=True)
+        # sigmoid-mse: the outputs normalised per row (uniform where all underflowed to 0), ranked
+        # as the outputs are, so that argmax is predict's even for outputs far below 1e-300
+        s = np.clip(out, 0.0, None)
+        total = s.sum(axis=1, keepdims=True)
+        p = np.divide(s, total, out=np.full_like(s, 1.0 / s.shape[1]), where=total > 0)
+        return _rank_like(p, out)
 
     def decision_function(self, X):
         """Graph outputs: logits (softmax/BCE) or sigmoid outputs (MSE), shape (n, n_classes);
@@ -849,7 +935,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities (n, n_classes), rows summing to 1, columns ordered as ``classes_``.
-        With ``output='sigmoid-mse'`` these are the sigmoid outputs normalised per row."""
+        With ``output='sigmoid-mse'`` these are the sigmoid outputs normalised per row, each row
+        ranking the classes as the outputs do (see :func:`_rank_like`): its argmax is :meth:`predict`."""
         return self._proba_from_raw(self._raw(X))
 
     def predict_log_proba(self, X):
@@ -912,25 +999,44 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         est.best_loss_ = np.inf
         est._no_improvement_count = 0
         est.validation_scores_ = est.validation_loss_curve_ = est.best_validation_score_ = None
+        est._best_weights = None
         return est
 
     def save(self, path) -> Path:
         """Write the fitted model (weights, hyperparameters, classes_, training state) to an
-        mlplab model file (``.npz`` + JSON metadata; never pickle)."""
+        mlplab model file (``.npz`` + JSON metadata; never pickle).
+
+        The hyperparameters are saved as set, also where ``set_params`` changed the network's
+        settings since the last fit: :meth:`load` then gives this same estimator, whose warm fit
+        refuses the change as this one's would. Invalid hyperparameters raise the ValueError
+        ``fit`` would raise (a file :meth:`load` cannot read is not written)."""
         from mlplab.serialization import save_model
 
         check_is_fitted(self)
+        self._validate_hyperparameters()
+        early = self.best_loss_ is None  # (the validation rule's state, whatever the params say now)
+        best = getattr(self, "_best_weights", None) if early else None
+        marker = None
+        if best is not None:  # usually the weights themselves: an early-stopping fit ends on its best
+            same = all(np.array_equal(a, b) for a, b in zip(best, self.net_.parameters()))
+            marker = "current" if same else "saved"
+        extra: dict[str, np.ndarray] = {}
         state: dict[str, Any] = {
             **_saved_state(self),
             "best_loss": _finite_or_none(self.best_loss_),
+            "stopping_rule": "validation" if early else "loss",
             "no_improvement_count": int(self._no_improvement_count),
             "validation_scores": self.validation_scores_,
-            "validation_loss_curve": self.validation_loss_curve_,
+            # (None for an epoch without a validation loss: one trained in scikit-learn)
+            "validation_loss_curve": None if self.validation_loss_curve_ is None else [
+                v if math.isfinite(v) else None for v in self.validation_loss_curve_],
             "best_validation_score": _finite_or_none(self.best_validation_score_),
+            "best_weights": marker,
             "n_samples_seen": int(self.n_samples_seen_),
             "optimizer": None,
         }
-        extra: dict[str, np.ndarray] = {}
+        if marker == "saved":  # (after a DivergenceError, say)
+            extra.update({f"best_weights/{i}": a for i, a in enumerate(best)})
         if getattr(self, "_optimizer", None) is not None:
             opt_meta, opt_arrays = self._optimizer.state_dict()
             state["optimizer"] = opt_meta
@@ -943,15 +1049,25 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path) -> "MLPClassifier":
-        """Read a model written by :meth:`save`; a warm-started fit continues it exactly."""
+        """Read a model written by :meth:`save`: the same estimator (weights, attributes,
+        hyperparameters), whose warm-started fit continues exactly as the saved one's would
+        (optimizer, schedule and shuffling state; the stopping rule's count, best score and best
+        weights).
+
+        ``get_params()`` gives the values that were set, except where JSON has no equivalent:
+        NumPy scalars and arrays come back as Python numbers and tuples, a dtype given as a class
+        or ``np.dtype`` as its name (``np.float64`` -> ``'float64'``), a RandomState/Generator
+        ``random_state`` as None (``seed_`` holds the seed it gave)."""
         model, st = _read_saved(cls, path)
         try:
-            params = _params_from_json(st["params"])
+            saved = _params_from_json(st["params"])
             net = model.net
-            params.pop("random_state", None)
-            est = cls.from_mlp(net, _classes_from_meta(st["classes"]), st["n_features_in"], **params)
-            est.set_params(random_state=st["params"].get("random_state"))
-            _check_saved_structure(st["params"], est)
+            est = cls.from_mlp(net, _classes_from_meta(st["classes"]), st["n_features_in"],
+                               **{k: v for k, v in saved.items() if k != "random_state"})
+            # the params as set: after a set_params() since the fit, the network's settings may
+            # differ from them, and a warm fit then refuses the change (as it would have in memory)
+            est.set_params(**saved)
+            est._validate_hyperparameters()
             if st.get("optimizer") is not None:
                 est._new_training_state()
                 # the optimizer and schedule the state belongs to: after a set_params() that
@@ -966,37 +1082,65 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 est._schedule.load_state(st.get("schedule_state") or {})
                 est.t_ = est._optimizer.t
             _restore_saved(est, st)  # after the training state above, which starts them afresh
+            if est.loss_curve_:
+                est.loss_ = est.loss_curve_[-1]
             est.n_samples_seen_ = int(st.get("n_samples_seen", 0))  # (not recorded by older files)
-            est.best_loss_ = np.inf if st.get("best_loss") is None else float(st["best_loss"])
-            if st["params"].get("early_stopping"):
-                est.best_loss_ = None
-            est._no_improvement_count = int(st.get("no_improvement_count", 0))
-            if est._no_improvement_count < 0:
-                raise ValueError(f"no_improvement_count is {est._no_improvement_count}")
-            est.validation_scores_ = _float_list_or_none(st, "validation_scores")
-            est.validation_loss_curve_ = _float_list_or_none(st, "validation_loss_curve")
-            if (est.validation_scores_ is None) != (est.validation_loss_curve_ is None) or (
-                    est.validation_scores_ is not None
-                    and len(est.validation_scores_) != len(est.validation_loss_curve_)):
-                raise ValueError("validation_scores and validation_loss_curve do not match")
-            bvs = st.get("best_validation_score")
-            est.best_validation_score_ = None if est.validation_scores_ is None else (
-                -np.inf if bvs is None else float(bvs))
-            est._best_weights = None
+            _load_stopping_state(est, st, saved, model.extra_arrays)
         except _LOAD_FIELD_ERRORS as exc:
             raise ModelFileError(f"{path}: inconsistent estimator metadata ({exc})") from None
         return est
 
 
-def _float_list_or_none(st: dict, key: str) -> list[float] | None:
-    """``st[key]`` as a list of finite floats (``None`` if absent): a saved curve, checked."""
+def _load_stopping_state(est: MLPClassifier, st: dict, params: dict, arrays: dict) -> None:
+    """The stopping rule's state :meth:`MLPClassifier.save` wrote, checked, set on ``est``:
+    which rule it belongs to (``best_loss_`` None for the validation rule), its count, best
+    loss or validation score, the validation record, and the best weights to restore."""
+    est._no_improvement_count = int(st.get("no_improvement_count", 0))
+    if est._no_improvement_count < 0:
+        raise ValueError(f"no_improvement_count is {est._no_improvement_count}")
+    est.validation_scores_ = _float_list_or_none(st, "validation_scores")
+    est.validation_loss_curve_ = _float_list_or_none(st, "validation_loss_curve", missing=math.nan)
+    if (est.validation_scores_ is None) != (est.validation_loss_curve_ is None) or (
+            est.validation_scores_ is not None and len(est.validation_scores_) != len(est.validation_loss_curve_)):
+        raise ValueError("validation_scores and validation_loss_curve do not match")
+    rule = st.get("stopping_rule")
+    if rule is None:  # a file from before the rule was recorded: the params' rule, if it has run
+        early = bool(params.get("early_stopping")) and est.validation_scores_ is not None
+    elif rule in ("validation", "loss"):
+        early = rule == "validation"
+    else:
+        raise ValueError(f"stopping_rule must be 'validation' or 'loss', got {rule!r}")
+    if early and est.validation_scores_ is None:
+        raise ValueError("the validation stopping rule without validation_scores")
+    est.best_loss_ = None if early else np.inf if st.get("best_loss") is None else float(st["best_loss"])
+    bvs = st.get("best_validation_score")
+    est.best_validation_score_ = None if est.validation_scores_ is None else (
+        -np.inf if bvs is None else float(bvs))
+    marker = st.get("best_weights", "current" if rule is None else None)
+    est._best_weights = None
+    if early and marker == "current":  # an early-stopping fit ends on its best weights
+        est._best_weights = est.net_.get_weights()
+    elif early and marker == "saved":
+        params_ = est.net_.parameters()
+        best = [np.array(arrays[f"best_weights/{i}"]) for i in range(len(params_))]
+        for i, (a, p) in enumerate(zip(best, params_)):
+            if a.shape != p.shape or a.dtype.kind != "f" or not np.all(np.isfinite(a)):
+                raise ValueError(f"best_weights/{i} is not a finite array of shape {p.shape}")
+        est._best_weights = [a.astype(p.dtype) for a, p in zip(best, params_)]
+    elif marker not in (None, "current", "saved"):
+        raise ValueError(f"best_weights must be None, 'current' or 'saved', got {marker!r}")
+
+
+def _float_list_or_none(st: dict, key: str, missing: float | None = None) -> list[float] | None:
+    """``st[key]`` as a list of finite floats (``None`` if absent): a saved curve, checked.
+    With ``missing``, a ``None`` entry (a value not recorded) becomes ``missing``."""
     v = st.get(key)
     if v is None:
         return None
     if not isinstance(v, list):
         raise ValueError(f"{key} is not a list")
-    out = [float(x) for x in v]
-    if not all(math.isfinite(x) for x in out):
+    out = [missing if x is None and missing is not None else float(x) for x in v]
+    if not all(math.isfinite(x) for x, raw in zip(out, v) if raw is not None or missing is None):
         raise ValueError(f"{key} holds a value that is not finite")
     return out
 
@@ -1160,6 +1304,21 @@ def _ovr_subset(y: np.ndarray, target: int, k: int, n_pos: int, n_neg: int,
     return idx[rng.permutation(len(idx))]
 
 
+def _rank_like(p: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``p`` (n, k) adjusted in place so that each row orders its entries as ``key``'s row does:
+    where rounding made two entries equal whose keys differ, the larger key's is set one ulp
+    above (ascending through the row, so larger keys stay larger); equal keys get equal entries.
+    A row's argmax is then ``key``'s, as :meth:`predict` takes it."""
+    order = np.argsort(key, axis=1, kind="stable")
+    ks, ps = np.take_along_axis(key, order, axis=1), np.take_along_axis(p, order, axis=1)
+    for j in range(1, ps.shape[1]):  # ascending key: equal keys equal, larger keys larger
+        prev = ps[:, j - 1]
+        up = np.where(ps[:, j] > prev, ps[:, j], np.nextafter(prev, np.inf))
+        ps[:, j] = np.where(ks[:, j] == ks[:, j - 1], prev, up)
+    np.put_along_axis(p, order, ps, axis=1)
+    return p
+
+
 def _ovr_decision(z: np.ndarray) -> np.ndarray:
     """:meth:`OneVsRestLogisticRegression.decision_function` from the logits ``z``."""
     if z.shape[1] == 2:
@@ -1223,26 +1382,28 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
         return tags
 
     def _validate_hyperparameters(self) -> None:
-        if not isinstance(self.learning_rate, numbers.Real) or not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
-        if not isinstance(self.max_iter, numbers.Integral) or self.max_iter < 1:
+        lr = self.learning_rate
+        if not _is_number(lr) or not lr > 0 or not _finite(lr):
+            raise ValueError(f"learning_rate must be a positive finite number, got {lr!r}")
+        if not _is_int(self.max_iter) or self.max_iter < 1:
             raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
         bs = self.batch_size
-        if not (bs is None or (isinstance(bs, numbers.Integral) and bs >= 1)):
+        if not (bs is None or (_is_int(bs) and bs >= 1)):
             raise ValueError(f"batch_size must be None or a positive int, got {bs!r}")
         for name in ("n_pos", "n_neg_per_class"):
             v = getattr(self, name)
-            if not (v is None or (isinstance(v, numbers.Integral) and v >= (1 if name == "n_pos" else 0))):
+            if not (v is None or (_is_int(v) and v >= (1 if name == "n_pos" else 0))):
                 raise ValueError(f"{name} must be None or a positive int, got {v!r}")
         if self.n_neg_per_class is not None and self.n_pos is None:
             raise ValueError("n_neg_per_class needs n_pos (balanced subsets)")
         self._check_threshold()
         _dtype_of(self.dtype)
         _init_spec(self.init, None)
+        _check_random_state(self.random_state)
 
     def _check_threshold(self) -> float:
         t = self.threshold
-        if not isinstance(t, numbers.Real) or not 0 <= t <= 1:
+        if not _is_number(t) or not 0 <= t <= 1:
             raise ValueError(f"threshold must be in [0, 1], got {t!r}")
         return float(t)
 
@@ -1357,14 +1518,7 @@ class OneVsRestLogisticRegression(ClassifierMixin, BaseEstimator):
             key = z
             log_s = -np.logaddexp(0.0, -z)
             p = np.exp(log_s - logsumexp(log_s, axis=1, keepdims=True))
-        order = np.argsort(key, axis=1, kind="stable")
-        ks, ps = np.take_along_axis(key, order, axis=1), np.take_along_axis(p, order, axis=1)
-        for j in range(1, ps.shape[1]):  # ascending key: equal keys equal, larger keys larger
-            prev = ps[:, j - 1]
-            up = np.where(ps[:, j] > prev, ps[:, j], np.nextafter(prev, np.inf))
-            ps[:, j] = np.where(ks[:, j] == ks[:, j - 1], prev, up)
-        np.put_along_axis(p, order, ps, axis=1)
-        return p
+        return _rank_like(p, key)
 
     def predict(self, X):
         """The class of the neuron with the highest score."""

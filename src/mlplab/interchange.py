@@ -74,6 +74,13 @@ def from_sklearn(mlp: Any, dtype: str | None = None) -> MLPClassifier:
     hyperparameters map exactly; ``learning_rate`` ('invscaling', 'adaptive') is not carried (the
     estimator's ``schedule`` is 'constant'). scikit-learn's ``t_`` (samples seen) becomes
     ``n_samples_seen_``; the optimizer state is not carried, so ``t_`` (optimizer steps) is 0.
+
+    The fitted record and stopping state are carried, as :func:`to_sklearn` carries them the
+    other way: ``loss_``, ``loss_curve_``, ``best_loss_`` (None with early stopping), the count
+    of epochs without improvement, and with early stopping ``validation_scores_``,
+    ``best_validation_score_`` and the best weights, so a warm fit continues the stopping rule
+    where scikit-learn left it. scikit-learn records no validation loss: those epochs'
+    ``validation_loss_curve_`` entries are NaN.
     """
     from sklearn.neural_network import MLPClassifier as SkMLPClassifier
     from sklearn.utils.validation import check_is_fitted
@@ -116,6 +123,24 @@ def from_sklearn(mlp: Any, dtype: str | None = None) -> MLPClassifier:
     est.n_iter_ = int(getattr(mlp, "n_iter_", 0))
     est.n_samples_seen_ = int(getattr(mlp, "t_", 0))  # scikit-learn's t_ counts samples, not steps
     est.loss_curve_ = [float(v) for v in (getattr(mlp, "loss_curve_", None) or [])]
+    if getattr(mlp, "loss_", None) is not None:
+        est.loss_ = float(mlp.loss_)
+    # the stopping state (scikit-learn's stochastic solvers set it; lbfgs has none: a fresh rule)
+    if hasattr(mlp, "best_loss_"):
+        est.best_loss_ = None if mlp.best_loss_ is None else float(mlp.best_loss_)
+        est._no_improvement_count = int(getattr(mlp, "_no_improvement_count", 0))
+    scores = getattr(mlp, "validation_scores_", None)
+    if scores is not None:
+        est.validation_scores_ = [float(v) for v in scores]
+        est.validation_loss_curve_ = [float("nan")] * len(scores)  # (not recorded by scikit-learn)
+        best = getattr(mlp, "best_validation_score_", None)
+        est.best_validation_score_ = -np.inf if best is None else float(best)
+    if est.best_loss_ is None:
+        if est.validation_scores_ is None:  # (inconsistent: start the rule afresh)
+            est.best_loss_ = np.inf
+        else:  # the weights an early-stopping fit restores; scikit-learn's fit ended on them
+            coefs, intercepts = getattr(mlp, "_best_coefs", coefs), getattr(mlp, "_best_intercepts", intercepts)
+            est._best_weights = [np.array(a, dtype=dt) for pair in zip(coefs, intercepts) for a in pair]
     return est
 
 
@@ -150,7 +175,7 @@ def to_sklearn(est: MLPClassifier) -> Any:
     without improvement, and with early stopping the best weights, those of ``est``) is set
     as scikit-learn's own fit leaves it; the stopping rule starts afresh where ``est``'s state
     is the other rule's (``early_stopping`` changed since its last fit, or a model made by
-    ``from_mlp``/:func:`from_sklearn`), as ``est``'s own next fit would. Its optimizer starts afresh.
+    ``from_mlp``), as ``est``'s own next fit would. Its optimizer starts afresh.
     """
     from sklearn.neural_network import MLPClassifier as SkMLPClassifier
     from sklearn.preprocessing import LabelBinarizer
@@ -296,6 +321,15 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
     units is ``'sigmoid-mse'`` (the textbook's network) unless ``output='softmax'`` is passed
     (which then is refused: sigmoid outputs are not softmax logits). ``classes`` are the labels
     of the output units in order (sorted); ``params`` are hyperparameters for later fits.
+
+    Two classes take one output unit in :class:`~mlplab.estimator.MLPClassifier` (as in
+    scikit-learn). A two-logit head (``Linear(., 2)``, trained with ``CrossEntropyLoss``, with or
+    without a final ``Softmax``) is folded into that unit: ``softmax(z0, z1)[1] =
+    sigmoid(z1 - z0)``, so the last layer becomes ``W[:, 1] - W[:, 0]``, ``b[1] - b[0]``. That is
+    exact up to one rounding of each folded weight to the model's dtype (the difference of two
+    float32 weights is exact in float64): the same predictions and probabilities, to float
+    rounding. ``Sigmoid`` over two units for two classes (two independent sigmoid outputs) has
+    no one-unit equivalent and is refused.
     """
     torch = _torch()
     mods = list(sequential.children()) if isinstance(sequential, torch.nn.Module) else list(sequential)
@@ -338,9 +372,16 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
     if any(lin.bias is None for lin in linears):
         raise ValueError("Linear layers without bias are not supported")
     n_out = linears[-1].out_features
+    # a two-logit softmax head for two classes: folded into the one logit z1 - z0 below
+    fold = n_out == 2 and len(classes) == 2 and final in (None, "softmax") and output != "sigmoid-mse"
+    if n_out == 2 and len(classes) == 2 and final == "sigmoid":
+        raise ValueError("Sigmoid over 2 output units for 2 classes is not supported: MLPClassifier's two-class "
+                         "network has one output unit (a Linear(., 2) head without Sigmoid is folded into one)")
+    if fold:
+        n_out = 1
     if final in (None, "softmax"):
         if n_out == 1:
-            if final == "softmax":
+            if final == "softmax" and not fold:
                 raise ValueError("Softmax over one unit is constant")
             out_act, loss = "sigmoid", "binary_cross_entropy"
         else:
@@ -372,7 +413,7 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
         names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
         raise ValueError(f"the Linear layers' parameters must all be float32 or all float64, got {names}")
     dt = "float32" if dtypes == {torch.float32} else "float64"
-    sizes = [linears[0].in_features] + [lin.out_features for lin in linears]
+    sizes = [linears[0].in_features] + [lin.out_features for lin in linears[:-1]] + [n_out]
     net = MLP(sizes, hidden_activation=hidden_spec, output_activation=out_act, loss=loss, init="glorot",
               dtype=dt, dropout=dropout,
               seed=int(rs) if isinstance(rs := params.get("random_state"), (int, np.integer)) and rs >= 0 else 0)
@@ -380,5 +421,11 @@ def from_torch(sequential: Any, classes: Sequence[Any], output: str | None = Non
     for lin in linears:
         arrays.append(lin.weight.detach().cpu().numpy().T)
         arrays.append(lin.bias.detach().cpu().numpy())
-    net.set_weights(_finite_weights(arrays, "Linear layer"))
+    _finite_weights(arrays, "Linear layer")
+    if fold:  # (the differences in float64, exact for float32 weights, then rounded once)
+        W, b = arrays[-2].astype(np.float64), arrays[-1].astype(np.float64)
+        with np.errstate(over="ignore"):
+            arrays[-2], arrays[-1] = (W[:, 1:] - W[:, :1]).astype(dt), (b[1:] - b[:1]).astype(dt)
+        _finite_weights(arrays, "folded Linear layer")
+    net.set_weights(arrays)
     return MLPClassifier.from_mlp(net, np.asarray(classes), **params)

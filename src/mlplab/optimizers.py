@@ -12,6 +12,11 @@ falls below ``2**-16`` it is folded back into the array (one pass every hundred 
 ``beta = 0.9``). Parameters smaller than :attr:`Optimizer.scaled_min_size` keep the plain sums
 (scale 1): there a BLAS call costs more than two NumPy passes. The scales are saved with the
 state, so training resumes bit for bit.
+
+Adam's moments and RMSprop's square are averages ``(1 - beta) * S`` of such sums
+(:attr:`Optimizer.averaged_slots`): :meth:`Optimizer.set_hyperparameters` rescales ``S`` when
+``beta`` changes between steps, so the averages carry over unchanged, as PyTorch keeps its
+``exp_avg``/``exp_avg_sq`` when ``betas`` or ``alpha`` are changed.
 """
 
 from __future__ import annotations
@@ -44,6 +49,9 @@ class Optimizer:
     scratch_slots: tuple[str, ...] = ()
     #: slots that are decayed sums ``S = beta * S + x``, kept as ``S / scale``: ``{slot: beta's name}``
     decayed_slots: dict[str, str] = {}
+    #: decayed slots whose sum stands for the average ``(1 - beta) * S`` the update reads (Adam's
+    #: moments, RMSprop's square; momentum's velocity is the sum itself)
+    averaged_slots: tuple[str, ...] = ()
     #: a scale is folded back into its array when it falls below this
     rescale_below = 2.0 ** -16
     #: parameters with at least this many elements keep scaled sums and step with BLAS ``axpy``;
@@ -131,6 +139,40 @@ class Optimizer:
         else:
             np.multiply(x, c, out=scratch)
             p += scratch
+
+    def set_hyperparameters(self, **values: Any) -> None:
+        """Change hyperparameters between steps, keeping the state (all or nothing: the values are
+        checked as the constructor checks them before any is set).
+
+        Where a decay rate of an averaged slot changes from ``b`` to ``b'``, its stored sums are
+        multiplied by ``(1 - b) / (1 - b')`` (in the scale of a large parameter, in the array of a
+        small one), so the average ``(1 - beta) * S`` the update reads is the same before and
+        after: PyTorch's behaviour when ``betas`` (or RMSprop's ``alpha``) are changed mid-run.
+        A change that alters the state's layout (SGD switching momentum on or off) is refused:
+        that needs a new optimizer. (Assigning ``beta1`` etc. directly keeps the sums instead,
+        which changes the averages: this is the one place that rescales them.)"""
+        known = self.hyperparameters()
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"optimizer {self.name!r} has no hyperparameter {key!r} (its: {', '.join(known)})")
+        probe = get_optimizer({**self.config(), **values}, [])  # validates every value
+        if tuple(probe.slots) != tuple(self.slots):
+            raise ConfigError(f"optimizer {self.name!r}: {', '.join(values)} cannot change the state's "
+                              "layout in place (make a new optimizer)")
+        new = probe.hyperparameters()
+        for slot in self.averaged_slots:
+            beta_name = self.decayed_slots[slot]
+            old_beta, new_beta = getattr(self, beta_name), new[beta_name]
+            if new_beta == old_beta:
+                continue
+            factor = (1.0 - old_beta) / (1.0 - new_beta)
+            for i, a in enumerate(self.state[slot]):
+                if self._is_large[i]:
+                    self.scales[slot][i] *= factor  # (the gain is recomputed from it at the next step)
+                else:
+                    a *= factor
+        for key in values:
+            setattr(self, key, new[key])
 
     # -- persistence -----------------------------------------------------------------------
     def hyperparameters(self) -> dict[str, Any]:
@@ -293,6 +335,7 @@ class RMSprop(Optimizer):
     slots = ("square_scaled", "denom")
     scratch_slots = ("denom",)
     decayed_slots = {"square_scaled": "alpha"}
+    averaged_slots = ("square_scaled",)
     legacy_slots = {"square_sum": ("square_scaled", None), "square_avg": ("square_scaled", "alpha")}
 
     def __init__(self, params, lr=0.001, alpha=0.99, eps=1e-8):
@@ -341,6 +384,7 @@ class Adam(Optimizer):
     slots = ("m_scaled", "v_scaled", "denom")
     scratch_slots = ("denom",)
     decayed_slots = {"m_scaled": "beta1", "v_scaled": "beta2"}
+    averaged_slots = ("m_scaled", "v_scaled")
     legacy_slots = {"m_sum": ("m_scaled", None), "v_sum": ("v_scaled", None),
                     "m": ("m_scaled", "beta1"), "v": ("v_scaled", "beta2")}
 

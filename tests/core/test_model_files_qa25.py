@@ -214,18 +214,19 @@ def test_estimator_load_bad_training_fields_refused(tmp_path, est_file, key, val
 
 
 @pytest.mark.parametrize("edit,fragment", [
-    ("hidden", "saved hidden_layer_sizes (7,) does not match"),
+    ("hidden", "hidden_layer_sizes must be > 0, got (0,)"),
     ("feature_names", "feature names for 3 features"),
     ("nan_moment", "holds NaN or infinite values"),
     ("negative_t", "t must be a non-negative integer"),
 ])
 def test_estimator_load_checks_settings_and_state_against_the_network(tmp_path, est_file, edit, fragment):
-    """The saved settings must describe the saved network, and the optimizer state must be usable."""
+    """The saved settings must be valid (they may differ from the network's, as after a set_params
+    since the fit: a warm fit refuses that, as in memory), and the optimizer state must be usable."""
     from mlplab.estimator import MLPClassifier
 
     meta, arrays = copy.deepcopy(est_file[1][0]), dict(est_file[1][1])
     if edit == "hidden":
-        meta["training"]["params"]["hidden_layer_sizes"] = [7]
+        meta["training"]["params"]["hidden_layer_sizes"] = [0]
     elif edit == "feature_names":
         meta["training"]["feature_names_in"] = ["a", "b"]
     elif edit == "nan_moment":

@@ -235,12 +235,14 @@ def test_from_sklearn_and_from_torch_copy_labels_and_feature_names(data):
     np.testing.assert_array_equal(back.predict(X), before)
 
 
-@pytest.mark.parametrize("case", ["from_sklearn", "switched_on", "switched_off"])
+@pytest.mark.parametrize("case", ["from_mlp", "switched_on", "switched_off"])
 def test_to_sklearn_starts_a_changed_stopping_rule_afresh(data, case):
     X, y = data
-    if case == "from_sklearn":  # (from_sklearn keeps no stopping state)
-        est = from_sklearn(SkMLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, max_iter=3,
-                                           random_state=0).fit(X, y))
+    if case == "from_mlp":  # (from_mlp has no stopping state; from_sklearn carries scikit-learn's)
+        from mlplab.network import MLP
+
+        net = MLP([X.shape[1], 8, 10], "relu", "softmax", loss="cross_entropy", dtype="float64", seed=0)
+        est = MLPClassifier.from_mlp(net, np.arange(10), early_stopping=True)
     else:
         est = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=case == "switched_off", max_iter=3,
                             random_state=0).fit(X, y).set_params(early_stopping=case == "switched_on")
