@@ -22,7 +22,7 @@ import numpy as np
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))  # the first paragraph
     ap.add_argument("--arch", nargs="+", default=["784-50-10", "784-500-500-10"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=4, help="timed epochs of each way (after one warm-up)")

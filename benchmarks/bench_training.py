@@ -12,14 +12,36 @@ For each architecture the same run measures
   1 weight-gradient per layer + 1 input-gradient per layer but the first), into preallocated
   outputs, through NumPy's BLAS (``np.matmul``; the one mlplab uses, see ``mlplab.blas``) and
   through SciPy's (``scipy.linalg.blas``, a separate OpenBLAS build); the faster of the two is
-  the floor: no implementation can beat it on this machine.
+  the floor for implementations whose products go through these BLAS builds (mlplab's, and
+  scikit-learn's through NumPy's). PyTorch computes with its own libraries (MKL / oneDNN in
+  its wheels) and can run below it.
+
+Each implementation trains ``--epochs`` epochs and reports the median of its per-epoch times
+(the best round's are in the JSON, ``epoch_s_best_round``); each epoch is timed as the
+implementation runs it:
+
+* mlplab: ``Trainer.history.time_s``, the epoch loop (shuffle, minibatch gathers, steps);
+  ``fit()``'s input checks and setup and the end-of-epoch bookkeeping (history, weight
+  snapshot) are not in it;
+* PyTorch: the loop over one epoch's minibatches (``randperm``, gathers, steps); the model and
+  optimizer are built before;
+* scikit-learn: one ``fit()`` per epoch (``warm_start=True``, ``max_iter=1``; the
+  ConvergenceWarning each call raises is silenced), its weights going on from the previous
+  call and its shuffles from one ``RandomState`` (an integer ``random_state`` would start the
+  stream again in every call), so the calls are consecutive epochs of one training. What is
+  timed is scikit-learn's epoch loop inside each call (its ``_fit_stochastic``); the per-call
+  input and label checks and the first call's weight initialisation are left out, as
+  ``fit()``'s setup is for mlplab. Where that method is missing (another scikit-learn) the
+  whole call is timed and the JSON says so (``sklearn_timed``).
 
 Also inference on the 21,000 test images, the Python allocations (tracemalloc peak) of an
 mlplab epoch on a 1,000-row set (the buffers are allocated once: what an epoch adds is nothing
 per minibatch), and the peak resident memory of each implementation's process training on the
 49,000 rows (``peak_rss_bytes``, data included) beside its resident memory once the data was
 loaded (``rss_before_training_bytes``; the kernel's high-water mark is reset there, Linux only).
-``--json`` prints a final JSON line keyed by architecture.
+``--json`` prints a final JSON line keyed by architecture; each entry also records the run's
+``threads``, ``rounds``, ``epochs`` and the ``versions`` each implementation ran with
+(``None``: not importable).
 
 Every implementation runs in a fresh process of its own (PyTorch's OpenMP threads keep
 spinning after each parallel region and would slow whatever runs next in the same process),
@@ -61,7 +83,7 @@ def time_mlplab(sizes, X, y, epochs):
     net = MLP(sizes, "sigmoid", "sigmoid", "mse", init="normal", init_params={"std": 0.1}, seed=123)
     tr = Trainer(net, "sgd", lr=0.1, batch_size=100, train_metrics="running")
     tr.fit(X, y, epochs)
-    return statistics.median(tr.history.time_s), net, tr
+    return list(tr.history.time_s), net
 
 
 def mlplab_epoch_peak_memory(sizes, X, y):
@@ -79,10 +101,8 @@ def mlplab_epoch_peak_memory(sizes, X, y):
 
 
 def time_torch(sizes, X, y, epochs, threads):
-    try:
-        import torch
-    except ImportError:
-        return None, None
+    import torch
+
     torch.set_num_threads(threads)
     torch.manual_seed(123)
     layers = []
@@ -105,22 +125,58 @@ def time_torch(sizes, X, y, epochs, threads):
             loss.backward()
             opt.step()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), model
+    return times, model
+
+
+def sklearn_classifier(sizes, shuffle: bool = True):
+    """scikit-learn's MLP for one-epoch ``fit()`` calls that continue one training: warm start,
+    and its shuffles drawn from one ``RandomState`` instance (an integer seed would restart the
+    stream in every call)."""
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="logistic", solver="sgd",
+                         learning_rate_init=0.1, momentum=0.0, nesterovs_momentum=False, alpha=0.0,
+                         batch_size=100, max_iter=1, warm_start=True, tol=0.0, n_iter_no_change=10**6,
+                         random_state=np.random.RandomState(123), shuffle=shuffle)
+
+
+def sklearn_epochs(clf, X, y, epochs) -> tuple[list[float], str]:
+    """Train ``clf`` (:func:`sklearn_classifier`) ``epochs`` more epochs, one ``fit()`` each;
+    returns each epoch's seconds and what was timed: ``"epoch loop"`` (scikit-learn's private
+    ``_fit_stochastic``, without the per-call input and label checks) or ``"fit call"`` (that
+    method is missing: the whole call)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    inner = getattr(clf, "_fit_stochastic", None)
+    loop: list[float] = []
+    if inner is not None:
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                loop.append(time.perf_counter() - t0)
+
+        clf._fit_stochastic = timed  # an instance attribute: fit() finds it before the method
+    calls = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for _ in range(epochs):
+                t0 = time.perf_counter()
+                clf.fit(X, y)
+                calls.append(time.perf_counter() - t0)
+    finally:
+        clf.__dict__.pop("_fit_stochastic", None)
+    if len(loop) == len(calls):
+        return loop, "epoch loop"
+    return calls, "fit call"
 
 
 def time_sklearn(sizes, X, y, epochs):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="logistic", solver="sgd",
-                        learning_rate_init=0.1, momentum=0.0, nesterovs_momentum=False, alpha=0.0,
-                        batch_size=100, max_iter=epochs, tol=0.0, n_iter_no_change=10**6, random_state=123,
-                        shuffle=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        t0 = time.perf_counter()
-        clf.fit(X, y)
-        return (time.perf_counter() - t0) / epochs
+    clf = sklearn_classifier(sizes)
+    times, timed = sklearn_epochs(clf, X, y, epochs)
+    return times, timed, clf
 
 
 def time_floor(sizes, n, epochs, dtype=np.float32, lib="numpy"):
@@ -203,16 +259,27 @@ def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None
 
     sizes = [int(s) for s in arch.split("-")]
     X, y, Xte, yte = load_split(data_dir)
-    r: dict = {}
+    r: dict = {"version": None}
     try:  # the libraries' own code is loaded before the high-water mark is reset
         if impl == "torch":
-            import torch  # noqa: F401
+            import torch
+
+            r["version"] = torch.__version__
         elif impl == "sklearn":
+            import sklearn
             from sklearn.neural_network import MLPClassifier  # noqa: F401
+
+            r["version"] = sklearn.__version__
         elif impl == "mlplab":
+            import mlplab
             import mlplab.training  # noqa: F401
-    except ImportError:
-        pass
+
+            r["version"] = mlplab.__version__
+        else:
+            r["version"] = np.__version__
+    except ImportError as exc:
+        r["s_per_epoch"], r["unavailable"] = None, f"{type(exc).__name__}: {exc}"
+        return r
     reset = _reset_peak()
     before = _memory_kib()
 
@@ -228,22 +295,24 @@ def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None
             r["scipy_s_per_epoch"] = time_floor(sizes, len(y), epochs, lib="scipy")
             r["s_per_epoch"] = min(r["numpy_s_per_epoch"], r["scipy_s_per_epoch"])
         elif impl == "mlplab":
-            r["s_per_epoch"], net, _ = time_mlplab(sizes, X, y, epochs)
+            r["epoch_s"], net = time_mlplab(sizes, X, y, epochs)
+            r["s_per_epoch"] = statistics.median(r["epoch_s"])
             record_peak()
             r["test_accuracy"] = float(np.mean(net.predict(Xte) == yte))
             r["infer_s"] = time_inference(net.predict_proba, Xte)
             r["peak_bytes"] = mlplab_epoch_peak_memory(sizes, X, y)
         elif impl == "torch":
-            r["s_per_epoch"], tmodel = time_torch(sizes, X, y, epochs, threads)
-            if tmodel is not None:  # (torch missing: nothing trained, nothing to report)
-                record_peak()
-                import torch
+            r["epoch_s"], tmodel = time_torch(sizes, X, y, epochs, threads)
+            r["s_per_epoch"] = statistics.median(r["epoch_s"])
+            record_peak()
+            import torch
 
-                with torch.inference_mode():
-                    Xt = torch.from_numpy(Xte)
-                    r["infer_s"] = time_inference(tmodel, Xt)
+            with torch.inference_mode():
+                Xt = torch.from_numpy(Xte)
+                r["infer_s"] = time_inference(tmodel, Xt)
         elif impl == "sklearn":
-            r["s_per_epoch"] = time_sklearn(sizes, X, y, max(1, min(epochs, 2)))
+            r["epoch_s"], r["timed"], _ = time_sklearn(sizes, X, y, epochs)
+            r["s_per_epoch"] = statistics.median(r["epoch_s"])
             record_peak()
     return r
 
@@ -261,16 +330,20 @@ def run_worker(impl: str, arch: str, args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=3, help="epochs per implementation (median reported)")
+    ap.add_argument("--epochs", type=int, default=3,
+                    help="epochs per implementation, each timed (the median is reported)")
     ap.add_argument("--rounds", type=int, default=2,
                     help="fresh-process runs of every implementation, interleaved; the best round is reported")
-    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)))
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1)),
+                    help="BLAS (and PyTorch) threads of every implementation (default $BENCH_THREADS or all cores)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--arch", action="append", help="e.g. 784-500-500-10 (repeatable)")
     ap.add_argument("--no-sklearn", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--worker", choices=IMPLS, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.epochs < 1 or args.rounds < 1 or args.threads < 1:
+        ap.error("--epochs, --rounds and --threads must be >= 1")
 
     if args.worker:
         print(json.dumps(worker(args.worker, args.arch[0], args.epochs, args.threads, args.data_dir)))
@@ -288,6 +361,8 @@ def main() -> int:
             order = impls[rnd % len(impls):] + impls[:rnd % len(impls)]
             for impl in order:
                 runs.setdefault((arch, impl), []).append(run_worker(impl, arch, args))
+    env = environment_info()
+    unavailable = {impl: rs[0]["unavailable"] for (arch, impl), rs in runs.items() if rs[0].get("unavailable")}
     results: dict[str, dict] = {}
     for arch in archs:
         best = {}
@@ -297,7 +372,14 @@ def main() -> int:
         ours, floor = best["mlplab"]["s_per_epoch"], best["floor"]["s_per_epoch"]
         torch_s = best["torch"].get("s_per_epoch")
         sk = best.get("sklearn", {}).get("s_per_epoch")
-        r = {"mlplab_s_per_epoch": ours, "torch_s_per_epoch": torch_s, "sklearn_s_per_epoch": sk,
+        r = {"threads": args.threads, "rounds": args.rounds, "epochs": args.epochs,
+             "versions": {"python": env["versions"]["python"], "numpy": env["versions"]["numpy"],
+                          "scipy": env["versions"]["scipy"],
+                          **{impl: runs[(arch, impl)][0].get("version") for impl in impls if impl != "floor"}},
+             "unavailable": dict(unavailable),
+             "epoch_s_best_round": {impl: best[impl].get("epoch_s") for impl in impls if impl != "floor"},
+             "sklearn_timed": best.get("sklearn", {}).get("timed"),
+             "mlplab_s_per_epoch": ours, "torch_s_per_epoch": torch_s, "sklearn_s_per_epoch": sk,
              "floor_s_per_epoch": floor, "mlplab_over_floor": ours / floor,
              "floor_by_blas_s_per_epoch": {lib: min(w[f"{lib}_s_per_epoch"] for w in runs[(arch, "floor")])
                                            for lib in ("numpy", "scipy")},
@@ -315,10 +397,13 @@ def main() -> int:
         if t_inf:
             r["torch_infer_s"] = min(t_inf)
         results[arch] = r
-    env = environment_info()
-    print(f"threads={args.threads}  rounds={args.rounds}  numpy {env['versions']['numpy']}  "
-          f"sklearn {env['versions']['sklearn']}  BLAS {[b.get('internal_api') for b in env['blas']]}  "
-          f"mlplab's products through {env['mlplab_blas']}'s BLAS")
+    vers = next(iter(results.values()))["versions"]
+    print(f"threads={args.threads}  rounds={args.rounds}  epochs={args.epochs} (median epoch)  "
+          f"numpy {vers['numpy']}  sklearn {vers.get('sklearn') or '-'}  torch {vers.get('torch') or '-'}  "
+          f"BLAS {[b.get('internal_api') for b in env['blas']]}  mlplab's products through {env['mlplab_blas']}'s BLAS")
+    names = {"torch": "PyTorch", "sklearn": "scikit-learn"}
+    for impl, msg in unavailable.items():
+        print(f"{names.get(impl, impl)} not importable ({msg}): its columns are empty")
     for r in results.values():
         r["mlplab_blas"] = env["mlplab_blas"]
     head = f"{'architecture':<16}{'floor':>9}{'mlplab':>9}{'torch':>9}{'sklearn':>9}{'ours/floor':>12}{'torch/ours':>12}{'sk/ours':>9}"
@@ -329,8 +414,9 @@ def main() -> int:
               f"{fmt(r['sklearn_s_per_epoch'])}{fmt(r['mlplab_over_floor'], 12, 2)}{fmt(r['torch_over_mlplab'], 12, 2)}"
               f"{fmt(r['sklearn_over_mlplab'], 9, 2)}")
     for arch, r in results.items():
+        torch_inf = r.get("torch_infer_s")
         print(f"{arch}: inference on 21000 rows mlplab {r['mlplab_infer_s']:.4f} s, torch "
-              f"{r.get('torch_infer_s', float('nan')):.4f} s; epoch peak traced memory "
+              f"{'-' if torch_inf is None else f'{torch_inf:.4f} s'}; epoch peak traced memory "
               f"{r['mlplab_epoch_peak_tracemalloc_bytes_1000_rows'] / 1024:.0f} KiB (1000-row set)")
         mib = lambda b: "-" if b is None else f"{b / 2**20:.0f}"
         print(f"{arch}: peak resident memory of a training run on the 49,000 rows (MiB, the process "

@@ -44,10 +44,6 @@ def main() -> int:
     args = ap.parse_args()
     from mlplab.environment import environment_info
 
-    try:  # so its version is recorded
-        import torch  # noqa: F401
-    except ImportError:
-        pass
     env = environment_info()
     sys.path.insert(0, str(HERE))
     from bench_experiments import machine_reference
@@ -57,13 +53,19 @@ def main() -> int:
     train = run_json(train_cmd)
     data_cmd = ["benchmarks/bench_data.py", "--json"]
     data = run_json(data_cmd)
+    first = next(iter(train.values()))
+    # the version the training benchmark's PyTorch ran with (None: not importable there)
+    torch_version = first["versions"].get("torch") if "versions" in first else env["versions"]["torch"]
+    sk_timed = ("their input checks are not timed" if first.get("sklearn_timed") in (None, "epoch loop")
+                else "here each whole call is timed: this scikit-learn has no separate epoch loop")
     lines = [
         "# Benchmarks",
         "",
         f"Written by `python benchmarks/make_benchmarks_md.py --epochs {args.epochs} --rounds {args.rounds}` on "
         f"{time.strftime('%Y-%m-%d')}: {env['cpu']['logical_cores']} logical cores, "
         f"{platform.machine()}, Python {env['versions']['python']}, NumPy {env['versions']['numpy']}, "
-        f"PyTorch {env['versions']['torch']}, scikit-learn {env['versions']['sklearn']}, "
+        f"PyTorch {torch_version or 'not importable (its columns are –)'}, "
+        f"scikit-learn {env['versions']['sklearn']}, "
         f"BLAS {', '.join(sorted({str(b.get('internal_api')) for b in env['blas']}))}. "
         "Timings vary from run to run on a shared machine (the same code's times here have differed by "
         "about 1.5x between days); rerun the command to check. Machine reference at the start of this run "
@@ -72,12 +74,19 @@ def main() -> int:
         "",
         "## Training speed (seconds per epoch, 49,000 MNIST images, batch 100, float32, SGD lr 0.1)",
         "",
-        f"Command: `python {' '.join(train_cmd)}`. The floor is the time of the bare matrix "
-        "multiplications one epoch needs, measured in the same run; ratios above 1 for "
-        "torch/mlplab and sklearn/mlplab mean mlplab is faster. Every implementation runs in a fresh "
-        "process of its own, interleaved over the rounds; each column is its best round (all rounds "
-        "are in the JSON). The floor is the faster of NumPy's and SciPy's BLAS builds (both are "
-        f"shown; mlplab computes every product with {_blas_name(train)}'s).",
+        f"Command: `python {' '.join(train_cmd)}`: {first.get('threads')} threads for every implementation "
+        f"(BLAS, and PyTorch's own), {first.get('epochs')} epoch(s) each per round, {first.get('rounds')} round(s). "
+        "The floor is the time of the bare matrix multiplications one epoch needs, measured in the same "
+        "run; ratios above 1 for torch/mlplab and sklearn/mlplab mean mlplab is faster. Every "
+        "implementation runs in a fresh process of its own, interleaved over the rounds; each column is "
+        "its best round (all rounds are in the JSON), and a round's figure is the median of its epochs, "
+        "each timed as the implementation runs it: mlplab's epoch loop (`history.time_s`), PyTorch's "
+        "loop over the epoch's minibatches, and scikit-learn's epoch loop inside one warm-started "
+        f"`fit(max_iter=1)` per epoch (the calls continue one training; {sk_timed}). The floor is the "
+        "faster of NumPy's and SciPy's BLAS builds (both are shown; mlplab computes every product with "
+        f"{_blas_name(train)}'s): a floor for the implementations whose products go through these builds "
+        "(mlplab, scikit-learn); PyTorch computes with its own libraries (MKL / oneDNN) and can run below it."
+        + ("" if torch_version else " PyTorch was not importable: its columns are –."),
         "",
         "| architecture | floor | floor NumPy / SciPy BLAS | mlplab | PyTorch | scikit-learn | mlplab / floor | PyTorch / mlplab | sklearn / mlplab | mlplab test acc. |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -89,7 +98,7 @@ def main() -> int:
                      f"{f(r['torch_s_per_epoch'])} | {f(r['sklearn_s_per_epoch'])} | {f(r['mlplab_over_floor'], 2)} | "
                      f"{f(r['torch_over_mlplab'], 2)} | {f(r['sklearn_over_mlplab'], 2)} | "
                      f"{f(r['mlplab_test_accuracy'], 4)} |")
-    lines += ["", "Inference on the 21,000 test images, seconds (median of 5):", "",
+    lines += ["", f"Inference on the 21,000 test images, seconds (median of 5, {first.get('threads')} threads):", "",
               "| architecture | mlplab | PyTorch | mlplab peak traced memory per epoch (1,000-row set) |",
               "|---|---|---|---|"]
     for arch, r in train.items():

@@ -678,12 +678,13 @@ def _environment_blocks(data: RunData) -> list[tuple]:
         return blocks + [("p", "environment.json not found.")]
     rows = []
     for lib, ver in (env.get("versions") or {}).items():
-        rows.append([str(lib), _fmt(ver)])
+        rows.append([str(lib), _version_text(env, str(lib), ver)])
     for b in env.get("blas") or []:
         if isinstance(b, dict):
             desc = " ".join(str(b.get(k)) for k in ("internal_api", "version", "threading_layer") if b.get(k))
             mark = " (mlplab's products)" if b.get("used_by_mlplab") else ""
-            rows.append([f"BLAS ({b.get('user_api', '?')}){mark}", f"{desc}, {b.get('num_threads')} threads"])
+            where = f", {b['package']}" if b.get("package") else ""
+            rows.append([f"BLAS ({b.get('user_api', '?')}{where}){mark}", f"{desc}, {b.get('num_threads')} threads"])
     cpu = env.get("cpu") or {}
     if cpu:
         rows.append(["CPU", (f"{cpu.get('machine')}, {cpu.get('logical_cores')} logical cores, "
@@ -693,6 +694,17 @@ def _environment_blocks(data: RunData) -> list[tuple]:
     for k, v in sorted((env.get("thread_env") or {}).items()):
         rows.append([str(k), str(v)])
     return blocks + [("table", ["item", "value"], rows)]
+
+
+def _version_text(env: dict[str, Any], lib: str, ver: Any) -> str:
+    """A library's version as the Environment table shows it. Files that record whether torch
+    was loaded (``torch_loaded``) say "not installed" for a missing torch, and name an installed
+    one the run never imported; older files' missing versions stay "n/a"."""
+    if lib != "torch" or "torch_loaded" not in env:
+        return _fmt(ver)
+    if ver is None:
+        return "not installed"
+    return str(ver) if env["torch_loaded"] else f"{ver} (installed, not loaded by this run)"
 
 
 def _report_blocks(data: RunData, figure_names: Sequence[str]) -> list[tuple]:

@@ -91,8 +91,8 @@ class FileServer:
                 if body is None:
                     self.send_error(404)
                     return
-                if body == "hang":  # accept, never answer (until the test ends)
-                    server.release.wait(10)
+                if body == "hang":  # accept, never answer (until the test ends, or 60 s)
+                    server.release.wait(60)
                     return
                 if isinstance(body, tuple) and body[0] == "short":  # announce more than sent
                     data = body[1]

@@ -298,7 +298,9 @@ def test_hanging_mirror_times_out_and_is_skipped(tmp_path, synth, server):
     assert_arrays(res, synth)
     # The slow mirror is tried once, then skipped for the other three files.
     assert sum(h.startswith("/slow/") for h in server.hits) == 1
-    assert elapsed < 5
+    # a hang guard, not a speed check: the server holds a "hang" request 60 s, so a fetch that
+    # ignored the 0.5 s timeout would take that long; the bound leaves a loaded machine room
+    assert elapsed < 30
 
 
 def test_everything_fails_lists_what_was_tried(tmp_path, synth, server):
@@ -408,10 +410,7 @@ def test_real_mnist_verifies_from_data_dir(tmp_path):
     from datahelpers import real_mnist_dir
 
     d = real_mnist_dir()
-    t0 = time.perf_counter()
     res = fetch_dataset("mnist", d, download=False)
-    elapsed = time.perf_counter() - t0
     assert res.verified and {f.origin for f in res.files.values()} == {"data_dir"}
     assert res.files["train_images"].array.shape == (60000, 28, 28)
-    assert elapsed < 1.5, f"loading + verifying MNIST took {elapsed:.2f} s"
     assert cache_files(tmp_path / "cache") == []

@@ -252,7 +252,9 @@ def _quick_and_small(fn) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - t0 < 1.0
+    # a guard against a hang (reading or decompressing what the header claims), not a speed
+    # check: a refusal takes milliseconds, and the bound is generous for a loaded machine
+    assert time.perf_counter() - t0 < 30
     assert peak < 4 * 2**20, peak  # bytes
 
 

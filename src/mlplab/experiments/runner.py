@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -198,6 +199,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
         raise DataError(f"{exc.filename}: missing from a cached cell; delete that cell's folder and run the "
                         "command again") from None
     use = key_use(spec)
+    records = cell_records(results)
     summary = {
         "experiment": spec.name,
         "title": spec.title,
@@ -209,20 +211,98 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
         "wall_s": wall,
         "cells": [{"name": r.cell.name, "group": r.cell.group, "seed": r.cell.seed, "key": r.cell.key,
                    "folder": str(r.folder.relative_to(out)), "cached": r.cached, "wall_s": r.wall_s,
-                   "result": r.result} for r in results],
+                   "threads": rec["threads"], "result": r.result} for r, rec in zip(results, records)],
         "groups": aggregates,
         "comparison": {"header": parts.comparison[0], "rows": parts.comparison[1]},
         "spec_keys": None if use is None else {"read": sorted(use.read), "fixed": use.fixed, "text": use.describe()},
         **parts.summary,
     }
     atomic_write_json(out / "summary.json", summary)
-    write_report(out, spec, summary, parts, results)
+    write_report(out, spec, summary, parts, results, records)
     return summary
 
 
-def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportParts, results) -> tuple[Path, Path]:
+def cell_records(results) -> list[dict[str, Any]]:
+    """What each cell's own files say it ran with, since cells loaded from the cache may have
+    run with other threads or library versions than this invocation: ``threads`` from its
+    cell.json (cells finished before it recorded them: the BLAS rows of its environment.json,
+    else ``None``) and ``env``, its environment.json (``None`` if absent or unreadable)."""
+    from mlplab.experiments.sweep import CELL_FILE
+
+    out = []
+    for r in results:
+        saved, env = _read_json(r.folder / CELL_FILE), _read_json(r.folder / "environment.json")
+        threads = saved.get("threads") if isinstance(saved, dict) else None
+        if not _count(threads) and isinstance(env, dict):
+            blas = [b for b in env.get("blas") or [] if isinstance(b, dict) and b.get("user_api") == "blas"]
+            counts = {b.get("num_threads") for b in blas if _count(b.get("num_threads"))}
+            threads = counts.pop() if len(counts) == 1 else None
+        out.append({"threads": threads if _count(threads) else None,
+                    "env": env if isinstance(env, dict) else None})
+    return out
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def environment_text(results, records: list[dict[str, Any]], threads_now: int) -> str:
+    """The report's Environment paragraph, from the cells' own records (the cells of one folder
+    can come from several invocations); this process's environment where a cell has none."""
+    here = environment_info()
+    envs = [rec["env"] or here for rec in records] or [here]
+
+    def distinct(values: list[Any]) -> str:
+        counts = Counter(str(v) for v in values)
+        if len(counts) == 1:
+            return next(iter(counts))
+        return ", ".join(f"{v} ({n} cell{'s' if n > 1 else ''})" for v, n in sorted(counts.items()))
+
+    def version(e: dict[str, Any], lib: str) -> Any:
+        v = e.get("versions")
+        return v.get(lib) if isinstance(v, dict) else None
+
+    # torch: the versions in the cells' processes that had loaded it (older files: a version meant loaded)
+    torch = [version(e, "torch") for e in envs
+             if (e.get("torch_loaded") if "torch_loaded" in e else version(e, "torch"))]
+    cpus = [e.get("cpu") if isinstance(e.get("cpu"), dict) else {} for e in envs]
+    head = (f"numpy {distinct([version(e, 'numpy') for e in envs])}, scikit-learn "
+            f"{distinct([version(e, 'sklearn') for e in envs])}, torch {distinct(torch) if torch else 'not loaded'}, "
+            f"{distinct([c.get('affinity') or c.get('logical_cores') for c in cpus])} usable cores")
+    return f"{head}; {_threads_text(results, records, threads_now)}."
+
+
+def _threads_text(results, records: list[dict[str, Any]], threads_now: int) -> str:
+    """Which BLAS thread counts the cells ran with, cached ones apart."""
+    ran = [rec["threads"] for r, rec in zip(results, records) if not r.cached]
+    cached = [rec["threads"] for r, rec in zip(results, records) if r.cached]
+    if not cached and len(set(ran)) == 1:
+        return f"every job ran with BLAS pinned to {ran[0]} thread(s)"
+
+    def groups(values: list[int | None], verb: str) -> list[str]:
+        counts = Counter(values)
+        return [f"{n} cell{'s' if n > 1 else ''} {verb} "
+                + ("an unrecorded number of threads" if t is None else f"{t} thread(s)")
+                for t, n in sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))]
+
+    parts = groups(ran, "ran in this invocation with BLAS pinned to")
+    parts += groups(cached, "loaded from the cache had run with BLAS pinned to")
+    return "; ".join(parts) + f" (this invocation's --threads: {threads_now})"
+
+
+def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportParts, results,
+                 records: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
     from mlplab.report import render_html, render_markdown
 
+    if records is None:
+        records = cell_records(results)
     blocks: list[tuple] = [("h1", spec.title)]
     blocks.append(("h2", "Published vs reproduced vs corrected protocol"))
     blocks.append(("table", parts.comparison[0], parts.comparison[1]))
@@ -257,12 +337,9 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
                           pm(m.get("test_auc_ovr_macro"), 1, 4), pm(m.get("training_time_s"), 1, 1)])
         blocks.append(("table", ["group", parts.cell_accuracy_label, "train accuracy (%)", "macro AUC OvR",
                                  "train time (s)"], srows))
-    env = environment_info()
     blocks.append(("h2", "Environment"))
-    blocks.append(("p", f"numpy {env['versions'].get('numpy')}, scikit-learn {env['versions'].get('sklearn')}, "
-                        f"torch {env['versions'].get('torch') or 'not loaded'}, "
-                        f"{env['cpu'].get('affinity') or env['cpu'].get('logical_cores')} usable cores; every job "
-                        f"ran with BLAS pinned to {summary.get('threads_per_job', 1)} thread(s)."))
+    blocks.append(("p", "From the cells' own environment.json and cell.json: "
+                        + environment_text(results, records, summary.get("threads_per_job", 1))))
     md = atomic_write_text(out / "report.md", render_markdown(blocks))
     page = atomic_write_text(out / "report.html", render_html(blocks, spec.title, out))
     return md, page

@@ -12,9 +12,10 @@ identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 * ``cell.json`` records the SHA-256 of every result file the finished cell wrote (not the
   report and figures ``mlplab report`` writes again): a cached cell whose files were since
   removed or changed is run again, with a one-line warning naming the file;
-* every cell runs with BLAS pinned to one thread (threadpoolctl, inside the worker), and
-  PyTorch to one thread, whether serial or in a :class:`~concurrent.futures.ProcessPoolExecutor`,
-  so serial and parallel runs give bit-identical results;
+* every cell runs with BLAS and OpenMP pinned to ``threads`` threads (threadpoolctl, inside the
+  worker; the libraries cells use are loaded first, torch's when a cell imports it), and
+  PyTorch to as many, whether serial or in a :class:`~concurrent.futures.ProcessPoolExecutor`,
+  so serial and parallel runs give bit-identical results; ``cell.json`` records the count;
 * cells that name the same ``stack`` (and ``stack_kind``) are trained together in one job as
   one stacked model (:mod:`mlplab.stacked`): the protocol's ``stack_kind`` function takes all
   their configs and folders. Each cell still gets its own folder and cache entry, so a stack
@@ -185,26 +186,21 @@ def resolve_kind(kind: str) -> Callable[[dict[str, Any], Path], dict[str, Any]]:
 
 
 def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threads: int = 1) -> dict[str, Any]:
-    """Run one cell in this process with BLAS (and torch) pinned to ``threads`` threads.
+    """Run one cell in this process with BLAS, OpenMP and torch pinned to ``threads`` threads.
 
     The cell's folder is emptied first (a previous attempt may have been interrupted), all but
     the checkpoint that attempt left, from which the cell continues; ``cell.json`` is written
     last, atomically, which is what marks the cell finished.
     """
-    from threadpoolctl import threadpool_limits
-
-    import mlplab.blas  # noqa: F401  threadpoolctl limits only the libraries already loaded
-
     out = Path(folder)
     _fresh_folder(out)
     fn = resolve_kind(kind)
     t0 = time.perf_counter()
-    with threadpool_limits(limits=int(threads)), _stopping_cleanly():
-        _pin_torch(threads)
+    with cell_threads(threads), _stopping_cleanly():
         result = fn(copy.deepcopy(config), out)
     wall = time.perf_counter() - t0
     atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
-                                        "wall_s": wall, "files": file_digests(out)})
+                                        "wall_s": wall, "threads": int(threads), "files": file_digests(out)})
     return {"result": result, "wall_s": wall}
 
 
@@ -309,19 +305,62 @@ def _stop_signal(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-#: BLAS / PyTorch threads of the cell running in this process (read by the PyTorch cells,
-#: which import torch only once they start)
+#: BLAS / OpenMP / PyTorch threads of the cell running in this process (``None`` outside a
+#: cell); the PyTorch cells import torch only once they start and pin it with
+#: :func:`pin_new_libraries`
 CELL_THREADS: int | None = None
+#: the thread limits applied for the running cell, undone in reverse order when it ends
+_CELL_LIMITS: list[Any] = []
 
 
-def _pin_torch(threads: int) -> None:
+def _load_cell_libraries() -> None:
+    """Load the thread pools every cell uses before its limit is applied: threadpoolctl limits
+    only libraries already loaded, and one a cell loaded first would keep all its threads."""
+    import mlplab.blas  # noqa: F401  NumPy's and SciPy's OpenBLAS
+
+    try:
+        import sklearn.utils._openmp_helpers  # noqa: F401  scikit-learn's OpenMP runtime (splits, metrics)
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        pass
+
+
+@contextlib.contextmanager
+def cell_threads(threads: int):
+    """Pin BLAS, OpenMP and torch to ``threads`` threads while a cell runs (the libraries cells
+    use are loaded first), and undo it afterwards: in the serial runner the cell shares the
+    caller's process."""
+    global CELL_THREADS
+    from threadpoolctl import threadpool_limits
+
+    _load_cell_libraries()
+    before, depth, CELL_THREADS = CELL_THREADS, len(_CELL_LIMITS), int(threads)
+    _CELL_LIMITS.append(threadpool_limits(limits=CELL_THREADS))
+    try:
+        _pin_torch()
+        yield
+    finally:
+        while len(_CELL_LIMITS) > depth:
+            _CELL_LIMITS.pop().restore_original_limits()
+        CELL_THREADS = before
+
+
+def pin_new_libraries() -> None:
+    """Inside a cell, limit the thread pools loaded since it started (a library the cell
+    imported itself, e.g. torch) to the cell's threads; no-op outside a cell."""
+    if CELL_THREADS is None:
+        return
+    from threadpoolctl import threadpool_limits
+
+    _CELL_LIMITS.append(threadpool_limits(limits=CELL_THREADS))
+    _pin_torch()
+
+
+def _pin_torch() -> None:
     import sys
 
-    global CELL_THREADS
-    CELL_THREADS = int(threads)
     torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(int(threads))
+    if torch is not None and CELL_THREADS is not None:
+        torch.set_num_threads(CELL_THREADS)
 
 
 def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, str]],
@@ -332,10 +371,6 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
     dict or the :class:`MlplabError` that stopped it. Each finished cell's ``cell.json`` is
     written as :func:`execute_cell` writes it; its ``wall_s`` is its share of the job's time.
     """
-    from threadpoolctl import threadpool_limits
-
-    import mlplab.blas  # noqa: F401  threadpoolctl limits only the libraries already loaded
-
     outs = []
     for _, _, folder, _ in items:
         out = Path(folder)
@@ -343,8 +378,7 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
         outs.append(out)
     fn = resolve_kind(stack_kind)
     t0 = time.perf_counter()
-    with threadpool_limits(limits=int(threads)), _stopping_cleanly():
-        _pin_torch(threads)
+    with cell_threads(threads), _stopping_cleanly():
         results = fn([copy.deepcopy(cfg) for _, cfg, _, _ in items], outs)
     wall = time.perf_counter() - t0
     payloads = []
@@ -355,7 +389,7 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
         share = wall / len(items)
         atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
                                             "wall_s": share, "stacked_with": len(items), "stack_wall_s": wall,
-                                            "files": file_digests(out)})
+                                            "threads": int(threads), "files": file_digests(out)})
         payloads.append({"result": result, "wall_s": share})
     return payloads
 

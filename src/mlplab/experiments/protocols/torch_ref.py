@@ -35,8 +35,7 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
 
     from mlplab.experiments import sweep
 
-    if sweep.CELL_THREADS is not None:  # torch was not imported when the cell pinned its threads
-        torch.set_num_threads(sweep.CELL_THREADS)
+    sweep.pin_new_libraries()  # torch was not loaded when the cell pinned its threads
     torch.manual_seed(seed)
     acts = {"sigmoid": nn.Sigmoid, "relu": nn.ReLU, "tanh": nn.Tanh}
     layers: list[nn.Module] = []

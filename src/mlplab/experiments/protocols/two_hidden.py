@@ -50,6 +50,8 @@ OPTIONS = {
 }
 SEED_PATH = "training.seed"
 
+#: the report's labels (its own architectures and recipe); :func:`label` writes a cell's from
+#: what it trained, which gives these for the report's settings
 LABELS = {
     "model1-textbook": "Model 1: 784-50-10, textbook split 55k/5k/10k",
     "model1": "Model 1: 784-50-10, 70/30 split",
@@ -57,6 +59,7 @@ LABELS = {
     "model2-mlplab": "Model 2 (mlplab): 784-500-500-10 sigmoid, softmax CE, RMSprop",
     "model2-torch": "Model 2 (PyTorch): same recipe",
 }
+_OPTIMIZER_NAMES = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
 
 
 def _base(spec) -> dict[str, Any]:
@@ -447,6 +450,31 @@ def common_metrics(r) -> dict[str, Any]:
     return json.loads((r.folder / "metrics.json").read_text())
 
 
+def label(model: str, r) -> str:
+    """The report's row label for the cell ``r`` of ``model``, with the architecture it trained
+    (its metrics.json's ``model``, e.g. ``64-8-8-10 sigmoid/softmax cross_entropy``), its split
+    fraction and Model 2's hidden activation and optimizer: a spec with other sizes is not
+    labelled with the report's 784-500-500-10 (:data:`LABELS` where nothing is recorded)."""
+    try:
+        arch, acts = str(common_metrics(r)["model"]).split()[:2]
+    except (OSError, ValueError, KeyError, TypeError):
+        return LABELS[model]
+    cfg = r.cell.config
+    if model == "model1-textbook":
+        return f"Model 1: {arch}, textbook split 55k/5k/10k"
+    if model == "model1":
+        tf = (cfg.get("split") or {}).get("test_fraction")
+        if not isinstance(tf, (int, float)):
+            return f"Model 1: {arch}"
+        return f"Model 1: {arch}, {round(100 * (1 - tf), 1):g}/{round(100 * tf, 1):g} split"
+    if model == "two-hidden":
+        return f"2-hidden: {arch}"
+    if model == "model2-mlplab":
+        opt = str((cfg.get("training") or {}).get("optimizer"))
+        return f"Model 2 (mlplab): {arch} {acts.split('/')[0]}, softmax CE, {_OPTIMIZER_NAMES.get(opt, opt)}"
+    return LABELS[model]
+
+
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     from mlplab import plots
 
@@ -473,7 +501,7 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
             cor_acc = common.pm(aggregates.get(cor.cell.group, {}).get("metrics", {}).get("test_accuracy"))
         elif model.startswith("model2"):
             cor_acc = rep_acc + " (seeded; the original was not)"
-        rows.append([LABELS[model], num(pacc.get(model), 2) if pacc.get(model) is not None else "n/a",
+        rows.append([label(model, main), num(pacc.get(model), 2) if pacc.get(model) is not None else "n/a",
                      rep_acc, cor_acc, num(pauc.get(model)) if pauc.get(model) is not None else "not reported",
                      *_auc_cells(main), num(pinf.get(model), 2) if pinf.get(model) is not None else "n/a",
                      _inference_cell(main)])
@@ -547,7 +575,8 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         if r is None:
             continue
         rep = r.result.get("classification_report") or common_metrics(r)["test"]["classification_report"]
-        blocks.append(("h3", f"{LABELS[model]}: classification report (test)"))
+        name = label(model, r)
+        blocks.append(("h3", f"{name}: classification report (test)"))
         crow = []
         for k, v in rep.items():
             if isinstance(v, dict):
@@ -557,7 +586,7 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         rel = r.folder.relative_to(out)
         for fig, cap in (("confusion_matrix.png", "confusion matrix"), ("roc_curves.png", "ROC curves")):
             if (r.folder / "figures" / fig).exists():
-                blocks.append(("img", f"{LABELS[model]}: {cap}", f"{rel}/figures/{fig}"))
+                blocks.append(("img", f"{name}: {cap}", f"{rel}/figures/{fig}"))
     # ---- comparison bars
     names, accs, aucs, aucs_ovo = [], [], [], []
     for model in ("model1", "two-hidden", "model2-torch", "model2-mlplab"):
