@@ -67,8 +67,8 @@ def main() -> int:
         f"PyTorch {torch_version or 'not importable (its columns are –)'}, "
         f"scikit-learn {env['versions']['sklearn']}, "
         f"BLAS {', '.join(sorted({str(b.get('internal_api')) for b in env['blas']}))}. "
-        "Timings vary from run to run on a shared machine (the same code's times here have differed by "
-        "about 1.5x between days); rerun the command to check. Machine reference at the start of this run "
+        "Timings vary from run to run on a shared machine, and this machine's speed has varied between "
+        "days; rerun the command to check. Machine reference at the start of this run "
         "(the 1-thread matmul floor of one 784-500-500-10 epoch, as `benchmarks/bench_experiments.py` "
         f"prints it): {f(reference)} s.",
         "",

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 GROUPS = {
     "bad input": ["tests/reliability/test_bad_input.py", "tests/core/test_serialization.py::test_bad_model_files",
                   "tests/data/test_idx.py", "tests/data/test_cli_data.py", "tests/core/test_cli_train.py",
-                  "tests/experiments/test_spec.py"],
+                  "tests/experiments/test_spec.py", "tests/reliability/test_qa24_fixes.py",
+                  "tests/core/test_config_cli_qa25.py", "tests/core/test_model_files_qa25.py",
+                  "tests/data/test_data_qa25.py"],
     "fuzzing": ["tests/data/test_idx.py::test_fuzz_only_data_errors_escape",
                 "tests/core/test_serialization.py::test_fuzzed_model_files_raise_only_model_file_errors",
                 "tests/reliability/test_fuzz_config.py"],

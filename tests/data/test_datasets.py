@@ -146,7 +146,3 @@ def test_real_mnist_pixel_statistics(mnist):
     assert round(float(mean), 5) == 0.13066
     assert round(float(std), 5) == 0.30811
 
-
-def test_real_mnist_load_time(mnist):
-    _, seconds = mnist
-    assert seconds < 1.5, f"loading + verifying MNIST took {seconds:.2f} s"
