@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# digits only when no source can provide MNIST (`data fetch` exits 3); a bad local copy (exit 2) stops the demo
 demo: $(STAMP)
 	@if [ -n "$$MLPLAB_DATA_DIR" ] && [ ! -d "$$MLPLAB_DATA_DIR" ]; then \
 	  echo "mlplab: error: MLPLAB_DATA_DIR $$MLPLAB_DATA_DIR: no such directory" >&2; exit 2; fi
-	@if $(VENV)/bin/mlplab data fetch mnist; then ds=mnist; else \
-	  echo "MNIST could not be obtained: training on the offline 'digits' dataset instead"; ds=digits; fi; \
+	@ds=mnist; $(VENV)/bin/mlplab data fetch mnist || rc=$$?; \
+	if [ "$${rc:-0}" -eq 3 ]; then \
+	  echo "MNIST could not be obtained: training on the offline 'digits' dataset instead"; ds=digits; \
+	elif [ "$${rc:-0}" -ne 0 ]; then exit $$rc; fi; \
 	rm -rf $(RUN); \
 	$(VENV)/bin/mlplab train --config configs/demo.toml --dataset $$ds --out $(RUN)
 

@@ -1,7 +1,8 @@
 """``mlplab data ...``: fetch, inspect and look at datasets.
 
 Errors are raised as :class:`mlplab.errors.MlplabError` subclasses; :func:`mlplab.cli.main`
-prints them as one line and exits with status 2.
+prints them as one line and exits with status 2 (``data fetch``: 3 when no source could provide
+the dataset).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ data_app = typer.Typer(
     add_completion=False,
 )
 
+#: ``data fetch``'s exit status when no source could provide the dataset (see its help)
+FETCH_UNREACHABLE = 3
 _DATA_DIR_HELP = "Folder holding one subfolder per dataset (<data-dir>/mnist/...); default $MLPLAB_DATA_DIR."
 _IMAGE_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
@@ -102,11 +105,19 @@ def fetch_cmd(
     name: str = typer.Argument(..., help="mnist, fashion-mnist, digits, or a folder of IDX files."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", parser=path_arg, help=_DATA_DIR_HELP),
 ) -> None:
-    """Find or download a dataset, verify its SHA-256 checksums and cache it."""
-    from mlplab.data import load_dataset
+    """Find or download a dataset, verify its SHA-256 checksums and cache it.
 
-    with download_progress() as progress:
-        ds = load_dataset(name, data_dir=data_dir, download=True, progress=progress, warn=_warn)
+    Exit status 3 when no source could provide it (offline), 2 for a bad argument or local copy.
+    """
+    from mlplab.data import load_dataset
+    from mlplab.errors import DownloadError
+
+    try:
+        with download_progress() as progress:
+            ds = load_dataset(name, data_dir=data_dir, download=True, progress=progress, warn=_warn)
+    except DownloadError as exc:
+        exc.exit_code = FETCH_UNREACHABLE
+        raise
     state = ("checksums verified" if ds.verified else "parse-validated (no known checksum)") if ds.sha256 \
         else "bundled with scikit-learn (no checksum)"
     typer.echo(printable(f"{ds.name}: {ds.n_train} train + {ds.n_test} test images, {state}; source: {ds.source}"))

@@ -76,7 +76,6 @@ def run(
     """Run an experiment: every cell a run folder, then summary.json and report.md/html."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
 
     from mlplab.data.fetch import checked_data_dir
     from mlplab.errors import ConfigError
@@ -176,16 +175,65 @@ def run(
                                      progress=progress)
         finally:
             signal.signal(signal.SIGTERM, previous)
-    header, rows = summary["comparison"]["header"], summary["comparison"]["rows"]
-    table = Table(title=f"{spec.title}: published vs reproduced vs corrected")
-    for h in header:
-        table.add_column(h, overflow="fold")
-    for row in rows:
-        table.add_row(*[str(c) for c in row])
-    Console(highlight=False).print(table)
+    print_comparison(Console(highlight=False), f"{spec.title}: published vs reproduced vs corrected",
+                     summary["comparison"]["header"], summary["comparison"]["rows"], quick=spec.quick)
     cached = sum(1 for c in summary["cells"] if c["cached"])
     Console(highlight=False).print(f"{len(summary['cells'])} cells ({cached} cached) in {summary['wall_s']:.1f} s; "
                                    f"report: {out / 'report.html'}")
+
+
+QUICK_NOTE = ("these numbers come from --quick (less data, fewer epochs): they are not comparable with "
+              "the published ones")
+
+
+def terminal_label(header: str) -> str:
+    """A comparison column's label for the terminal. ``corrected: X`` labels name metrics of the
+    reproduced models, not the corrected protocol, so the prefix goes; a column that is the
+    corrected protocol's own says so (``zeros init (corrected protocol), ...``)."""
+    if not header.startswith("corrected: "):
+        return header
+    rest = header[len("corrected: "):]
+    if rest.startswith("zeros init"):
+        return "zeros init (corrected protocol)" + rest[len("zeros init"):]
+    return rest
+
+
+def print_comparison(console, title: str, header: list[str], rows: list[list], quick: bool = False) -> None:
+    """The comparison table: as a table when it fits the console's width with every value on
+    one line (headers may wrap between words), else one block per row with a ``label: value``
+    line per column (the value on a line of its own when both do not fit), so no value or word
+    is split over lines (an 80-column terminal, or output redirected to a file). Quick runs get
+    a line saying their numbers are not the published protocol's."""
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
+    labels = [terminal_label(str(h)) for h in header]
+    cells = [[str(c) for c in row] for row in rows]
+    values = [max([1] + [cell_len(row[i]) for row in cells if i < len(row)]) for i in range(len(labels))]
+    words = [max(cell_len(w) for w in (h.split() or [""])) for h in labels]
+    if sum(max(v, w) + 3 for v, w in zip(values, words)) + 1 <= console.width:  # padding, borders
+        table = Table(title=title)
+        for h, v in zip(labels, values):
+            table.add_column(h, min_width=v)
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)
+    else:
+        console.print(Text(title))
+        for row in cells:
+            console.print(Text(f"{labels[0]} {row[0]}" if row else ""))
+            for label, value in zip(labels[1:], row[1:]):
+                if not value:
+                    continue
+                line = f"  {label}: {value}"
+                if cell_len(line) <= console.width:
+                    console.print(Text(line), soft_wrap=True)
+                else:
+                    console.print(Text(f"  {label}:"), soft_wrap=True)
+                    console.print(Text(f"      {value}"), soft_wrap=True)
+    if quick:
+        console.print(Text(QUICK_NOTE))
 
 
 def _terminate_as_interrupt(signum, frame) -> None:

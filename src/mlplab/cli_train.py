@@ -96,6 +96,37 @@ def _recorded_name(trained_on: object) -> str:
     return name.lower() if name.strip().lower() in (*KNOWN_DATASETS, "digits") else name
 
 
+#: the input size of each built-in dataset, known without loading it
+_KNOWN_FEATURES = {"mnist": 784, "fashion-mnist": 784, "digits": 64}
+
+
+def _cheap_feature_count(dataset: str) -> int | None:
+    """A dataset's input size without loading or downloading it: a built-in dataset's fixed
+    size, a folder's from its test images' IDX header alone; ``None`` when it cannot be told
+    cheaply (the full load then reports what is wrong), so a model of another input size
+    fails before any data is read."""
+    import gzip
+
+    from mlplab.data.datasets import _resolve
+    from mlplab.data.fetch import FILENAMES, find_idx_file
+
+    try:
+        target = _resolve(dataset)
+        if not isinstance(target, Path):
+            return _KNOWN_FEATURES.get(target)
+        path = find_idx_file(target, FILENAMES["test_images"])
+        if path is None or not path.is_file():
+            return None
+        with (gzip.open if path.name.endswith(".gz") else open)(path, "rb") as fh:
+            head = fh.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0" or not 2 <= head[3] <= 8:
+                return None
+            dims = np.frombuffer(fh.read(4 * head[3]), dtype=">u4")
+        return int(np.prod(dims[1:], dtype=np.int64)) if dims.size == head[3] else None
+    except Exception:  # unreadable, corrupt, not a dataset: left to the full load to report
+        return None
+
+
 def _download_lines():
     """Where stderr is not a terminal, a callback announcing each download source tried (the
     ``data`` commands' lines); on a terminal ``None``: a download bar would collide with the
@@ -124,6 +155,7 @@ class _Progress:
         self.quiet = quiet
         self.total = total
         self._bar = None
+        self._plain: dict[str, Any] | None = None  # no terminal: the last epoch's line, printed at the end
         outer = self
 
         class _CB(Callback):
@@ -144,23 +176,39 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        console = Console(stderr=True)
+        if not console.is_terminal:  # rich's final frame would be cut to the console's width
+            import time
+
+            self._plain = {"done": done, "info": "", "t0": time.monotonic()}
+            return
         self._bar = Progress(TextColumn("epoch"), MofNCompleteColumn(), BarColumn(),
                              TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                             console=Console(stderr=True), transient=False)
+                             console=console, transient=False)
         self._bar.start()
         self._task = self._bar.add_task("train", total=self.total, completed=done, info="")
 
     def update(self, logs: dict[str, Any]) -> None:
-        if self._bar is None:
+        if self._bar is None and self._plain is None:
             return
         info = f"loss {logs['loss']:.4f}" if logs.get("loss") is not None else ""
         if logs.get("accuracy") is not None:
             info += f"  acc {logs['accuracy']:.4f}"
         if logs.get("val_accuracy") is not None:
             info += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
+        if self._plain is not None:
+            self._plain.update(done=logs["epoch"], info=info)
+            return
         self._bar.update(self._task, completed=logs["epoch"], info=info)
 
     def stop(self) -> None:
+        if self._plain is not None:  # one whole line, however long (not cut at 80 columns)
+            import time
+
+            elapsed = int(time.monotonic() - self._plain["t0"])
+            typer.echo(f"epoch {self._plain['done']}/{self.total}  {self._plain['info']}  "
+                       f"{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}".rstrip(), err=True)
+            self._plain = None
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
@@ -170,11 +218,13 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rich.text import Text
+
     test, train = metrics["test"], metrics.get("train") or {}
-    table = Table(title=printable(f"{metrics['model']} on {metrics['dataset']} ({metrics['split']})"))
+    table = Table()  # (a title would wrap to the table's width in ragged lines: two lines above it instead)
     table.add_column("metric")
+    table.add_column("test", justify="right")  # test first, as in report.md and report.html
     table.add_column("train", justify="right")
-    table.add_column("test", justify="right")
 
     def f(v):
         return "-" if v is None else f"{v:.4f}"
@@ -182,9 +232,11 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
     for key, label in (("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"),
                        ("log_loss", "log-loss"), ("roc_auc_ovr_macro", "ROC AUC (macro OvR)"),
                        ("roc_auc_ovo_macro", "ROC AUC (macro OvO)"), ("majority_baseline", "majority baseline")):
-        table.add_row(label, f(train.get(key)), f(test.get(key)))
+        table.add_row(label, f(test.get(key)), f(train.get(key)))
     inf = metrics.get("inference") or {}
     console = Console()
+    console.print(Text(printable(f"{metrics['model']} on {metrics['dataset']}")))
+    console.print(Text(printable(f"split: {metrics['split']}")))
     console.print(table)
     if metrics.get("training_time_s") is not None:
         console.print(f"training time {metrics['training_time_s']:.2f} s over {metrics.get('epochs_run')} epochs")
@@ -423,6 +475,10 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(f"{model} was trained on dataset '{trained_on}' (a folder of IDX files): "
                                   "give that folder as --dataset")
             dataset = str(trained_on or "mnist")
+        n_features = _cheap_feature_count(dataset)
+        if n_features is not None and n_features != mf.net.sizes[0]:  # before any data is loaded
+            raise ConfigError(f"{model}: the model expects {mf.net.sizes[0]} input features but dataset "
+                              f"{dataset!r} has {n_features}")
         trained = mf.preprocessing.get("split") or {}
         if trained_on is not None and _recorded_name(trained_on) != _dataset_name(dataset, data_dir):
             typer.echo(printable(f"mlplab: warning: {model} was trained on {trained_on}, not on {dataset}; evaluating "
@@ -539,6 +595,7 @@ def register(app: typer.Typer) -> None:
         typer.echo("paths: " + ", ".join(f"{path} {err:.3e}" for path, err in result.per_path.items()))
         typer.echo(f"{net.describe()}: {result.n_checked} entries, max relative error {result.max_rel_error:.3e}")
         if not result.passed(tol):
-            typer.echo(f"FAILED: above tolerance {tol:g}", err=True)
+            typer.echo(f"FAILED: max relative error {result.max_rel_error:.3e} is above --tol {tol:g}", err=True)
             raise typer.Exit(1)
+        typer.echo(f"passed: max relative error {result.max_rel_error:.3e} is within --tol {tol:g}")
 

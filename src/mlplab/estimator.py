@@ -1002,9 +1002,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         est._best_weights = None
         return est
 
-    def save(self, path) -> Path:
+    def save(self, path, *, scaler=None, dataset=None) -> Path:
         """Write the fitted model (weights, hyperparameters, classes_, training state) to an
         mlplab model file (``.npz`` + JSON metadata; never pickle).
+
+        The estimator sees inputs already scaled, so it cannot know how: pass the ``scaler``
+        (:class:`~mlplab.data.preprocessing.Scaler`) and ``dataset`` (the ``Dataset``, or its
+        name) to record them, as :func:`~mlplab.serialization.save_model` does, for
+        ``mlplab evaluate``/``predict`` to scale inputs the same way.
 
         The hyperparameters are saved as set, also where ``set_params`` changed the network's
         settings since the last fit: :meth:`load` then gives this same estimator, whose warm fit
@@ -1045,7 +1050,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             state["schedule_state"] = self._schedule.state()
             state["schedule_config"] = self._schedule.config()
             extra.update({f"optimizer/{k}": v for k, v in opt_arrays.items()})
-        return save_model(path, self.net_, classes=self.classes_.tolist(), training=state, extra_arrays=extra)
+        return save_model(path, self.net_, classes=self.classes_.tolist(), training=state, extra_arrays=extra,
+                          scaler=scaler, dataset=dataset)
 
     @classmethod
     def load(cls, path) -> "MLPClassifier":

@@ -138,10 +138,10 @@ def preprocessing_meta(data: PreparedData) -> dict[str, Any]:
     as in every bundled dataset) or ``"dark"`` (e.g. a folder of IDX files of dark ink on white),
     measured on its raw test rows, so ``mlplab predict`` makes a user's picture look the same."""
     from mlplab.imageio import dataset_ink
+    from mlplab.serialization import preprocessing_record
 
-    return {"scaler": data.scaler.to_dict(include_arrays=False), "image_shape": list(data.image_shape),
-            "pixel_max": data.scaler.pixel_max, "dataset": data.dataset_name, "split": dict(data.split),
-            "ink": dataset_ink(data.test_images, data.image_shape)}
+    return preprocessing_record(data.scaler, dataset=data.dataset_name, image_shape=data.image_shape,
+                                split=data.split, ink=dataset_ink(data.test_images, data.image_shape))
 
 
 def build_network(cfg: dict[str, Any], n_features: int, n_classes: int) -> MLP:
@@ -186,6 +186,19 @@ def load_config(config_file: str | Path | None, overrides: dict[str, dict[str, A
         layers.append((str(config_file), read_toml(config_file)))
     layers.append((COMMAND_LINE, overrides))
     return resolve(*layers)
+
+
+def recorded_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` as ``config.toml`` records it: a canonical or textbook split (fixed test sets)
+    leaves out ``data.test_fraction`` when it is the default, which it ignores, so the file and
+    the report do not show it as if it applied; resolving the file gives the default back, so
+    ``--resume`` and ``--config`` rebuild the same configuration."""
+    from mlplab.config import SCHEMA
+
+    d = cfg["data"]
+    if d.get("split") in ("canonical", "textbook") and d.get("test_fraction") == SCHEMA["data"]["test_fraction"][0]:
+        return {**cfg, "data": {k: v for k, v in d.items() if k != "test_fraction"}}
+    return cfg
 
 
 def check_out_dir(out: Path, resume: bool = False) -> None:
@@ -246,7 +259,7 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
         trainer.validate(data.X_train, data.y_train, cfg["training"]["epochs"])  # before writing
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
-        atomic_write_text(out / "config.toml", to_toml(cfg))
+        atomic_write_text(out / "config.toml", to_toml(recorded_config(cfg)))
 
         def checkpoint() -> None:
             nonlocal own_checkpoint

@@ -71,16 +71,73 @@ class ModelFile:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+#: the image shape of each known dataset, for a model saved with only the dataset's name
+_KNOWN_SHAPES = {"mnist": [28, 28], "fashion-mnist": [28, 28], "digits": [8, 8]}
+
+
+def preprocessing_record(scaler, *, dataset=None, image_shape=None, split: dict | None = None,
+                         ink: str | None = None) -> dict[str, Any]:
+    """The ``preprocessing`` record of a model file (what ``mlplab evaluate`` and ``predict``
+    read to feed inputs as in training): the scaler (its fitted arrays go in the npz, see
+    :meth:`Scaler.arrays`), the image shape, pixel maximum, dataset name, split and ink.
+
+    ``dataset``: a :class:`~mlplab.data.Dataset` from ``load_dataset`` (name, image shape, ink,
+    and the canonical split its ``X_train``/``X_test`` are), or a dataset's name (a known name's
+    image shape is filled in). ``None`` leaves out what only the data could say."""
+    from mlplab.data.preprocessing import Scaler
+
+    if scaler is not None and not isinstance(scaler, Scaler):
+        raise TypeError(f"scaler must be a mlplab.data.preprocessing.Scaler, got {type(scaler).__name__}")
+    record: dict[str, Any] = {}
+    if scaler is not None:
+        record.update(scaler=scaler.to_dict(include_arrays=False), pixel_max=scaler.pixel_max)
+    if dataset is not None and not isinstance(dataset, (str, Path)):  # a Dataset
+        from mlplab.config import SCHEMA
+        from mlplab.imageio import dataset_ink
+        from mlplab.runs import split_record
+
+        image_shape = list(dataset.image_shape) if image_shape is None else image_shape
+        if split is None:  # load_dataset's X_train/X_test are the canonical split; the config defaults
+            split = split_record("canonical", SCHEMA["data"]["test_fraction"][0],
+                                 SCHEMA["data"]["split_seed"][0])
+        ink = dataset_ink(dataset.X_test, tuple(dataset.image_shape)) if ink is None else ink
+        record.setdefault("pixel_max", dataset.pixel_max)
+        dataset = dataset.name
+    if dataset is not None:
+        dataset = str(dataset)
+        record["dataset"] = dataset
+        if image_shape is None:
+            image_shape = _KNOWN_SHAPES.get(dataset.lower())
+    if image_shape is not None:
+        record["image_shape"] = [int(v) for v in image_shape]
+    if split is not None:
+        record["split"] = dict(split)
+    if ink is not None:
+        record["ink"] = ink
+    return record
+
+
 def save_model(path: str | Path, net: MLP, *, preprocessing: dict | None = None,
                classes: list | None = None, training: dict | None = None, metrics: dict | None = None,
                trainer=None, extra_arrays: dict[str, np.ndarray] | None = None,
-               extra_meta: dict[str, Any] | None = None) -> Path:
+               extra_meta: dict[str, Any] | None = None, scaler=None, dataset=None) -> Path:
     """Write ``net`` (and optionally a :class:`~mlplab.training.Trainer`'s state) atomically.
 
+    ``scaler`` (the :class:`~mlplab.data.preprocessing.Scaler` the inputs went through) and
+    ``dataset`` (the ``Dataset`` trained on, or its name) record the preprocessing, as
+    :func:`preprocessing_record` builds it, so ``mlplab evaluate``/``predict`` scale inputs as in
+    training (without them the CLI feeds raw pixels). ``preprocessing``: the record itself
+    (not with ``scaler``/``dataset``).
     ``extra_meta``: JSON-able data of the caller's own (read back as ``ModelFile.meta["extra"]``),
     e.g. the state of an experiment cell's callbacks in its checkpoint."""
     from mlplab.environment import environment_info
 
+    if scaler is not None or dataset is not None:
+        if preprocessing is not None:
+            raise ValueError("give either preprocessing= or scaler=/dataset=, not both")
+        preprocessing = preprocessing_record(scaler, dataset=dataset)
+        if scaler is not None and scaler.arrays():
+            extra_arrays = {**scaler.arrays(), **(extra_arrays or {})}
     for i, p in enumerate(net.parameters()):
         if not np.all(np.isfinite(p)):
             raise ModelFileError(f"{path}: refusing to save a network with non-finite weights (parameter {i})")
