@@ -11,7 +11,7 @@ import typer
 
 from mlplab.cli import check_recordable, path_arg, path_text_arg
 from mlplab.config import SCHEMA, sizes_problem
-from mlplab.errors import ConfigError, TrainingInterrupted
+from mlplab.errors import ConfigError, MlplabError, TrainingInterrupted
 from mlplab.initializers import INITIALIZERS
 from mlplab.io import printable
 from mlplab.registry import Registry, settings_of
@@ -518,7 +518,7 @@ def register(app: typer.Typer) -> None:
         scaler = Scaler.from_dict(mf.preprocessing.get("scaler", {"kind": "none"}), mf.extra_arrays)
         data.X_test = scaler.transform(data.test_images, dtype=mf.net.dtype)
         data.X_train = scaler.transform(data.X_train, dtype=mf.net.dtype)  # was unscaled ("none")
-        metrics = evaluate_into(out, mf.net, data, {"model": mf.net.config()}, None, None)
+        metrics = evaluate_into(out, mf.net, data, {"model": mf.net.config()}, None, None, model_file=printable(model))
         if not no_report:
             write_report(out)
         _print_metrics(metrics, out)
@@ -532,7 +532,8 @@ def register(app: typer.Typer) -> None:
                                 "as MNIST), dark (dark on light), or auto: as the model file records "
                                 "(light if it does not). Pictures of either kind are converted to it."),
     ) -> None:
-        """Classify your own pictures: each is converted to the model's input format first."""
+        """Classify your own pictures: each is converted to the model's input format first. Exit code 2 if any
+        picture cannot be read (it gets a one-line error on stderr; the others are still predicted)."""
         from mlplab.data.preprocessing import Scaler
         from mlplab.imageio import INKS, image_to_input
         from mlplab.serialization import load_model
@@ -554,13 +555,26 @@ def register(app: typer.Typer) -> None:
         pixel_max = float(prep.get("pixel_max", 255))
         _warn_if_unscaled(model, mf)
         scaler = Scaler.from_dict(prep.get("scaler", {"kind": "none"}), mf.extra_arrays)
-        rows = np.stack([image_to_input(p, shape, pixel_max, dataset=prep.get("dataset"), ink=ink) for p in images])
-        proba = mf.net.predict_proba(scaler.transform(rows, dtype=mf.net.dtype))
-        names = [str(c) for c in mf.classes] or [str(i) for i in range(proba.shape[1])]
-        for path, p in zip(images, proba):
-            order = np.argsort(-p)[: max(1, top)]
-            best = ", ".join(f"{names[k]} ({p[k]:.3f})" for k in order)
-            typer.echo(f"{printable(path)}: {names[order[0]]}    [{best}]")
+        def warn(message: str) -> None:
+            typer.echo(f"mlplab: warning: {printable(message)}", err=True)
+
+        read, rows = [], []
+        for path in images:  # a bad picture is reported and skipped: the others are still predicted
+            try:
+                rows.append(image_to_input(path, shape, pixel_max, dataset=prep.get("dataset"), ink=ink, warn=warn))
+            except MlplabError as exc:
+                typer.echo(f"mlplab: error: {printable(str(exc))}", err=True)
+                continue
+            read.append(path)
+        if rows:
+            proba = mf.net.predict_proba(scaler.transform(np.stack(rows), dtype=mf.net.dtype))
+            names = [str(c) for c in mf.classes] or [str(i) for i in range(proba.shape[1])]
+            for path, p in zip(read, proba):
+                order = np.argsort(-p)[: max(1, top)]
+                best = ", ".join(f"{names[k]} ({p[k]:.3f})" for k in order)
+                typer.echo(f"{printable(path)}: {names[order[0]]}    [{best}]")
+        if len(read) < len(images):
+            raise typer.Exit(2)
 
     @app.command()
     def gradcheck(

@@ -10,20 +10,37 @@ The picture is made to look like the images the model was trained on:
   strokes), then the picture becomes greyscale, stretched to its full contrast and made light
   on dark (every bundled dataset is light on dark; ``ink="dark"`` returns dark on light, for a
   model trained on such images: :func:`dataset_ink` measures a dataset's polarity);
+* an uneven background (a page photographed under uneven light: white fading to grey) is
+  estimated and removed before the ink is told from the paper: a smooth surface (a quadratic
+  in x and y) is fitted to the background alone, iteratively leaving out the pixels above it
+  (the ink), and divided out of a light page (light multiplies the page and its ink) or
+  subtracted from a dark one. A background that varies by less than :data:`SHADING`, or not
+  clearly more than it scatters, is left as it is (flat pictures are read as before). A picture
+  whose "ink" then covers much of its edge is ambiguous (a shadow's sharp edge is no smooth
+  surface; or the digit is cut off), and ``warn`` says so;
 * it is framed the way the dataset was: MNIST (28x28) scales the digit's bounding box to 20/28
   of the frame and centres it by its centre of mass; scikit-learn's 8x8 digits (32x32 bitmaps
   whose digit fills the frame, counted in 4x4 blocks) and Fashion-MNIST (items resized so the
   longest edge fills the frame) scale the bounding box to fill the frame keeping its aspect
   ratio and centre it;
+* the framed digit's brightest pixel is scaled to the full range, as the training digits' are
+  (MNIST: 90% of the training digits peak at 255, the rest at 254; the 8x8 digits: 99% at 16):
+  a thin pen stroke, averaged with the paper around it when the picture is scaled down, would
+  otherwise be far fainter than any training digit (a 3-pixel line on a 400-pixel page: a third
+  of the range). Fashion-MNIST items keep
+  their framed brightness (an item's brightest pixel is its own shade, not the full range);
 * values are scaled to ``[0, pixel_max]``.
 
-A picture with no visible digit (blank, one colour, fully transparent) raises
-:class:`~mlplab.errors.ConfigError` naming the file instead of being classified.
+A picture with no visible digit (blank, one colour, an uneven background only, fully
+transparent) raises :class:`~mlplab.errors.ConfigError` naming the file instead of being
+classified.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +56,21 @@ FRAMINGS = ("mnist", "fill")
 MIN_CONTRAST = 0.04
 _FILL_OVERSAMPLE = 4
 _INK_THRESHOLD = 0.2  # after stretching to [0, 1], light-on-dark: what counts as part of the digit
+#: A fitted background varying by more than this (fraction of the picture's contrast, about
+#: 13/255) is removed; a flatter one is left as it is (JPEG noise, a slightly grey scan).
+SHADING = 0.05
+#: ... and by more than this many times the scatter of the background around the fitted surface:
+#: faint strokes (grey levels of a small digit) that pass for background are no shading. Measured:
+#: shaded pages 50 to 1,000 times, flat pictures of the 8x8 digits at most 6.
+_SHADING_OVER_NOISE = 10.0
+_BACKGROUND_GRID = 48  # the background is fitted to block means on at most this many cells a side
+#: "Ink" on more than this fraction of the picture's edge (its outer ring of pixels), background
+#: removed: the paper was not told from the ink (a shadow's sharp edge is no smooth surface), or
+#: the digit is cut off; warned about. Measured: at most 39% for digits cropped tight to their
+#: bounding box, 45% for a page half in a sharp shadow.
+_AMBIGUOUS_EDGE = 0.4
+#: Datasets whose framed images keep their own brightest value (not stretched to the full range).
+_KEEP_PEAK = ("fashion-mnist",)
 #: Pictures with more pixels are area-averaged down to this many before any float copy is made
 #: (a float64 copy of a picture near Pillow's limit of ~89 million pixels would take ~0.7 GB per
 #: array); a digit filling a tenth of such a picture still spans ~140 pixels, far more than the
@@ -211,8 +243,86 @@ def _frame_fill(arr: np.ndarray, h: int, w: int) -> np.ndarray:
     return canvas.reshape(h, k, w, k).mean(axis=(1, 3))
 
 
+class PictureWarning(UserWarning):
+    """A picture was converted but may be read wrongly (e.g. its background could not be told
+    from its ink)."""
+
+
+def _poly_terms(ys: np.ndarray, xs: np.ndarray) -> list[np.ndarray]:
+    """The terms of a quadratic surface over rows at ``ys`` and columns at ``xs`` (both in
+    [-1, 1]), broadcast to ``(len(ys), len(xs))`` only when used (no full-size design matrix)."""
+    Y, X = ys[:, None], xs[None, :]
+    return [np.ones((1, 1)), X, Y, X * X, X * Y, Y * Y]
+
+
+def _cell_centres(n: int) -> np.ndarray:
+    return (np.arange(n) + 0.5) / n * 2.0 - 1.0
+
+
+def _background(arr: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+    """A smooth (quadratic) surface under the light-on-dark picture ``arr``: its background.
+
+    Fitted by least squares to block means on a coarse grid, starting from the darker half of
+    the cells, then again and again to the cells at most a noise margin above the surface, so
+    the strokes (above it) drop out whatever their share. Returns the fitted coefficients, the
+    surface's lowest and highest value over the cells it was fitted to, and their scatter
+    around it (a robust standard deviation)."""
+    from PIL import Image
+
+    h, w = arr.shape
+    gh, gw = min(_BACKGROUND_GRID, h), min(_BACKGROUND_GRID, w)
+    cells = _resize(arr, (gw, gh), Image.BOX).ravel()  # block means
+    terms = _poly_terms(_cell_centres(gh), _cell_centres(gw))
+    A = np.stack([np.broadcast_to(t, (gh, gw)).ravel() for t in terms], axis=1)
+    keep = cells <= np.median(cells)
+    coef = np.zeros(A.shape[1])
+    for _ in range(20):
+        coef = np.linalg.lstsq(A[keep], cells[keep], rcond=None)[0]
+        resid = cells - A @ coef
+        noise = 1.4826 * float(np.median(np.abs(resid[keep])))
+        new = resid <= max(0.02, 3.0 * noise)
+        if np.array_equal(new, keep) or not new.any():
+            break
+        keep = new
+    fit = (A @ coef)[keep]  # where the background was seen, not extrapolated under the strokes
+    return coef, float(fit.min()), float(fit.max()), noise
+
+
+def _remove_background(arr: np.ndarray, light_page: bool) -> tuple[np.ndarray, float | None]:
+    """``arr`` (light on dark, stretched to [0, 1]) with an uneven background removed, stretched
+    again, and the contrast left above the background (a fraction of ``arr``'s); ``(arr, None)``
+    when its background varies by less than :data:`SHADING` or than its scatter allows to tell,
+    and for pictures too small to be photographs (less than 8 pixels a side).
+
+    A light page was made light on dark by inversion: its paper's brightness is ``1 - b``, and
+    the ink, lit by the same light, is divided by it; a dark page's background is subtracted."""
+    if min(arr.shape) < 8:
+        return arr, None
+    coef, low, high, noise = _background(arr)
+    if high - low < max(SHADING, _SHADING_OVER_NOISE * noise):
+        return arr, None
+    h, w = arr.shape
+    b = sum(c * t for c, t in zip(coef, _poly_terms(_cell_centres(h), _cell_centres(w))))
+    np.clip(b, low, high, out=b)  # no more uneven under the strokes than where it was seen
+    out = arr - b
+    if light_page:
+        out /= np.maximum(1.0 - b, MIN_CONTRAST)
+    np.clip(out, 0.0, 1.0, out=out)
+    peak = float(out.max())
+    return (out / peak if peak > 0 else out), peak
+
+
+def _edge_ink(mask: np.ndarray) -> float:
+    """The fraction of the picture's outer ring of pixels that counts as ink."""
+    if min(mask.shape) < 3:
+        return 0.0
+    ring = np.concatenate([mask[0], mask[-1], mask[1:-1, 0], mask[1:-1, -1]])
+    return float(ring.mean())
+
+
 def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 255.0, *,
-                   dataset: str | None = None, framing: str | None = None, ink: str = "light") -> np.ndarray:
+                   dataset: str | None = None, framing: str | None = None, ink: str = "light",
+                   warn: Callable[[str], None] | None = None) -> np.ndarray:
     """Load a picture, make it look like the model's training images, return a flat row.
 
     Parameters
@@ -225,6 +335,8 @@ def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 
         :func:`framing_for`.
     ink : ``"light"`` (light digit on a dark background, every bundled dataset) or ``"dark"``
         (dark on light, e.g. an inverted IDX dataset): the polarity of the returned row.
+    warn : called with a one-line message (naming the file) when the picture is converted but
+        may be read wrongly; default: :func:`warnings.warn` with :class:`PictureWarning`.
 
     Returns a float64 row of ``prod(shape[:2])`` values in ``[0, pixel_max]``. Raises
     :class:`ConfigError` naming the file when it is missing, unreadable or blank.
@@ -256,15 +368,29 @@ def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 
         raise ConfigError(f"{path}: no digit found: the picture is blank/uniform")
     arr = (arr - lo) / (hi - lo)  # full contrast, so faint pencil strokes count as ink too
     border = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    if border.mean() > 0.5:
+    light_page = bool(border.mean() > 0.5)
+    if light_page:
         arr = 1.0 - arr  # light background: every bundled dataset is light on dark
+    arr, left = _remove_background(arr, light_page)  # shading would otherwise count as ink
+    if left is not None and left * (hi - lo) < MIN_CONTRAST:
+        raise ConfigError(f"{path}: no digit found: the picture is blank/uniform (an uneven background only)")
     h, w = shape[0], shape[1] if len(shape) > 1 else 1
     mask = arr > _INK_THRESHOLD
     if not mask.any():
         raise ConfigError(f"{path}: no digit found: the picture is blank/uniform")
+    edge = _edge_ink(mask)
+    if edge > _AMBIGUOUS_EDGE:  # paper read as ink (a shadow's sharp edge), or a digit cut off
+        if warn is None:
+            def warn(msg: str) -> None:
+                warnings.warn(msg, PictureWarning, stacklevel=3)
+        warn(f"{path}: ambiguous picture: what reads as ink covers {edge:.0%} of its edge (a shadow or an "
+             "uneven background, or a digit cut off by the edge); the prediction may be wrong")
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     arr = arr[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     canvas = _frame_mnist(arr, h, w) if framing == "mnist" else _frame_fill(arr, h, w)
+    peak = float(canvas.max())
+    if 0 < peak < 1 and str(dataset or "").strip().lower() not in _KEEP_PEAK:
+        canvas /= peak  # the brightest stroke at the full range, as in the training digits
     if ink == "dark":
         canvas = 1.0 - canvas
     return (canvas.reshape(-1) * pixel_max).astype(np.float64)

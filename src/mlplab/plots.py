@@ -73,6 +73,12 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def _legend_outside(ax, *args: Any, **kwargs: Any) -> Any:
+    """The axes' legend to the right of it, outside the data area, so it can never hide a bar or
+    a label ("n/a", values); the constrained layout makes room for it."""
+    return ax.legend(*args, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kwargs)
+
+
 def _num(values: Any) -> np.ndarray:
     """A float array with ``None`` / empty strings turned into NaN (matplotlib skips NaN)."""
     return np.array([np.nan if v is None or v == "" else float(v) for v in values], dtype=np.float64)
@@ -153,6 +159,11 @@ def training_curves(
     history: Mapping[str, Sequence[Any]],
     path: str | os.PathLike,
     published: Mapping[str, Any] | None = None,
+    *,
+    train_note: str = "",
+    loss_name: str = "",
+    marked_epoch: int | None = None,
+    marked_label: str = "",
 ) -> Path:
     """Loss and accuracy per epoch, train vs validation, optionally over a published curve.
 
@@ -160,10 +171,16 @@ def training_curves(
     ----------
     history : mapping of lists
         ``epoch``, ``loss``, ``accuracy`` and optionally ``val_loss``, ``val_accuracy``
-        (entries may be ``None`` / empty). Accuracies as fractions in [0, 1].
+        (entries may be ``None`` / empty). Accuracies as fractions in [0, 1]. A series with no
+        value is neither drawn nor listed in the legend; a panel with none says so.
     published : mapping, optional
         ``epoch`` plus any of ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (same
         units), and an optional ``label`` (default ``"published"``); drawn dashed.
+    train_note : how the train values were measured, added to their legend entries, e.g.
+        ``"running mean over the epoch's minibatches"`` (validation is measured after the epoch).
+    loss_name : the loss, named on the loss axis (e.g. ``"cross-entropy"``).
+    marked_epoch, marked_label : an epoch marked by a dashed vertical line with this legend
+        entry (e.g. the one early stopping restored the weights of).
     """
     for key in ("epoch", "loss", "accuracy"):
         if key not in history:
@@ -171,11 +188,12 @@ def training_curves(
     epochs = _num(history["epoch"])
     fig = _figure(9, 3.5)
     ax_loss, ax_acc = fig.subplots(1, 2)
+    note = f" ({train_note})" if train_note else ""
     for ax, key, label in ((ax_loss, "loss", "loss"), (ax_acc, "accuracy", "accuracy")):
-        ax.plot(epochs, _num(history[key]), marker=".", label=f"train {label}")
-        val = history.get(f"val_{key}")
-        if val is not None and np.any(np.isfinite(_num(val))):
-            ax.plot(epochs, _num(val), marker=".", label=f"validation {label}")
+        for series, name, colour in ((key, f"train {label}{note}", "C0"), (f"val_{key}", f"validation {label}", "C1")):
+            values = history.get(series)
+            if values is not None and np.any(np.isfinite(_num(values))):
+                ax.plot(epochs, _num(values), marker=".", color=colour, label=name)
         if published:
             pe = _num(published.get("epoch", []))
             name = str(published.get("label", "published"))
@@ -183,12 +201,17 @@ def training_curves(
                 if published.get(pk) is not None:
                     suffix = "" if pk == key else " (validation)"
                     ax.plot(pe, _num(published[pk]), style, color="0.3", label=f"{name} {label}{suffix}")
+        if not ax.lines:
+            ax.text(0.5, 0.5, f"no {label} recorded", ha="center", va="center", transform=ax.transAxes)
+        elif marked_epoch is not None:
+            ax.axvline(marked_epoch, color="0.4", ls="--", lw=0.8, label=marked_label or f"epoch {marked_epoch}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.set_ylabel(f"{label} ({loss_name})" if key == "loss" and loss_name else label)
         ax.set_title(label.capitalize())
         ax.grid(True, alpha=0.3)
-        ax.legend(loc="best")
+        if ax.lines:
+            ax.legend(loc="best", fontsize=7)
     return _save(fig, path)
 
 
@@ -273,7 +296,7 @@ def per_class_bars(report_dict: Mapping[str, Any], class_names: Sequence[str], p
     k = len(class_names)
     x = np.arange(k)
     width = 0.27
-    fig = _figure(max(6.0, 0.6 * k + 2), 3.8)
+    fig = _figure(max(6.0, 0.6 * k + 2) + 1.0, 3.8)  # + the legend's column
     ax = fig.subplots()
     for i, (field, label) in enumerate(fields):
         vals = _num([report_dict[c].get(field) for c in class_names])
@@ -284,7 +307,7 @@ def per_class_bars(report_dict: Mapping[str, Any], class_names: Sequence[str], p
     ax.set_xlabel("class")
     ax.set_ylabel("score")
     ax.set_title("Per-class precision, recall and F1")
-    ax.legend(loc="lower right", ncols=3)
+    _legend_outside(ax)
     ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -354,14 +377,21 @@ def ovr_accuracy_bars(
     baselines: Sequence[float] | None,
     path: str | os.PathLike,
     title: str = "One-vs-rest accuracy per digit",
+    digits: Sequence[Any] | None = None,
 ) -> Path:
-    """Train and test accuracy of each one-vs-rest model, with the all-negative baseline as ticks."""
+    """Train and test accuracy of each one-vs-rest model, with the all-negative baseline as ticks.
+
+    ``digits``: the digit each model detects, as the ticks read (default 0, 1, ...: a spec may
+    train only some digits)."""
     tr, te = _num(per_digit_train), _num(per_digit_test)
     if tr.shape != te.shape:
         raise ConfigError("per_digit_train and per_digit_test must have the same length")
     k = tr.size
+    labels = [str(d) for d in (range(k) if digits is None else digits)]
+    if len(labels) != k:
+        raise ConfigError(f"{len(labels)} digits given for {k} models")
     x = np.arange(k)
-    fig = _figure(max(6.0, 0.6 * k + 2), 3.8)
+    fig = _figure(max(6.0, 0.6 * k + 2) + 1.6, 3.8)  # + the legend's column
     ax = fig.subplots()
     ax.bar(x - 0.2, tr, 0.4, label="train")
     ax.bar(x + 0.2, te, 0.4, label="test")
@@ -370,46 +400,60 @@ def ovr_accuracy_bars(
         if bl.shape != tr.shape:
             raise ConfigError("baselines must have one value per digit")
         ax.hlines(bl, x - 0.45, x + 0.45, colors="black", linestyles="--", label="all-negative baseline (test)")
-    ax.set_xticks(x, [str(i) for i in range(k)])
+    ax.set_xticks(x, labels)
     ax.set_xlabel("digit")
     ax.set_ylabel("accuracy")
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    _legend_outside(ax)
     ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)
 
 
 @_styled
 def ovr_weight_images(
-    weights: Any, image_shape: Sequence[int], path: str | os.PathLike, cmap: str = "hot"
+    weights: Any, image_shape: Sequence[int], path: str | os.PathLike, cmap: str = "RdBu_r",
+    digits: Sequence[Any] | None = None, title: str = "One-vs-rest weight vectors",
 ) -> Path:
-    """The weight vector of every one-vs-rest model (rows of ``weights``) as an image."""
+    """The weight vector of every one-vs-rest model (rows of ``weights``) as an image.
+
+    Every panel shares one colour scale, symmetric around 0 and shown by a colour bar, so sign
+    and size compare across digits (zero is the diverging map's middle). ``digits``: the digit
+    of each row, for the panel titles (default 0, 1, ...)."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 2:
         raise ConfigError(f"weights must be 2-D (n_models, d), got shape {w.shape}")
     shape = _check_image_shape(image_shape, w.shape[1], "the weights")
-    fig = _figure(1.6 * min(5, w.shape[0]), 1.7 * math.ceil(w.shape[0] / 5) + 0.3)
-    fig.suptitle("One-vs-rest weight vectors", fontsize=9)
+    labels = [str(d) for d in (range(w.shape[0]) if digits is None else digits)]
+    if len(labels) != w.shape[0]:
+        raise ConfigError(f"{len(labels)} digits given for {w.shape[0]} weight vectors")
+    lim = float(np.max(np.abs(w))) if w.size and np.isfinite(w).any() else 1.0
+    lim = lim if np.isfinite(lim) and lim > 0 else 1.0
+    fig = _figure(max(4.5, 1.6 * min(5, w.shape[0]) + 1.0), 1.7 * math.ceil(w.shape[0] / 5) + 0.6)
+    fig.suptitle(title, fontsize=9)
     rows, cols = math.ceil(w.shape[0] / 5), min(5, w.shape[0])
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    im = None
     for i, ax in enumerate(axes):
         ax.set_xticks([])
         ax.set_yticks([])
         if i >= w.shape[0]:
             ax.set_axis_off()
             continue
-        ax.imshow(w[i].reshape(shape), cmap=cmap, interpolation="nearest")
-        ax.set_title(f"digit {i}", fontsize=8)
+        im = ax.imshow(w[i].reshape(shape), cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_title(f"digit {labels[i]}", fontsize=8)
+    fig.colorbar(im, ax=list(axes), label="weight", shrink=0.9)
     return _save(fig, path)
 
 
 @_styled
 def sweep_accuracy_vs_epochs(
-    results: Sequence[Mapping[str, Any]], path: str | os.PathLike, metric_name: str = "accuracy"
+    results: Sequence[Mapping[str, Any]], path: str | os.PathLike, metric_name: str = "accuracy",
+    title: str = "",
 ) -> Path:
     """Grouped train/test bars against the epoch budget, one panel per learning rate.
 
-    ``results`` is a list of dicts with keys ``lr``, ``epochs``, ``train`` and ``test``.
+    ``results`` is a list of dicts with keys ``lr``, ``epochs``, ``train`` and ``test``. The
+    panels share their y range, so bars of one height mean one value; ``title`` heads them.
     """
     if not results:
         raise ConfigError("sweep results are empty")
@@ -418,8 +462,10 @@ def sweep_accuracy_vs_epochs(
             if key not in r:
                 raise ConfigError(f"sweep result {dict(r)!r} lacks {key!r}")
     lrs = sorted({float(r["lr"]) for r in results}, reverse=True)
-    fig = _figure(4.5 * len(lrs), 3.8)
-    axes = np.atleast_1d(fig.subplots(1, len(lrs), squeeze=False)).ravel()
+    fig = _figure(4.5 * len(lrs) + 0.8, 3.8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    axes = np.atleast_1d(fig.subplots(1, len(lrs), squeeze=False, sharey=True)).ravel()
     for ax, lr in zip(axes, lrs):
         rows = sorted((r for r in results if float(r["lr"]) == lr), key=lambda r: float(r["epochs"]))
         x = np.arange(len(rows))
@@ -428,10 +474,10 @@ def sweep_accuracy_vs_epochs(
         ax.set_xticks(x, [str(r["epochs"]) for r in rows])
         ax.axhline(0, color="black", lw=0.6)
         ax.set_xlabel("epochs")
-        ax.set_ylabel(metric_name)
         ax.set_title(f"learning rate {lr:g}")
-        ax.legend(loc="best")
         ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel(metric_name)
+    _legend_outside(axes[-1])
     return _save(fig, path)
 
 
@@ -517,7 +563,8 @@ def comparison_bars(
     keys = list(metrics)
     x = np.arange(len(keys))
     width = 0.8 / len(names)
-    fig = _figure(max(6.0, 1.4 * len(keys) + 2), 4)
+    legend_w = min(4.0, 0.6 + 0.055 * max(len(str(n)) for n in names))  # inches, fontsize 7
+    fig = _figure(max(6.0, 1.4 * len(keys) + 2) + legend_w, 4)
     ax = fig.subplots()
     handles = []
     for i, name in enumerate(names):
@@ -535,7 +582,7 @@ def comparison_bars(
     ax.set_ylabel("value")
     ax.set_title(title, parse_math=False)
     # Explicit handles and labels: matplotlib drops labels starting with "_" only when it collects them.
-    legend = ax.legend(handles, [str(n) for n in names], loc="lower right", fontsize=7)
+    legend = _legend_outside(ax, handles, [str(n) for n in names], fontsize=7)
     for text in legend.get_texts():
         text.set_parse_math(False)
     ax.grid(True, axis="y", alpha=0.3)

@@ -4,7 +4,9 @@ A run folder holds::
 
     config.toml        resolved configuration
     history.csv        epoch,loss,accuracy,val_loss,val_accuracy,lr,time_s (validation may be empty)
-    metrics.json       dataset, split, model, test, train?, inference, training_time_s, epochs_run
+    metrics.json       dataset, split, model, test, train?, inference, training_time_s, epochs_run,
+                       restored_best_epoch?, stop_reason?, train_metrics? (how history.csv's
+                       training columns were measured), model_file? (what an evaluation scored)
     environment.json   mlplab.environment.environment_info()
     model.npz          the model (not read here)
     predictions.npz    y_true (n,), proba (n, k), class_names (k,), image_shape,
@@ -244,6 +246,10 @@ def _load_metrics(path: Path) -> dict[str, Any]:
             raise _bad(path, key, f"must be a string, got {m[key]!r}"[:200])
     _check_number(path, "training_time_s", m.get("training_time_s"))
     _check_number(path, "epochs_run", m.get("epochs_run"), integer=True)
+    _check_number(path, "restored_best_epoch", m.get("restored_best_epoch"), integer=True)
+    for key in ("stop_reason", "model_file", "train_metrics"):
+        if m.get(key) is not None and not isinstance(m[key], str):
+            raise _bad(path, key, f"must be a string, got {m[key]!r}"[:200])
     ch = m.get("chunked_auc")
     if ch is not None:
         if not isinstance(ch, dict):
@@ -409,6 +415,60 @@ def _image_shape(pred: dict[str, np.ndarray]) -> tuple[int, ...] | None:
     return shape if len(shape) in (2, 3) and all(s > 0 for s in shape) else None
 
 
+_CURVE_COLUMNS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+def _has_curves(history: dict[str, list[float | None]] | None) -> bool:
+    """Whether history.csv holds a value to draw: a run trained with ``train_metrics = "none"``
+    and no validation data records epochs only."""
+    return bool(history and history.get("epoch")
+                and any(v is not None for key in _CURVE_COLUMNS for v in history.get(key) or []))
+
+
+def _restored_epoch(metrics: dict[str, Any]) -> int | None:
+    """The epoch whose weights early stopping restored, when it is not the last one run."""
+    restored, run = metrics.get("restored_best_epoch"), metrics.get("epochs_run")
+    return int(restored) if restored is not None and restored != run else None
+
+
+def _config(data: RunData) -> dict[str, Any]:
+    try:
+        return tomllib.loads(data.config_text) if data.config_text else {}
+    except tomllib.TOMLDecodeError:  # pragma: no cover - load_run checked it
+        return {}
+
+
+def _train_note(data: RunData) -> str:
+    """How the training loss and accuracy of history.csv were measured (metrics.json records
+    the trainer's ``train_metrics``; older runs: their config.toml), for the curves' legend."""
+    training = _config(data).get("training") or {}
+    how = data.metrics.get("train_metrics") or training.get("train_metrics")
+    if how == "full":
+        return "measured after the epoch"
+    if how == "running":
+        if training.get("batch_size") == 0:  # full batch: one step per epoch
+            return "measured before the epoch's full-batch step"
+        return "running mean over the epoch's minibatches"
+    return ""
+
+
+_LOSS_NAMES = {"cross_entropy": "cross-entropy", "mse": "MSE", "binary_cross_entropy": "BCE"}
+
+
+def _loss_name(model: Any) -> str:
+    """The loss named by metrics.json's model description (``784-64-10 relu/softmax cross_entropy``)."""
+    if not isinstance(model, str) or not model.split():
+        return ""
+    from mlplab.losses import LOSSES
+
+    name = model.split()[-1].split("/")[-1]
+    try:
+        name = getattr(LOSSES.get(name), "name", name)
+    except MlplabError:
+        return ""
+    return _LOSS_NAMES.get(name, name)
+
+
 def _figures_of(data: RunData) -> list[Path]:
     from mlplab import plots
 
@@ -416,8 +476,12 @@ def _figures_of(data: RunData) -> list[Path]:
     test = data.metrics["test"]
     names = data.class_names
     written: list[Path] = []
-    if data.history is not None and data.history.get("epoch"):
-        written.append(plots.training_curves(data.history, fig_dir / "training_curves.png"))
+    if _has_curves(data.history):
+        restored = _restored_epoch(data.metrics)
+        written.append(plots.training_curves(
+            data.history, fig_dir / "training_curves.png", train_note=_train_note(data),
+            loss_name=_loss_name(data.metrics.get("model")), marked_epoch=restored,
+            marked_label=f"weights restored (epoch {restored})"))
     written.append(
         plots.confusion_matrix_heatmap(test["confusion_matrix"], names, fig_dir / "confusion_matrix.png",
                                        title="Confusion matrix (test)")
@@ -511,6 +575,22 @@ def _md_fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+_NUMBER = r"[-+−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?%?"
+_NUMERIC_CELL = re.compile(rf"{_NUMBER}(?: ± {_NUMBER})?(?: \(n=\d+\))?(?: / {_NUMBER}(?: ± {_NUMBER})?(?: \(n=\d+\))?)*")
+_NEUTRAL_CELLS = ("", "n/a", "not computed")
+
+
+def _text_columns(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[bool]:
+    """Per column, whether it holds text (left-aligned) rather than numbers (right-aligned):
+    the first column always; another when any of its cells is not a number ("n/a" and blanks
+    go with either)."""
+    out = []
+    for j in range(len(header)):
+        cells = [str(row[j]).strip() for row in rows if j < len(row)]
+        out.append(j == 0 or any(c not in _NEUTRAL_CELLS and not _NUMERIC_CELL.fullmatch(c) for c in cells))
+    return out
+
+
 def render_markdown(blocks: list[tuple]) -> str:
     out: list[str] = []
     for block in blocks:
@@ -524,7 +604,7 @@ def render_markdown(blocks: list[tuple]) -> str:
         elif kind == "table":
             header, rows = block[1], block[2]
             lines = ["| " + " | ".join(_md_cell(h) for h in header) + " |",
-                     "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+                     "|" + "|".join(":---" if left else "---:" for left in _text_columns(header, rows)) + "|"]
             lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
             out.append("\n".join(lines))
         elif kind == "img":
@@ -539,7 +619,7 @@ def render_markdown(blocks: list[tuple]) -> str:
 
 _CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;margin:0.5rem 0 1rem}th,td{border:1px solid #ccc;padding:0.2rem 0.5rem}
-td{text-align:right;font-variant-numeric:tabular-nums}td:first-child{text-align:left}th{background:#f3f3f3}
+td{text-align:right;font-variant-numeric:tabular-nums}td:first-child,td.t{text-align:left}th{background:#f3f3f3}
 pre{background:#f6f6f6;padding:0.5rem;overflow-x:auto}img{max-width:100%}figure{margin:1rem 0}"""
 
 
@@ -557,9 +637,12 @@ def render_html(blocks: list[tuple], title: str, base: Path) -> str:
             out.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block[1]) + "</ul>")
         elif kind == "table":
             header, rows = block[1], block[2]
+            text = _text_columns(header, rows)
             parts = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead>",
                      "<tbody>"]
-            parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows]
+            cell = ['<td class="t">{}</td>' if j and is_text else "<td>{}</td>" for j, is_text in enumerate(text)]
+            parts += ["<tr>" + "".join((cell[j] if j < len(cell) else "<td>{}</td>").format(esc(c))
+                                       for j, c in enumerate(row)) + "</tr>" for row in rows]
             parts += ["</tbody>", "</table>"]
             out.append("\n".join(parts))
         elif kind == "img":
@@ -707,16 +790,29 @@ def _version_text(env: dict[str, Any], lib: str, ver: Any) -> str:
     return str(ver) if env["torch_loaded"] else f"{ver} (installed, not loaded by this run)"
 
 
+def _intro(m: dict[str, Any]) -> list[str]:
+    """The report's first list: what ran on what. An evaluation (``mlplab evaluate``) names the
+    model file it scored instead of training figures it does not have; an early-stopped run says
+    which epoch's weights it kept (the metrics are theirs)."""
+    intro = [f"Dataset: {_fmt(m.get('dataset'))}", f"Split: {_fmt(m.get('split'))}", f"Model: {_fmt(m.get('model'))}"]
+    if m.get("model_file") is not None or (m.get("epochs_run") is None and m.get("training_time_s") is None):
+        source = printable(m["model_file"]) if m.get("model_file") is not None else "not recorded"
+        return intro + [f"Model file evaluated: {source} (an evaluation, not a training run)"]
+    intro.append(f"Epochs run: {_fmt(m.get('epochs_run'))}")
+    restored = _restored_epoch(m)
+    if restored is not None:
+        why = f"; {m['stop_reason']}" if m.get("stop_reason") else ""
+        intro.append(f"Weights restored to epoch {restored} (the metrics below are of these weights){why}")
+    elif m.get("stop_reason"):
+        intro.append(f"Stopped: {m['stop_reason']}")
+    time_s = m.get("training_time_s")
+    intro.append(f"Training time: {_fmt_g(time_s)} s" if time_s is not None else "Training time: not recorded")
+    return intro
+
+
 def _report_blocks(data: RunData, figure_names: Sequence[str]) -> list[tuple]:
     m = data.metrics
-    intro = [
-        f"Dataset: {_fmt(m.get('dataset'))}",
-        f"Split: {_fmt(m.get('split'))}",
-        f"Model: {_fmt(m.get('model'))}",
-        f"Epochs run: {_fmt(m.get('epochs_run'))}",
-        f"Training time: {_fmt_g(m.get('training_time_s'))} s",
-    ]
-    blocks: list[tuple] = [("h1", f"Run report: {data.name}"), ("ul", intro)]
+    blocks: list[tuple] = [("h1", f"Run report: {data.name}"), ("ul", _intro(m))]
     if data.absent:
         blocks += [("p", "Files absent from the run folder (their sections are left out): "
                          + ", ".join(data.absent) + ".")]
@@ -729,8 +825,18 @@ def _report_blocks(data: RunData, figure_names: Sequence[str]) -> list[tuple]:
     for name, caption in FIGURES:
         if name in present:
             blocks += [("h3", caption), ("img", caption, f"figures/{name}")]
+        elif name == "training_curves.png" and data.history is not None and not _has_curves(data.history):
+            blocks += [("h3", caption), ("p", "Not drawn: history.csv records no per-epoch loss or accuracy "
+                                              "(the run measured no training metrics, train_metrics = \"none\", "
+                                              "and had no validation data).")]
     blocks.append(("h2", "Configuration"))
-    blocks.append(("pre", data.config_text) if data.config_text is not None else ("p", "config.toml not found."))
+    if data.config_text is not None:
+        blocks.append(("pre", data.config_text))
+    elif m.get("model_file") is not None:
+        blocks.append(("p", f"Not a training run: {printable(m['model_file'])} records the configuration it was "
+                            "trained with."))
+    else:
+        blocks.append(("p", "config.toml not found."))
     blocks += _environment_blocks(data)
     return blocks
 

@@ -318,12 +318,15 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 
 def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], trainer: Trainer | None,
-                  train_time: float | None, chunked_auc: dict[str, Any] | None = None) -> dict[str, Any]:
+                  train_time: float | None, chunked_auc: dict[str, Any] | None = None,
+                  model_file: str | None = None) -> dict[str, Any]:
     """Measure the network on the test data; write metrics.json, history.csv, predictions.npz,
     environment.json. Metrics and inference timing are measured separately.
 
     ``chunked_auc``: report 1's chunk-averaged AUC when the caller computed it on other scores
-    (the raw sigmoid outputs); by default it is computed on the predicted probabilities."""
+    (the raw sigmoid outputs); by default it is computed on the predicted probabilities.
+    ``model_file``: the saved model an evaluation (no ``trainer``) scored, as the user named it;
+    recorded so its report says what was evaluated."""
     from mlplab.metrics import chunked_ovr_auc, classification_metrics
     from mlplab.timing import measure_inference
 
@@ -351,6 +354,9 @@ def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], 
     if trainer is not None:
         metrics["stop_reason"] = trainer.stop_reason
         metrics["restored_best_epoch"] = trainer.restored_epoch
+        metrics["train_metrics"] = trainer.train_metrics  # how history.csv's training columns were measured
+    if model_file is not None:
+        metrics["model_file"] = model_file
     metrics["accuracy"] = test["accuracy"]
     metrics["roc_auc_ovr_macro"] = test.get("roc_auc_ovr_macro")
     out.mkdir(parents=True, exist_ok=True)

@@ -297,6 +297,32 @@ def _threads_text(results, records: list[dict[str, Any]], threads_now: int) -> s
     return "; ".join(parts) + f" (this invocation's --threads: {threads_now})"
 
 
+#: settings a quick run's report states (those its runner reads), as the resolved spec holds them
+_QUICK_KEYS = ("training.epochs", "training.record_epochs", "training.cost_every", "data.max_train_samples",
+               "data.max_test_samples")
+
+
+def quick_blocks(spec: Spec) -> list[tuple]:
+    """What a ``--quick`` run ran, from its resolved spec: the spec's description is the full
+    run's, so it is marked as such and followed by the settings --quick changed (or, for a spec
+    resumed from its saved spec.toml, which no longer holds the full values, the values of the
+    usual ones: epochs, budgets, cost interval, subsets)."""
+    blocks: list[tuple] = []
+    if spec.description:
+        blocks.append(("p", f"The full run (not this one): {spec.description}"))
+    if spec.quick_changes:
+        return blocks + [("p", "This quick run changed: " + "; ".join(spec.quick_changes) + ".")]
+    use = key_use(spec)
+    settings = []
+    for path in _QUICK_KEYS:
+        sec, key = path.split(".")
+        value = spec.sections[sec][key]
+        if (use is None or use.reads(path)) and value not in (None, [], 0):
+            settings.append(f"{path} = {', '.join(map(str, value)) if isinstance(value, list) else value}")
+    text = "; ".join(settings) if settings else "see spec.toml"
+    return blocks + [("p", f"This quick run's settings (from its resolved spec): {text}.")]
+
+
 def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportParts, results,
                  records: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
     from mlplab.report import render_html, render_markdown
@@ -311,7 +337,9 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
     blocks.append(("p", f"Protocol: {spec.protocol}. Mode: {mode}. Seeds per cell: {summary['seeds']}. "
                         f"Cells: {len(results)} ({sum(r.cached for r in results)} loaded from the cache). "
                         f"Wall time of this invocation: {summary['wall_s']:.1f} s with {summary['jobs']} job(s)."))
-    if spec.description:
+    if spec.quick:
+        blocks += quick_blocks(spec)
+    elif spec.description:
         blocks.append(("p", spec.description))
     if summary.get("spec_keys"):
         blocks.append(("p", f"Spec keys (runner {spec.runner!r}): {summary['spec_keys']['text']}."))

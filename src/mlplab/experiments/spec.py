@@ -123,6 +123,9 @@ class Spec:
     options: dict[str, Any] = field(default_factory=dict)
     origin: str = "<spec>"
     quick: bool = False
+    #: what ``--quick`` changed, ``"key: full value → quick value"`` (a spec loaded with its
+    #: [quick] merged; empty for a saved resolved spec, which no longer holds the full values)
+    quick_changes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "title": self.title, "description": self.description,
@@ -346,8 +349,9 @@ def from_dict(raw: dict[str, Any], origin: str = "<spec>", quick: bool = False,
     layout as a spec) come last (e.g. ``{"data": {"data_dir": ...}}``)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin}: a spec must be a table")
+    full = None
     if quick:  # a quick run is a trial of the full one: refuse a full spec that would fail later
-        from_dict(raw, origin, quick=False, overrides=overrides)
+        full = from_dict(raw, origin, quick=False, overrides=overrides)
     valid = [*TOP_KEYS, *SECTIONS, *FREE_SECTIONS, "quick"]
     for key in raw:
         if key not in valid:
@@ -423,6 +427,11 @@ def from_dict(raw: dict[str, Any], origin: str = "<spec>", quick: bool = False,
                 runner=top["runner"], protocol=protocol, sections=sections, sweep=sweep,
                 report=copy.deepcopy(report), options=options, origin=origin,
                 quick=bool(quick or resolved_quick))
+    if full is not None:
+        mine, theirs = _flatten(spec.to_dict()), _flatten(full.to_dict())
+        spec.quick_changes = [f"{k}: {toml_value(theirs.get(k))} → {toml_value(mine.get(k))}"
+                              for k in sorted({*mine, *theirs}) if k != "quick"
+                              and _canonical(mine.get(k)) != _canonical(theirs.get(k))]
     check = getattr(module, "check_spec", None)
     if check is not None:
         check(spec)

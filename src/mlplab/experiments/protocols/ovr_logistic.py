@@ -14,6 +14,7 @@ update of ``MLP([784, 1], output "sigmoid", loss "binary_cross_entropy")`` train
 from __future__ import annotations
 
 import copy
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -304,7 +305,8 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                            pct(float(np.mean([m["test"]["balanced_accuracy"] for m in ms])))])
             name = f"ovr_lr{lr:g}_{init}.png"
             plots.ovr_accuracy_bars(tr, te, [m["test"]["baseline_accuracy"] for m in ms], out / "figures" / name,
-                                    title=f"lr {lr:g}, init {init}: accuracy at threshold {spec.options['threshold']}")
+                                    title=f"lr {lr:g}, init {init}: accuracy at threshold {spec.options['threshold']}",
+                                    digits=[m["digit"] for m in ms])
             blocks.append(("img", f"Per-digit train/test accuracy, lr {lr:g}, init {init}", f"figures/{name}"))
     blocks.insert(0, ("table", ["lr", "init", "digits > 80% train and test", "digits > 90% test", "best test",
                                 "models beating the all-negative baseline", "mean balanced accuracy (%)"], claims))
@@ -320,16 +322,21 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     # weights as images
     for lr in spec.options["lrs"][:1]:
         for init in used_inits:
-            ws = []
-            for r in first_seed.values():
-                arr = np.load(r.folder / "weights.npz")
+            ws, wd = [], []
+            for d in digits:  # in digit order (the cells finish in any order)
+                arr = np.load(first_seed[d].folder / "weights.npz")
                 j = [k for k, (l, i) in enumerate(zip(arr["lrs"], arr["inits"])) if abs(l - lr) < 1e-12 and i == init]
                 if j:
                     ws.append(arr["W"][:, j[0]])
-            if ws and len(ws[0]) == 784:
+                    wd.append(d)
+            side = math.isqrt(len(ws[0])) if ws else 0
+            if ws and side * side == len(ws[0]):  # square images (MNIST's 28x28, the digits' 8x8)
                 name = f"ovr_weights_lr{lr:g}_{init}.png"
-                plots.ovr_weight_images(np.stack(ws), (28, 28), out / "figures" / name)
-                blocks.append(("img", f"Weight vectors as 28x28 images, lr {lr:g}, init {init}", f"figures/{name}"))
+                plots.ovr_weight_images(np.stack(ws), (side, side), out / "figures" / name, digits=wd,
+                                        title=f"One-vs-rest weight vectors, lr {lr:g}, init {init}\n"
+                                              "(one colour scale for all digits; red > 0 > blue)")
+                blocks.append(("img", f"Weight vectors as {side}x{side} images, lr {lr:g}, init {init}",
+                               f"figures/{name}"))
     summary["claims"] = claims
     n_models = len(spec.options["lrs"]) * len(used_inits)
     return ReportParts(comparison=(header, rows), blocks=blocks, summary=summary,

@@ -242,14 +242,21 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         sweep = [{"lr": r.cell.tags["lr"], "epochs": int(e), "train": scale * s[f"train_{key}"],
                   "test": scale * s[f"test_{key}"]} for r in res for e, s in r.result["snapshots"].items()]
         name = f"budgets_{proto}.png"
-        plots.sweep_accuracy_vs_epochs(sweep, out / "figures" / name,
-                                       metric_name="label-MAE score" if proto == "as-published" else "accuracy (%)")
+        what = "label-MAE score" if proto == "as-published" else "accuracy (%)"
+        plots.sweep_accuracy_vs_epochs(sweep, out / "figures" / name, metric_name=what,
+                                       title=f"{spec.name}, {proto} protocol: {what} by epoch budget "
+                                             "(snapshots of one run per learning rate)")
         blocks.append(("img", f"{proto}: {'score' if proto == 'as-published' else 'accuracy'} against epoch budget",
                        f"figures/{name}"))
         curves = {f"lr {r.cell.tags['lr']:g}": ([c[0] for c in r.result["costs"]], [c[1] for c in r.result["costs"]])
                   for r in res}
         name = f"cost_{proto}.png"
-        plots.cost_curves(curves, out / "figures" / name, title=f"{proto}: cost (clipped cross-entropy) every "
-                          f"{spec.sections['training']['cost_every']} iterations")
+        # Budgets records the cost after every cost_every-th epoch: one step each only when full batch
+        full_batch = not res[0].cell.config["training"]["batch_size"]
+        unit = "iteration" if full_batch else "epoch"
+        plots.cost_curves(curves, out / "figures" / name,
+                          xlabel="iteration (full batch: one per epoch)" if full_batch else "epoch",
+                          title=f"{proto}: cost (clipped cross-entropy) every "
+                                f"{spec.sections['training']['cost_every']} {unit}s")
         blocks.append(("img", f"{proto}: cost curves", f"figures/{name}"))
     return ReportParts(comparison=(header, rows), blocks=blocks)
