@@ -354,9 +354,14 @@ def image_to_input(path: str | Path, shape: tuple[int, ...], pixel_max: float = 
     if framing not in FRAMINGS:
         raise ConfigError(f"framing {framing!r}: valid values are {', '.join(FRAMINGS)}")
     try:
-        with Image.open(path) as im:
-            palette = im.mode == "P"
-            arr = _scaled_gray(_upright_within_work_size(im), palette)  # as viewers show it (phone photos)
+        with warnings.catch_warnings():
+            # Pillow warns (two lines, naming its own file) above ~89 megapixels; such a picture is
+            # read within bounded memory (_upright_within_work_size), and above twice that Pillow
+            # refuses it: DecompressionBombError, the one-line error below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                palette = im.mode == "P"
+                arr = _scaled_gray(_upright_within_work_size(im), palette)  # as viewers show it (phone photos)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError,
             Image.DecompressionBombError) as exc:
         raise ConfigError(f"{path}: not a readable picture ({exc})") from None

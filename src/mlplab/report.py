@@ -949,12 +949,17 @@ def comparison_warnings(rows: Sequence[dict[str, Any]]) -> list[str]:
     if len(rows) < 2:
         return []
     datasets = list(dict.fromkeys(_fmt(r.get("dataset")) for r in rows))
+    warnings = []
     if len(datasets) > 1:
-        return [f"the runs use different datasets ({', '.join(datasets)}); their metrics are not comparable"]
-    if len({_test_set_key(r) for r in rows}) > 1:
-        sizes = ", ".join(f"{r['run']}: {_fmt(r.get('split'))}, {r['test_n_samples']} test rows" for r in rows)
-        return [f"the runs were scored on different test sets ({sizes}); their metrics are not directly comparable"]
-    return []
+        warnings.append(f"the runs use different datasets ({', '.join(datasets)}); their metrics are not comparable")
+    for name in datasets:  # and within each dataset, the test sets (every difference is named at once)
+        same = [r for r in rows if _fmt(r.get("dataset")) == name]
+        if len({_test_set_key(r) for r in same}) > 1:
+            sizes = ", ".join(f"{r['run']}: {_fmt(r.get('split'))}, {r['test_n_samples']} test rows" for r in same)
+            where = f" of {name}" if len(datasets) > 1 else ""
+            warnings.append(f"the runs{where} were scored on different test sets ({sizes}); "
+                            "their metrics are not directly comparable")
+    return warnings
 
 
 def check_comparison_out(out: Path, option: str = "") -> None:
