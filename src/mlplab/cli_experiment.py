@@ -73,7 +73,11 @@ def run(
                                                     "running cell; an interrupted cell continues from its last "
                                                     "one when the command is run again.")] = 60.0,
 ) -> None:
-    """Run an experiment: every cell a run folder, then summary.json and report.md/html."""
+    """Run an experiment: every cell a run folder, then summary.json and report.md/html.
+
+    A cell whose training diverges is recorded (and cached) as diverged, the others run on, and
+    the report lists it with n/a values; the exit code is then still 0. Sweeps of more than
+    10,000 cells are refused (set MLPLAB_MAX_CELLS to allow more)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -81,7 +85,7 @@ def run(
     from mlplab.errors import ConfigError
     from mlplab.experiments.checkpoint import ENV_VAR
     from mlplab.experiments.runner import (RUN_FILE, check_batch_sizes, check_data, check_experiment_out,
-                                          check_names, plan, run_experiment)
+                                          check_names, check_settings, plan, run_experiment)
     from mlplab.experiments.spec import load_spec
     from mlplab.io import printable
 
@@ -144,6 +148,7 @@ def run(
         full = load_spec(name, quick=False, overrides=overrides)
         check_names(full, plan(full, seeds))
     check_batch_sizes(spec, planned)  # before the progress display starts: one clean line
+    check_settings(spec, planned)
     checked_data_dir(spec.sections["data"].get("data_dir"))  # else every cell fails on it, after writing
     check_data(spec)
     total = len(planned)
@@ -160,7 +165,10 @@ def run(
                 if event["name"] in running:
                     running.remove(event["name"])
                 bar.advance(task)
-                if not event.get("cached"):
+                if event.get("diverged"):
+                    bar.console.print(printable(f"  diverged {event['name']}: {event['diverged']}"), markup=False,
+                                      highlight=False, soft_wrap=True)
+                elif not event.get("cached"):
                     bar.console.print(f"  done {event['name']} in {event['wall_s']:.1f} s")
             elif kind == "report":
                 running[:] = ["writing report"]
@@ -178,7 +186,9 @@ def run(
     print_comparison(Console(highlight=False), f"{spec.title}: published vs reproduced vs corrected",
                      summary["comparison"]["header"], summary["comparison"]["rows"], quick=spec.quick)
     cached = sum(1 for c in summary["cells"] if c["cached"])
-    Console(highlight=False).print(f"{len(summary['cells'])} cells ({cached} cached) in {summary['wall_s']:.1f} s; "
+    bad = len(summary.get("diverged") or [])
+    Console(highlight=False).print(f"{len(summary['cells'])} cells ({cached} cached"
+                                   f"{f', {bad} diverged' if bad else ''}) in {summary['wall_s']:.1f} s; "
                                    f"report: {out / 'report.html'}")
 
 

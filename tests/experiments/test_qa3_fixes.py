@@ -323,6 +323,7 @@ def test_two_hidden_replay_honours_sample_limits(tmp_path):
 # ----------------------------------------------------------------------------- 2: --seeds reuses finished cells
 
 
+@pytest.mark.filterwarnings("ignore:--out .* held this experiment with --seeds")  # (the warning itself: test_sweep_qa26)
 def test_seeds_reuse_finished_cells_with_the_same_key(tiny_spec, tmp_path):
     from mlplab.experiments.sweep import CELL_FILE
 

@@ -17,6 +17,7 @@ Output folder::
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import time
 from collections import Counter
@@ -29,7 +30,8 @@ from mlplab.errors import ConfigError, DataError
 from mlplab.experiments.protocols import get_protocol
 from mlplab.experiments.protocols.common import ReportParts, _tomlable
 from mlplab.experiments.spec import Spec, from_dict, key_use
-from mlplab.experiments.sweep import aggregate, check_distinct, run_cells, with_seeds
+from mlplab.experiments.sweep import (MAX_CELLS, MAX_CELLS_VAR, CellFailed, aggregate, check_distinct, diverged,
+                                     grid_size, run_cells, with_seeds)
 from mlplab.io import atomic_write_json, atomic_write_text
 
 RUN_FILE = "run.json"
@@ -38,6 +40,8 @@ _SAFE_BATCH = 1000
 #: training-set sizes already looked up, per data configuration (the CLI checks before its
 #: progress display, then run_experiment checks again: the data is prepared once)
 _TRAIN_SIZES: dict[str, int] = {}
+#: (train, test) rows of the split, per data and split configuration (max_*_samples aside)
+_SPLIT_SIZES: dict[str, tuple[int, int]] = {}
 
 
 def check_names(spec: Spec, cells) -> None:
@@ -107,6 +111,37 @@ def check_batch_sizes(spec: Spec, cells) -> None:
                           f"({limit} samples) of cell {c.name!r}")
 
 
+def check_settings(spec: Spec, cells) -> None:
+    """Settings of the generic runner's cells that could not take effect are refused before any
+    cell runs: a ``training.record_epochs`` entry beyond ``training.epochs`` (the snapshot would
+    never be taken) and ``data.max_train_samples`` / ``max_test_samples`` larger than the split's
+    part (the "subset" would be the whole part)."""
+    from mlplab.experiments.protocols import common
+
+    for c in cells:
+        cfg = c.config
+        if not c.kind.startswith("generic:"):
+            continue
+        t, d = cfg.get("training") or {}, cfg.get("data") or {}
+        late = [e for e in t.get("record_epochs") or [] if isinstance(e, int) and e > t.get("epochs", e)]
+        if late:
+            raise ConfigError(f"{spec.origin}: training.record_epochs {late[0]} is beyond training.epochs "
+                              f"{t['epochs']} of cell {c.name!r}")
+        if not (d.get("max_train_samples") or d.get("max_test_samples")):
+            continue
+        base = {**cfg, "data": {**d, "max_train_samples": None, "max_test_samples": None}}
+        key = json.dumps([base["data"], cfg.get("split")], sort_keys=True, default=str)
+        if key not in _SPLIT_SIZES:
+            _, _, _, tr, te, _ = common.split_indices(base)
+            _SPLIT_SIZES[key] = (len(tr), len(te))
+        for name, limit, size in (("max_train_samples", d.get("max_train_samples"), _SPLIT_SIZES[key][0]),
+                                  ("max_test_samples", d.get("max_test_samples"), _SPLIT_SIZES[key][1])):
+            if isinstance(limit, int) and limit > size:
+                part = name.split("_")[1]
+                raise ConfigError(f"{spec.origin}: data.{name} {limit} is larger than the {part} set ({size} "
+                                  f"samples) of cell {c.name!r}; remove it to use the whole {part} set")
+
+
 def check_data(spec: Spec) -> None:
     """The protocol's checks of the spec against the data (optional ``check_data(spec)`` hook of a
     protocol module, e.g. a class the data does not have), before any cell runs and writes."""
@@ -147,9 +182,36 @@ def check_experiment_out(out: Path, spec: Spec) -> None:
                           "for this one")
 
 
+def max_cells() -> int:
+    """The largest sweep :func:`plan` accepts: :data:`MAX_CELLS`, or ``$MLPLAB_MAX_CELLS``."""
+    text = os.environ.get(MAX_CELLS_VAR)
+    if text is None:
+        return MAX_CELLS
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"${MAX_CELLS_VAR} = {text!r}: must be a whole number of cells") from None
+
+
+def saved_seeds(out: Path) -> int | None:
+    """The ``--seeds`` of the run already in ``out`` (its run.json), else ``None``."""
+    try:
+        return int(json.loads((out / RUN_FILE).read_text(encoding="utf-8"))["seeds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def plan(spec: Spec, seeds: int = 1):
     """The cells of ``spec`` with ``seeds`` seeds each; two cells of the same resolved config
-    (which spec validation should have refused) are refused here, before anything is written."""
+    (which spec validation should have refused) are refused here, before anything is written.
+    A sweep of more than :func:`max_cells` cells is refused from its axis lengths, before any
+    cell is built (a typo'd axis would otherwise plan, and start, for hours)."""
+    n = grid_size(spec.sweep) * int(seeds) if spec.sweep else 0
+    limit = max_cells()
+    if n > limit:
+        sizes = " x ".join(str(len(v)) for v in spec.sweep.values())
+        raise ConfigError(f"{spec.origin}: [sweep] makes {n:,} cells ({sizes}{f' x {seeds} seeds' if seeds > 1 else ''}"
+                          f"), more than {limit:,}; shrink the axes, or set ${MAX_CELLS_VAR} to allow more")
     module = get_protocol(spec.runner)
     cells = with_seeds(module.cells(spec, seeds), seeds, getattr(module, "SEED_PATH", "seed"))
     check_distinct(cells, spec.origin)
@@ -182,13 +244,30 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     cells = plan(spec, seeds)
     check_names(spec, cells)  # before anything is written
     check_batch_sizes(spec, cells)
+    check_settings(spec, cells)
     check_data(spec)
+    before = saved_seeds(out)
+    if before is not None and before != int(seeds):
+        note = (f"--out {out} held this experiment with --seeds {before}; its summary and report now describe "
+                f"--seeds {seeds} (every finished cell stays cached: --seeds {before} again gives them back)")
+        if progress is None:
+            import warnings
+
+            warnings.warn(note, stacklevel=2)
+        else:
+            progress({"event": "warning", "message": note})
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "spec.toml", spec_text(spec))
     atomic_write_text(out / RUN_FILE, json.dumps({"seeds": int(seeds)}) + "\n")  # what --resume needs besides the spec
     t0 = time.perf_counter()
     results = run_cells(cells, out / "cells", jobs=jobs, threads=threads, progress=progress, backend=backend)
     wall = time.perf_counter() - t0
+    failed = [r for r in results if diverged(r.result)]
+    if failed and not getattr(module, "HANDLES_DIVERGED", False):  # its report needs every cell's metrics
+        r = failed[0]
+        raise CellFailed(f"cell {r.cell.name!r} diverged (folder {r.folder}): {diverged(r.result)}"
+                         f"{f' (and {len(failed) - 1} more)' if len(failed) > 1 else ''}; runner "
+                         f"{spec.runner!r} reports only experiments whose cells all trained")
     aggregates = aggregate(results)
     (out / "figures").mkdir(exist_ok=True)
     emit = progress or (lambda e: None)
@@ -209,7 +288,9 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
         "jobs": jobs,
         "threads_per_job": threads,
         "wall_s": wall,
+        "diverged": [r.cell.name for r in failed],
         "cells": [{"name": r.cell.name, "group": r.cell.group, "seed": r.cell.seed, "key": r.cell.key,
+                   "status": "diverged" if diverged(r.result) else "finished",
                    "folder": str(r.folder.relative_to(out)), "cached": r.cached, "wall_s": r.wall_s,
                    "threads": rec["threads"], "result": r.result} for r, rec in zip(results, records)],
         "groups": aggregates,
@@ -351,7 +432,10 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
     for r in results:
         res = r.result
         acc = res.get("test_accuracy")
-        rows.append([r.cell.name, "cached" if r.cached else "run", f"{r.wall_s:.1f}",
+        status = "cached" if r.cached else "run"
+        if diverged(res):
+            status = f"diverged ({status})"
+        rows.append([r.cell.name, status, f"{r.wall_s:.1f}",
                      "n/a" if acc is None else f"{100 * acc:.2f}", str(r.folder.relative_to(out))])
     blocks.append(("table", ["cell", "status", "wall (s)", parts.cell_accuracy_label, "folder"], rows))
     if summary["seeds"] > 1:

@@ -299,9 +299,11 @@ def check_key_use(spec: Spec, given: dict[str, str], sweep_where: str) -> None:
             raise ConfigError(f"{where}: {path} is not used by runner {name!r} ({use.hint(path)}); remove it")
 
 
-def check_field(origin: str, path: str, values: Any) -> None:
+def check_field(origin: str, path: str, values: Any) -> list[Any]:
     """Validate a sweep axis ``"section.key" = [values]``: every value must pass the key's check,
-    and none may appear twice (it would make the same cells twice)."""
+    and none may appear twice (it would make the same cells twice). Returns the values as the
+    section would hold them (an integer for a float key becomes a float, as ``lr = 1`` in
+    ``[training]`` does), so ``1`` and ``1.0`` make one cache key, as they make one spec."""
     parts = path.split(".")
     if len(parts) == 2 and parts[0] in SECTIONS:
         sec, key = parts
@@ -310,12 +312,15 @@ def check_field(origin: str, path: str, values: Any) -> None:
                               f"valid: {', '.join(SECTIONS[sec])}")
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{origin}: sweep.{path!r} must be a non-empty list of values")
+        normal = []
         for v in values:
             if _is_int(v) and isinstance(SECTIONS[sec][key][0], float):
                 v = float(v)
             problem = SECTIONS[sec][key][1](v)
             if problem:
                 raise ConfigError(f"{origin}: sweep.{path} value {v!r} {problem}")
+            normal.append(v)
+        values = normal
     elif len(parts) == 2 and parts[0] == "options":
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{origin}: sweep.{path!r} must be a non-empty list of values")
@@ -325,6 +330,7 @@ def check_field(origin: str, path: str, values: Any) -> None:
     twice = repeated(values)
     if twice is not None:
         raise ConfigError(f"{origin}: sweep.{path} holds {twice!r} twice (each value makes its own cells)")
+    return values
 
 
 def _flatten_sweep(origin: str, raw: Any) -> dict[str, list[Any]]:
@@ -338,9 +344,7 @@ def _flatten_sweep(origin: str, raw: Any) -> dict[str, list[Any]]:
                 flat[f"{key}.{sub}"] = v
         else:
             flat[key] = value
-    for path, values in flat.items():
-        check_field(origin, path, values)
-    return flat
+    return {path: check_field(origin, path, values) for path, values in flat.items()}
 
 
 def from_dict(raw: dict[str, Any], origin: str = "<spec>", quick: bool = False,

@@ -39,15 +39,19 @@ import time
 import traceback
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from mlplab.errors import ConfigError, MlplabError, SweepInterrupted, TrainingInterrupted
+from mlplab.errors import ConfigError, DivergenceError, MlplabError, SweepInterrupted, TrainingInterrupted
 from mlplab.io import atomic_write_json
 
 CELL_FILE = "cell.json"
 CACHE_VERSION = 1
+#: a sweep larger than this is refused before any cell is built (override: this variable)
+MAX_CELLS_VAR = "MLPLAB_MAX_CELLS"
+MAX_CELLS = 10_000
 
 
 @dataclass
@@ -66,6 +70,8 @@ class Cell:
     stack_varies: tuple[str, ...] = ()
     #: relative amount of work (e.g. multiply-adds); jobs start in decreasing order of cost
     cost: float = 0.0
+    #: the config path :func:`with_seeds` set (``""``: the cell was not repeated over seeds)
+    seed_path: str = ""
 
     def __post_init__(self) -> None:
         if not self.group:
@@ -74,6 +80,12 @@ class Cell:
     @property
     def key(self) -> str:
         return config_hash(self.kind, self.config)
+
+    @property
+    def group_key(self) -> str:
+        """The config hash without the seed :func:`with_seeds` varies: cells share it exactly when
+        they differ by that seed alone (their display names may coincide otherwise)."""
+        return stack_key(self.kind, self.config, (self.seed_path,)) if self.seed_path else self.key
 
     @property
     def stack(self) -> str:
@@ -148,11 +160,20 @@ def label(assignment: dict[str, Any]) -> str:
 
 
 def _short(v: Any) -> str:
+    """A sweep value as a cell name shows it, faithfully: two different values never print alike
+    (a float prints with ``:g`` only when that reads back as the same number, else its repr; a
+    table prints all its entries, ``{std=0.01}``)."""
     if isinstance(v, float):
-        return f"{v:g}"
+        text = f"{v:g}"
+        return text if float(text) == v else repr(v)
     if isinstance(v, dict):
-        return str(v.get("name", "table"))
+        return "{" + ",".join(f"{k}={_short(x)}" for k, x in v.items()) + "}"
     return str(v)
+
+
+def grid_size(axes: dict[str, list[Any]]) -> int:
+    """How many cells :func:`grid` makes (without building them)."""
+    return math.prod(len(v) for v in axes.values())
 
 
 def with_seeds(cells: list[Cell], seeds: int, seed_path: str = "seed") -> list[Cell]:
@@ -167,7 +188,7 @@ def with_seeds(cells: list[Cell], seeds: int, seed_path: str = "seed") -> list[C
             set_path(cfg, seed_path, base + i)
             out.append(Cell(name=f"{c.name}/seed={base + i}", kind=c.kind, config=cfg, group=c.group,
                             seed=base + i, tags=dict(c.tags), stack_kind=c.stack_kind,
-                            stack_varies=c.stack_varies, cost=c.cost))
+                            stack_varies=c.stack_varies, cost=c.cost, seed_path=seed_path))
     return out
 
 
@@ -196,12 +217,38 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
     _fresh_folder(out)
     fn = resolve_kind(kind)
     t0 = time.perf_counter()
-    with cell_threads(threads), _stopping_cleanly():
-        result = fn(copy.deepcopy(config), out)
+    try:
+        with cell_threads(threads), _stopping_cleanly():
+            result = fn(copy.deepcopy(config), out)
+    except DivergenceError as exc:  # a finished outcome: recorded and cached, the other cells run on
+        result = diverged_result(exc)
+        _drop_checkpoint(out)
     wall = time.perf_counter() - t0
     atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
-                                        "wall_s": wall, "threads": int(threads), "files": file_digests(out)})
+                                        "wall_s": wall, "threads": int(threads), "files": file_digests(out),
+                                        **_status(result)})
     return {"result": result, "wall_s": wall}
+
+
+def diverged_result(exc: DivergenceError) -> dict[str, Any]:
+    """The result of a cell whose training diverged: it has no metrics; ``error`` says why."""
+    return {"status": "diverged", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def diverged(result: dict[str, Any]) -> str | None:
+    """The divergence message of a diverged cell's result, else ``None``."""
+    return result.get("error") if isinstance(result, dict) and result.get("status") == "diverged" else None
+
+
+def _status(result: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "diverged"} if diverged(result) else {}
+
+
+def _drop_checkpoint(out: Path) -> None:
+    from mlplab.experiments.checkpoint import CHECKPOINT
+
+    with contextlib.suppress(FileNotFoundError):
+        (out / CHECKPOINT).unlink()
 
 
 #: what ``mlplab report`` writes again in a run folder (views of its results, not results)
@@ -269,6 +316,7 @@ def _fresh_folder(out: Path) -> None:
     elif out.exists():
         out.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    os.utime(out)  # marks the cell started (see _in_flight)
 
 
 #: set in pool worker processes: an interrupted cell ends the process once it has checkpointed
@@ -383,13 +431,17 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
     wall = time.perf_counter() - t0
     payloads = []
     for (kind, config, _, key), out, result in zip(items, outs, results):
+        if isinstance(result, DivergenceError):  # recorded and cached, as a lone cell's
+            result = diverged_result(result)
+            _drop_checkpoint(out)
         if isinstance(result, BaseException):
             payloads.append({"error": f"{type(result).__name__}: {result}"})
             continue
         share = wall / len(items)
         atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
                                             "wall_s": share, "stacked_with": len(items), "stack_wall_s": wall,
-                                            "threads": int(threads), "files": file_digests(out)})
+                                            "threads": int(threads), "files": file_digests(out),
+                                            **_status(result)})
         payloads.append({"result": result, "wall_s": share})
     return payloads
 
@@ -509,18 +561,39 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
             raise CellFailed(f"cell {c.name!r} failed (folder {folder}): {payload['error'].strip()}")
         results[i] = CellResult(c, folder, payload["result"], False, payload["wall_s"])
         emit({"event": "cell_done", "name": c.name, "cached": False, "wall_s": payload["wall_s"],
-              "index": i, "total": len(cells)})
+              "index": i, "total": len(cells), "diverged": diverged(payload["result"])})
 
     args = {i: (cells[i].kind, cells[i].config, str(cells_dir / cells[i].folder_name), cells[i].key, threads)
             for i in todo}
     jobs_list = plan_jobs(cells, todo)  # lists of cell indices, longest first
+    resume = "run the same command again (or --resume on the experiment folder) to resume"
+    started = time.time()
     try:
         _execute(cells, jobs_list, args, jobs, threads, backend, emit, finish)
     except KeyboardInterrupt:
         raise SweepInterrupted(
             f"interrupted: {len(results)} of {len(cells)} cells are finished and cached in {cells_dir}; run the "
             "same command again to resume (unfinished cells continue from their last checkpoint)") from None
+    except BrokenProcessPool:
+        flight = _in_flight(cells, [i for i in todo if i not in results], cells_dir, started)
+        raise CellFailed(
+            f"a worker process died (killed?) while running {flight}; {len(results)} of {len(cells)} cells are "
+            f"finished and cached in {cells_dir}; {resume}") from None
     return [results[i] for i in range(len(cells))]
+
+
+def _in_flight(cells: list[Cell], unfinished: list[int], cells_dir: Path, since: float) -> str:
+    """The unfinished cells that had started in this run (their folder was emptied since
+    ``since``: :func:`_fresh_folder` stamps it), for the message of a worker that died."""
+    names = []
+    for i in unfinished:
+        with contextlib.suppress(OSError):
+            if os.stat(cells_dir / cells[i].folder_name).st_mtime >= since - 0.01:
+                names.append(repr(cells[i].name))
+    if not names:
+        return "one of the unfinished cells"
+    more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+    return f"cell{'s' if len(names) > 1 else ''} {', '.join(names[:4])}{more}"
 
 
 def _pool_worker_init() -> None:
@@ -533,6 +606,27 @@ def _pool_worker_init() -> None:
     IN_POOL_WORKER = True
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop_signal)
+    _watch_parent(os.getppid())
+
+
+#: seconds between a pool worker's checks that the main process is still alive
+PARENT_CHECK_S = 1.0
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker within :data:`PARENT_CHECK_S` once the main process is gone (killed with
+    SIGKILL, it cannot stop its workers): an orphan would train on, unseen, and write into the
+    experiment folder while a new run of the same command writes there too. Portable: the
+    worker is re-parented, so ``os.getppid()`` changes."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="mlplab-parent-watch", daemon=True).start()
 
 
 def _execute(cells, jobs_list, args, jobs, threads, backend, emit, finish) -> None:
@@ -627,13 +721,25 @@ def mean_sd(values: list[Any]) -> dict[str, Any] | None:
 
 
 def aggregate(results: list[CellResult]) -> dict[str, dict[str, Any]]:
-    """Per group (cells differing only by seed): mean and sample sd of every numeric top-level result."""
+    """Per group (cells differing only by seed): mean and sample sd of every numeric top-level result.
+
+    Cells group by :attr:`Cell.group_key` (their config without the seed), never by name, so two
+    configurations are never averaged together; a group is listed under its cells' ``group`` name
+    (with a key suffix should two groups share one). Diverged cells count in ``n_seeds`` and
+    ``n_diverged`` and have no metrics."""
     groups: dict[str, list[CellResult]] = {}
+    names: dict[str, str] = {}
     for r in results:
-        groups.setdefault(r.cell.group, []).append(r)
+        gk = r.cell.group_key
+        if gk not in names:
+            name = r.cell.group
+            names[gk] = f"{name} [{gk[:8]}]" if name in names.values() else name
+        groups.setdefault(gk, []).append(r)
     out: dict[str, dict[str, Any]] = {}
-    for g, rs in groups.items():
-        keys = [k for k, v in rs[0].result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        out[g] = {"n_seeds": len(rs), "seeds": [r.cell.seed for r in rs],
-                  "metrics": {k: mean_sd([r.result.get(k) for r in rs]) for k in keys}}
+    for gk, rs in groups.items():
+        keys = list(dict.fromkeys(k for r in rs for k, v in r.result.items()
+                                  if isinstance(v, (int, float)) and not isinstance(v, bool)))
+        out[names[gk]] = {"n_seeds": len(rs), "seeds": [r.cell.seed for r in rs],
+                          "n_diverged": sum(1 for r in rs if diverged(r.result)),
+                          "metrics": {k: mean_sd([r.result.get(k) for r in rs]) for k in keys}}
     return out

@@ -19,6 +19,8 @@ from mlplab.experiments.sweep import Cell, grid, label, set_path
 from mlplab.training import Callback
 
 OPTIONS: dict[str, tuple[Any, Any]] = {}
+#: a diverged cell is reported as such (n/a metrics) and the others are summarised
+HANDLES_DIVERGED = True
 SECTION_KEYS = ("data", "split", "preprocessing", "model", "training")
 
 
@@ -144,6 +146,10 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         m = agg["metrics"]
         from mlplab.experiments.protocols.common import pm
 
+        bad = agg.get("n_diverged", 0)
+        if bad:
+            n = agg["n_seeds"]
+            group = f"{group} (diverged)" if bad == n else f"{group} ({bad} of {n} diverged)"
         rows.append([group, "n/a", pm(m.get("test_accuracy")), "n/a", pm(m.get("test_auc_ovr_macro"), 1, 4),
                      pm(m.get("training_time_s"), 1, 1)])
     return ReportParts(comparison=(header, rows))
