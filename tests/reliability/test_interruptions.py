@@ -29,6 +29,13 @@ def _cmd(*args):
     return [sys.executable, "-c", "import sys; from mlplab.cli import main; sys.exit(main(sys.argv[1:]))", *args]
 
 
+def _default_sigint():
+    """In the child before exec: Ctrl-C does what it does in a terminal, even when this test runs
+    where SIGINT is ignored (a shell's background job): a process that inherits SIG_IGN keeps
+    ignoring SIGINT, as POSIX wants, and Python then installs no KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _env():
     env = dict(os.environ)
     env["OPENBLAS_NUM_THREADS"] = "1"
@@ -162,7 +169,8 @@ def test_experiment_run_interrupted_then_resumed(tmp_path, sweep_reference, how)
     spec, ref = sweep_reference
     out = tmp_path / "out"
     proc = subprocess.Popen(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", "2"), env=_env(),
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 300
     while _cells_done(out) < 1:  # interrupt once some cells are finished and others are running
         assert proc.poll() is None and time.monotonic() < deadline, "the sweep ended before it was interrupted"
@@ -240,7 +248,7 @@ def test_interrupted_cell_continues_from_its_checkpoint(tmp_path, stacked_refere
     out = tmp_path / "out"
     env = dict(_env(), MLPLAB_CELL_CHECKPOINT_S="0.5" if periodic else "3600")
     proc = subprocess.Popen(_cmd("experiment", "run", str(spec), "--out", str(out), "--jobs", jobs), env=env,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 300
     if periodic:
         while len(list(out.glob("cells/*/checkpoint.npz"))) < 2:
