@@ -14,23 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from evalhelpers import capture_figures as _capture
+from evalhelpers import seven as _seven
 from mlplab import plots
 from mlplab.errors import ConfigError
 from mlplab.imageio import image_to_input
 from mlplab.metrics import classification_metrics
-
-
-def _capture(monkeypatch) -> list:
-    """The figures the plot functions save, in order."""
-    figures = []
-    real_save = plots._save
-
-    def save(fig, path):
-        figures.append(fig)
-        return real_save(fig, path)
-
-    monkeypatch.setattr(plots, "_save", save)
-    return figures
 
 
 def _legend_clear_of_data(fig, ax) -> None:
@@ -258,17 +247,6 @@ def test_markdown_tables_align_text_left_and_numbers_right():
 
 
 # ---------------------------------------------------------------- 6. shaded pages, 7. thin strokes
-
-
-def _seven() -> np.ndarray:
-    """A 28x28 light-on-dark '7'-like uint8 picture (as in test_imageio_predict)."""
-    a = np.zeros((28, 28), np.uint8)
-    a[4:7, 6:22] = 255
-    for r in range(7, 25):
-        c = 21 - (r - 7) * 9 // 17
-        a[r, c - 1:c + 2] = 255
-    a[14, 10:18] = 180
-    return a
 
 
 def _page(tmp_path: Path, name: str, light: np.ndarray, ink_level: float = 40.0, digit: bool = True) -> Path:

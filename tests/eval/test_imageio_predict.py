@@ -14,19 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evalhelpers import seven as _seven
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.imageio import image_to_input
-
-
-def _seven() -> np.ndarray:
-    """A 28x28 light-on-dark '7'-like uint8 picture, off-centre, not touching the border."""
-    a = np.zeros((28, 28), np.uint8)
-    a[4:7, 6:22] = 255          # top bar
-    for r in range(7, 25):      # diagonal stroke
-        c = 21 - (r - 7) * 9 // 17
-        a[r, c - 1:c + 2] = 255
-    a[14, 10:18] = 180          # a grey cross bar
-    return a
 
 
 def _save_gray(tmp_path: Path, name: str, arr: np.ndarray) -> Path:

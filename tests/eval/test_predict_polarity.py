@@ -18,18 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from evalhelpers import seven as _seven
 from mlplab.imageio import WORK_PIXELS, dataset_ink, image_to_input
-
-
-def _seven() -> np.ndarray:
-    """A 28x28 light-on-dark '7'-like uint8 picture (as in test_imageio_predict)."""
-    a = np.zeros((28, 28), np.uint8)
-    a[4:7, 6:22] = 255
-    for r in range(7, 25):
-        c = 21 - (r - 7) * 9 // 17
-        a[r, c - 1:c + 2] = 255
-    a[14, 10:18] = 180
-    return a
 
 
 # ---------------------------------------------------------------- measuring a dataset's polarity

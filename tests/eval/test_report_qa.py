@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evalhelpers import capture_figures as _capture_figure
 from mlplab import plots
 from mlplab.errors import MlplabError
 from mlplab.report import (
@@ -120,18 +121,6 @@ def test_well_formed_variants_still_accepted(run_dir):
 
 
 # ----------------------------------------------------------------------------- finding 9
-
-
-def _capture_figure(monkeypatch):
-    figures = []
-    real_save = plots._save
-
-    def save(fig, path):
-        figures.append(fig)
-        return real_save(fig, path)
-
-    monkeypatch.setattr(plots, "_save", save)
-    return figures
 
 
 def test_comparison_labels_are_literal(tmp_path, monkeypatch):

@@ -18,31 +18,9 @@ from mlplab.errors import ConfigError
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import from_dict, load_spec
 from mlplab.experiments.sweep import CELL_FILE
-from tinyspecs import TWO_HIDDEN
+from tinyspecs import TWO_HIDDEN, ovr
 
-OVR = """
-name = "ovr-tiny"
-runner = "ovr-logistic"
-protocol = "both"
-[data]
-dataset = "digits"
-[split]
-kind = "canonical"
-[preprocessing]
-dtype = "float64"
-[training]
-epochs = 5
-seed = 0
-batch_size = 0
-[options]
-digits = [0, 1]
-lrs = [0.01, 0.5]
-inits = ["uniform01", "zeros"]
-n_pos = 50
-cost_every = 2
-[quick]
-training = { epochs = 3 }
-"""
+OVR = ovr()
 
 TWO = TWO_HIDDEN
 

@@ -12,7 +12,7 @@ from mlplab.cli_experiment import register
 from mlplab.config import read_toml
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import load_spec
-from tinyspecs import TWO_HIDDEN
+from tinyspecs import TWO_HIDDEN, ovr
 
 
 def _app():
@@ -87,34 +87,9 @@ def test_mnist_best_figure_limits_include_every_point(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- ovr-logistic on digits
 
-OVR = """
-name = "ovr-tiny"
-runner = "ovr-logistic"
-protocol = "both"
-[data]
-dataset = "digits"
-[split]
-kind = "canonical"
-[preprocessing]
-dtype = "float64"
-[training]
-epochs = 5
-seed = 0
-batch_size = 0
-[options]
-digits = {digits}
-lrs = [0.01, 0.5]
-inits = ["uniform01", "zeros"]
-n_pos = {n_pos}
-cost_every = 2
-[quick]
-training = {{ epochs = 3 }}
-"""
-
-
 def _ovr(tmp_path, digits="[0, 1]", n_pos=50):
     p = tmp_path / "o2.toml"
-    p.write_text(OVR.format(digits=digits, n_pos=n_pos))
+    p.write_text(ovr(digits, n_pos))
     return p
 
 
@@ -185,7 +160,7 @@ def test_ovr_as_published_without_its_init_is_refused(tmp_path):
     from mlplab.errors import ConfigError
 
     p = tmp_path / "o3.toml"
-    p.write_text(OVR.format(digits="[0]", n_pos=50).replace('inits = ["uniform01", "zeros"]', 'inits = ["zeros"]'))
+    p.write_text(ovr("[0]").replace('inits = ["uniform01", "zeros"]', 'inits = ["zeros"]'))
     with pytest.raises(ConfigError, match="o3.toml: protocol 'as-published'.*options.inits"):
         load_spec(p, overrides={"protocol": "as-published"})
 
@@ -194,11 +169,11 @@ def test_ovr_without_the_reports_configuration_says_so_and_no_digits_is_refused(
     from mlplab.errors import ConfigError
 
     p = tmp_path / "o4.toml"
-    p.write_text(OVR.format(digits="[0]", n_pos=50).replace("lrs = [0.01, 0.5]", "lrs = [0.5]"))
+    p.write_text(ovr("[0]").replace("lrs = [0.01, 0.5]", "lrs = [0.5]"))
     run_experiment(load_spec(p), tmp_path / "o4")
     header, rows = _table((tmp_path / "o4" / "report.md").read_text(), "digit")
     assert len(rows) == 1 and rows[0][0] == "none" and "lr 0.01, U(0,1) init) is not among" in rows[0][1]
-    p.write_text(OVR.format(digits="[]", n_pos=50))
+    p.write_text(ovr("[]"))
     with pytest.raises(ConfigError, match="options.digits"):
         load_spec(p)
 

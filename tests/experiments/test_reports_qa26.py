@@ -13,28 +13,9 @@ import pytest
 from mlplab import plots
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import load_spec
+from tinyspecs import ovr
 
-OVR = """
-name = "ovr-sub"
-runner = "ovr-logistic"
-protocol = "both"
-[data]
-dataset = "digits"
-[split]
-kind = "canonical"
-[preprocessing]
-dtype = "float64"
-[training]
-epochs = 5
-seed = 0
-batch_size = 0
-[options]
-digits = [7, 3]
-lrs = [0.5]
-inits = ["uniform01", "zeros"]
-n_pos = 50
-cost_every = 2
-"""
+OVR = ovr("[7, 3]", lrs="[0.5]", name="ovr-sub", quick=False)
 
 RELU = """
 name = "relu-tiny"
