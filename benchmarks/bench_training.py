@@ -11,10 +11,11 @@ For each architecture the same run measures
 * the floor: only the matrix multiplications one epoch needs (forward 1 per layer, backward
   1 weight-gradient per layer + 1 input-gradient per layer but the first), into preallocated
   outputs, through NumPy's BLAS (``np.matmul``; the one mlplab uses, see ``mlplab.blas``) and
-  through SciPy's (``scipy.linalg.blas``, a separate OpenBLAS build); the faster of the two is
-  the floor for implementations whose products go through these BLAS builds (mlplab's, and
-  scikit-learn's through NumPy's). PyTorch computes with its own libraries (MKL / oneDNN in
-  its wheels) and can run below it.
+  through SciPy's (``scipy.linalg.blas``, a separate OpenBLAS build), and through NumPy's
+  with the minibatch stored one feature per row instead of one sample per row (see
+  ``time_floor``); the fastest of the three is the floor for implementations whose products go
+  through these BLAS builds (mlplab's, and scikit-learn's through NumPy's). PyTorch computes
+  with its own libraries (MKL / oneDNN in its wheels) and can run below it.
 
 Each implementation trains ``--epochs`` epochs and reports the median of its per-epoch times
 (the best round's are in the JSON, ``epoch_s_best_round``); each epoch is timed as the
@@ -179,10 +180,23 @@ def time_sklearn(sizes, X, y, epochs):
     return times, timed, clf
 
 
-def time_floor(sizes, n, epochs, dtype=np.float32, lib="numpy"):
+#: how the floor's products are computed: (BLAS build, activation layout); see time_floor
+FLOOR_WAYS = (("numpy", "rows"), ("numpy", "features"), ("scipy", "rows"))
+
+
+def _floor_way(lib: str, layout: str) -> str:
+    """The key of one way of computing the floor: ``numpy``, ``numpy_features``, ``scipy``."""
+    return lib if layout == "rows" else f"{lib}_{layout}"
+
+
+def time_floor(sizes, n, epochs, dtype=np.float32, lib="numpy", layout="rows"):
     """Seconds of the bare products of one epoch: through NumPy's ``matmul`` (the OpenBLAS
     build mlplab uses when ``mlplab.blas.BACKEND == "numpy"``) or through SciPy's ``gemm`` (a
-    separate OpenBLAS build)."""
+    separate OpenBLAS build). ``layout="rows"`` stores a minibatch's activations and gradients
+    one sample per row (C order, as mlplab, PyTorch and scikit-learn do); ``"features"`` stores
+    them one feature per row (F order of the same arrays), which OpenBLAS runs several percent
+    faster on 2 threads for the wide layers (the same on 1 thread): the products are the same,
+    so the floor is the faster layout."""
     if lib == "numpy":
         mm = lambda a, b, out: np.matmul(a, b, out=out)  # noqa: E731
     else:
@@ -192,9 +206,10 @@ def time_floor(sizes, n, epochs, dtype=np.float32, lib="numpy"):
         mm = lambda a, b, out: _gemm_scipy(a, b, out, 1.0, 0.0, sgemm)  # noqa: E731
     rng = np.random.default_rng(0)
     Ws = [rng.normal(0, 0.1, (a, b)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:])]
-    acts = [rng.random((100, s), dtype=dtype) for s in sizes]
+    order = {"rows": "C", "features": "F"}[layout]
+    acts = [np.asarray(rng.random((100, s), dtype=dtype), order=order) for s in sizes]
     dWs = [np.empty_like(W) for W in Ws]
-    dXs = [np.empty((100, s), dtype) for s in sizes]
+    dXs = [np.empty((100, s), dtype, order=order) for s in sizes]
     batches = n // 100
     times = []
     for _ in range(epochs + 1):  # the first pass warms up BLAS threads and caches; min is the floor
@@ -290,10 +305,10 @@ def worker(impl: str, arch: str, epochs: int, threads: int, data_dir: str | None
 
     with blas_threads(threads):
         if impl == "floor":
-            # the floor is the faster of the two BLAS builds on this machine
-            r["numpy_s_per_epoch"] = time_floor(sizes, len(y), epochs, lib="numpy")
-            r["scipy_s_per_epoch"] = time_floor(sizes, len(y), epochs, lib="scipy")
-            r["s_per_epoch"] = min(r["numpy_s_per_epoch"], r["scipy_s_per_epoch"])
+            # the floor is the fastest of the two BLAS builds and the two layouts on this machine
+            for lib, layout in FLOOR_WAYS:
+                r[f"{_floor_way(lib, layout)}_s_per_epoch"] = time_floor(sizes, len(y), epochs, lib=lib, layout=layout)
+            r["s_per_epoch"] = min(r[f"{_floor_way(*way)}_s_per_epoch"] for way in FLOOR_WAYS)
         elif impl == "mlplab":
             r["epoch_s"], net = time_mlplab(sizes, X, y, epochs)
             r["s_per_epoch"] = statistics.median(r["epoch_s"])
@@ -381,8 +396,8 @@ def main() -> int:
              "sklearn_timed": best.get("sklearn", {}).get("timed"),
              "mlplab_s_per_epoch": ours, "torch_s_per_epoch": torch_s, "sklearn_s_per_epoch": sk,
              "floor_s_per_epoch": floor, "mlplab_over_floor": ours / floor,
-             "floor_by_blas_s_per_epoch": {lib: min(w[f"{lib}_s_per_epoch"] for w in runs[(arch, "floor")])
-                                           for lib in ("numpy", "scipy")},
+             "floor_by_blas_s_per_epoch": {way: min(w[f"{way}_s_per_epoch"] for w in runs[(arch, "floor")])
+                                           for way in (_floor_way(*w) for w in FLOOR_WAYS)},
              "torch_over_mlplab": None if torch_s is None else torch_s / ours,
              "sklearn_over_mlplab": None if sk is None else sk / ours,
              "mlplab_test_accuracy": best["mlplab"]["test_accuracy"],

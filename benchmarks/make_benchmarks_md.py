@@ -83,17 +83,21 @@ def main() -> int:
         "each timed as the implementation runs it: mlplab's epoch loop (`history.time_s`), PyTorch's "
         "loop over the epoch's minibatches, and scikit-learn's epoch loop inside one warm-started "
         f"`fit(max_iter=1)` per epoch (the calls continue one training; {sk_timed}). The floor is the "
-        "faster of NumPy's and SciPy's BLAS builds (both are shown; mlplab computes every product with "
-        f"{_blas_name(train)}'s): a floor for the implementations whose products go through these builds "
-        "(mlplab, scikit-learn); PyTorch computes with its own libraries (MKL / oneDNN) and can run below it."
+        "fastest of three ways of computing those products, all shown: NumPy's BLAS build with a "
+        "minibatch stored one sample per row (as mlplab, PyTorch and scikit-learn store it), the same "
+        "build with it stored one feature per row (OpenBLAS runs the wide layers' products faster so on "
+        "2 threads), and SciPy's BLAS build (mlplab computes every product with "
+        f"{_blas_name(train)}'s, one sample per row): a floor for the implementations whose products go "
+        "through these builds (mlplab, scikit-learn); PyTorch computes with its own libraries "
+        "(MKL / oneDNN) and can run below it."
         + ("" if torch_version else " PyTorch was not importable: its columns are –."),
         "",
-        "| architecture | floor | floor NumPy / SciPy BLAS | mlplab | PyTorch | scikit-learn | mlplab / floor | PyTorch / mlplab | sklearn / mlplab | mlplab test acc. |",
+        "| architecture | floor | floor NumPy rows / NumPy features / SciPy | mlplab | PyTorch | scikit-learn | mlplab / floor | PyTorch / mlplab | sklearn / mlplab | mlplab test acc. |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for arch, r in train.items():
         by = r.get("floor_by_blas_s_per_epoch") or {}
-        lines.append(f"| {arch} | {f(r['floor_s_per_epoch'])} | {f(by.get('numpy'))} / {f(by.get('scipy'))} | "
+        lines.append(f"| {arch} | {f(r['floor_s_per_epoch'])} | {f(by.get('numpy'))} / {f(by.get('numpy_features'))} / {f(by.get('scipy'))} | "
                      f"{f(r['mlplab_s_per_epoch'])} | "
                      f"{f(r['torch_s_per_epoch'])} | {f(r['sklearn_s_per_epoch'])} | {f(r['mlplab_over_floor'], 2)} | "
                      f"{f(r['torch_over_mlplab'], 2)} | {f(r['sklearn_over_mlplab'], 2)} | "
@@ -133,6 +137,26 @@ def main() -> int:
         lines.append(f"| {arch} | {f(r['bound_s_per_epoch'])} | {f(r['layers_s_per_epoch'])} | "
                      f"{f(r['layers_over_bound'], 2)} | {f(r['median_layers_over_bound'], 2)} | "
                      f"{'yes' if r['identical_weights'] else 'NO'} |")
+    prof_cmd = ["benchmarks/bench_step_profile.py", "--epochs", "3", "--json"]
+    prof = run_json(prof_cmd)
+    lines += ["", "### Where an epoch's time goes", "",
+              f"Command: `python {' '.join(prof_cmd)}`. Every call of the bound training step timed on "
+              "its own over whole epochs (49,000 random rows, batch 100, sigmoid/MSE, SGD lr 0.1, "
+              f"{next(iter(prof.values()))['threads']} threads), grouped, in seconds per epoch and as a "
+              "multiple of the matmul floor measured in the same process: the products (`gemm`/`gemv`, "
+              "the SGD step fused into them), the elementwise work (bias copies, activations and their "
+              "derivatives, loss), the gathers (shuffle, minibatch rows and labels), the running "
+              "accuracy count. The timed calls' sum is a little above the Trainer's untimed epoch "
+              "(the timers' own cost).", "",
+              "| architecture | floor | products | elementwise | gathers | other | timed calls | "
+              "Trainer epoch | epoch / floor |", "|---|---|---|---|---|---|---|---|---|"]
+    for arch, r in prof.items():
+        fl = min(r["floor_s_per_epoch"].values())
+        g = r["groups_s_per_epoch"]
+        cell = lambda t: f"{t:.3f} ({t / fl:.2f}x)"  # noqa: E731
+        lines.append(f"| {arch} | {fl:.3f} | {cell(g['products'])} | {cell(g['elementwise'])} | "
+                     f"{cell(g['gathers'])} | {cell(g['other'])} | {cell(r['timed_calls_s_per_epoch'])} | "
+                     f"{cell(r['trainer_epoch_s'])} | {r['trainer_epoch_s'] / fl:.2f} |")
     lines += ["", "## Loading and verifying MNIST", "",
               f"Command: `python {' '.join(data_cmd)}` (fresh process each time, median of 5).", "",
               "| source | seconds |", "|---|---|",
