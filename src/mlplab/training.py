@@ -197,6 +197,13 @@ class LambdaCallback(Callback):
 BatchOrder = Callable[[int, int], np.ndarray]
 
 
+def divergence_error(what: str, epoch: int, lr: float) -> DivergenceError:
+    """The error of a training whose ``what`` (e.g. "loss became non-finite") happened at
+    ``epoch`` (1-based) with learning rate ``lr``: :class:`Trainer`'s, and that of the training
+    loops an experiment runs itself (PyTorch, scikit-learn, stacked one-vs-rest neurons)."""
+    return DivergenceError(f"{what} at epoch {epoch} (learning rate {lr:g}); try a smaller learning rate", epoch)
+
+
 def quiet_fp() -> np.errstate:
     """NumPy's floating-point warnings off, for a training loop: overflow in a diverging epoch
     is reported once, by the divergence checks, not by NumPy's warnings as well. Only what
@@ -534,9 +541,7 @@ class Trainer:
             what = "weights became non-finite or too large"
         else:
             what = "loss became non-finite" if not math.isfinite(value) else f"loss exploded to {value:.4g}"
-        return DivergenceError(
-            f"{what} at epoch {epoch} (learning rate {self.optimizer.lr:g}); "
-            f"try a smaller learning rate", epoch)
+        return divergence_error(what, epoch, self.optimizer.lr)
 
     def _check_divergence(self, loss: float | None, good_weights: list[np.ndarray],
                           val_loss: float | None = None) -> None:

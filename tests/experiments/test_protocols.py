@@ -16,8 +16,8 @@ def test_stacked_columns_equal_single_neuron_mlps(digits):
     rng = np.random.default_rng(0)
     W0 = np.stack([rng.uniform(0, 1, 64), np.zeros(64), rng.uniform(0, 1, 64)], axis=1)
     lrs = np.array([0.01, 0.05, 0.001])
-    W, b, costs = train_stacked(X, y01, W0, lrs, epochs=25, cost_every=10)
-    assert [c[0] for c in costs] == [0, 10, 20]
+    W, b, costs, errors = train_stacked(X, y01, W0, lrs, epochs=25, cost_every=10)
+    assert [c[0] for c in costs] == [0, 10, 20] and errors == [None] * 3
     for j in range(3):
         net = MLP([64, 1], output_activation="sigmoid", loss="binary_cross_entropy", dtype="float64")
         net.set_weights([W0[:, j:j + 1], np.zeros(1)])

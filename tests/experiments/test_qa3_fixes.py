@@ -12,7 +12,7 @@ from mlplab.cli_experiment import register
 from mlplab.config import read_toml
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import load_spec
-from tinyspecs import TWO_HIDDEN, ovr
+from tinyspecs import TWO_HIDDEN, ovr, relu
 
 
 def _app():
@@ -196,29 +196,7 @@ def test_ovr_cells_table_says_mean_over_models(tmp_path, tiny_spec):
 
 # ----------------------------------------------------------------------------- 7: headline tables over seeds
 
-RELU = """
-name = "relu-tiny"
-runner = "relu-softmax"
-protocol = "both"
-[data]
-dataset = "digits"
-[split]
-kind = "canonical"
-[model]
-hidden = [8]
-hidden_activation = "relu"
-output_activation = "softmax"
-loss = "cross_entropy"
-[training]
-optimizer = "sgd"
-batch_size = 0
-epochs = 3
-record_epochs = [2, 3]
-cost_every = 1
-seed = 0
-[options]
-lrs = [0.05]
-"""
+RELU = relu("[0.05]")
 
 
 def _pm(vals, scale=100.0, digits=2):

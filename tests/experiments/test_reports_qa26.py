@@ -13,31 +13,9 @@ import pytest
 from mlplab import plots
 from mlplab.experiments.runner import run_experiment
 from mlplab.experiments.spec import load_spec
-from tinyspecs import ovr
+from tinyspecs import ovr, relu
 
 OVR = ovr("[7, 3]", lrs="[0.5]", name="ovr-sub", quick=False)
-
-RELU = """
-name = "relu-tiny"
-runner = "relu-softmax"
-protocol = "corrected"
-[data]
-dataset = "digits"
-[split]
-kind = "canonical"
-[model]
-hidden = [8]
-hidden_activation = "relu"
-output_activation = "softmax"
-[training]
-batch_size = {batch_size}
-epochs = 4
-record_epochs = [2, 4]
-cost_every = 2
-seed = 0
-[options]
-lrs = [0.1]
-"""
 
 QUICK = """
 name = "quick-tiny"
@@ -103,7 +81,8 @@ def test_ovr_figures_name_the_trained_digits_in_order(tmp_path, monkeypatch):
                                                         "every 2 iterations")])
 def test_cost_curves_name_what_a_point_is(tmp_path, monkeypatch, batch_size, xlabel, every):
     figures = _capture(monkeypatch)
-    run_experiment(_spec(tmp_path, RELU.format(batch_size=batch_size)), tmp_path / "r")
+    spec = relu("[0.1]", protocol="corrected", epochs=4, record_epochs="[2, 4]", batch_size=batch_size, cost_every=2)
+    run_experiment(_spec(tmp_path, spec), tmp_path / "r")
     ax = figures["cost_corrected.png"].axes[0]
     assert ax.get_xlabel() == xlabel  # before: "iteration" for minibatch runs too
     assert ax.get_title().endswith(every)

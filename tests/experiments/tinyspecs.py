@@ -60,3 +60,32 @@ n_pos = {n_pos}
 cost_every = 2
 """
     return text + ("[quick]\ntraining = { epochs = 3 }\n" if quick else "")
+
+
+def relu(lrs: str = "[0.05]", protocol: str = "both", epochs: int = 3, record_epochs: str = "[2, 3]",
+         batch_size: int = 0, cost_every: int = 1, published: str = "") -> str:
+    """Report 2's relu-softmax runner on digits (8 ReLU units, softmax): its learning rates,
+    protocol, epochs and snapshots (TOML literals), and ``published``, the lines of a
+    ``[report.published]`` table (none when empty)."""
+    text = f"""
+name = "relu-tiny"
+runner = "relu-softmax"
+protocol = "{protocol}"
+[data]
+dataset = "digits"
+[split]
+kind = "canonical"
+[model]
+hidden = [8]
+hidden_activation = "relu"
+output_activation = "softmax"
+[training]
+batch_size = {batch_size}
+epochs = {epochs}
+record_epochs = {record_epochs}
+cost_every = {cost_every}
+seed = 0
+[options]
+lrs = {lrs}
+"""
+    return text + (f"[report.published]\n{published}\n" if published else "")

@@ -30,7 +30,7 @@ from mlplab.errors import ConfigError, DataError
 from mlplab.experiments.protocols import get_protocol
 from mlplab.experiments.protocols.common import ReportParts, _tomlable
 from mlplab.experiments.spec import Spec, from_dict, key_use
-from mlplab.experiments.sweep import (MAX_CELLS, MAX_CELLS_VAR, CellFailed, aggregate, check_distinct, diverged,
+from mlplab.experiments.sweep import (MAX_CELLS, MAX_CELLS_VAR, aggregate, check_distinct, diverged,
                                      grid_size, run_cells, with_seeds)
 from mlplab.io import atomic_write_json, atomic_write_text
 
@@ -262,12 +262,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     t0 = time.perf_counter()
     results = run_cells(cells, out / "cells", jobs=jobs, threads=threads, progress=progress, backend=backend)
     wall = time.perf_counter() - t0
-    failed = [r for r in results if diverged(r.result)]
-    if failed and not getattr(module, "HANDLES_DIVERGED", False):  # its report needs every cell's metrics
-        r = failed[0]
-        raise CellFailed(f"cell {r.cell.name!r} diverged (folder {r.folder}): {diverged(r.result)}"
-                         f"{f' (and {len(failed) - 1} more)' if len(failed) > 1 else ''}; runner "
-                         f"{spec.runner!r} reports only experiments whose cells all trained")
+    failed = [r for r in results if diverged(r.result)]  # every runner reports these: no metrics, "diverged"
     aggregates = aggregate(results)
     (out / "figures").mkdir(exist_ok=True)
     emit = progress or (lambda e: None)
@@ -289,6 +284,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
         "threads_per_job": threads,
         "wall_s": wall,
         "diverged": [r.cell.name for r in failed],
+        "diverged_errors": {r.cell.name: diverged(r.result) for r in failed},
         "cells": [{"name": r.cell.name, "group": r.cell.group, "seed": r.cell.seed, "key": r.cell.key,
                    "status": "diverged" if diverged(r.result) else "finished",
                    "folder": str(r.folder.relative_to(out)), "cached": r.cached, "wall_s": r.wall_s,
@@ -438,15 +434,23 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
         rows.append([r.cell.name, status, f"{r.wall_s:.1f}",
                      "n/a" if acc is None else f"{100 * acc:.2f}", str(r.folder.relative_to(out))])
     blocks.append(("table", ["cell", "status", "wall (s)", parts.cell_accuracy_label, "folder"], rows))
+    bad = [r for r in results if diverged(r.result)]
+    if bad:
+        blocks.append(("h2", "Diverged cells"))
+        blocks.append(("p", f"{len(bad)} of {len(results)} cells diverged: their training stopped with the error "
+                            "below and they have no metrics (n/a above, \"diverged\" in the tables); every other "
+                            "cell is reported as usual."))
+        blocks.append(("ul", [f"{r.cell.name} ({r.folder.relative_to(out)}): {diverged(r.result)}" for r in bad]))
     if summary["seeds"] > 1:
-        from mlplab.experiments.protocols.common import pm
+        from mlplab.experiments.protocols.common import diverged_label, pm
 
         blocks.append(("h2", f"Mean ± sd over {summary['seeds']} seeds"))
         srows = []
         for g, agg in summary["groups"].items():
             m = agg["metrics"]
-            srows.append([g, pm(m.get("test_accuracy")), pm(m.get("train_accuracy")),
-                          pm(m.get("test_auc_ovr_macro"), 1, 4), pm(m.get("training_time_s"), 1, 1)])
+            srows.append([diverged_label(g, agg.get("n_diverged", 0), agg["n_seeds"]), pm(m.get("test_accuracy")),
+                          pm(m.get("train_accuracy")), pm(m.get("test_auc_ovr_macro"), 1, 4),
+                          pm(m.get("training_time_s"), 1, 1)])
         blocks.append(("table", ["group", parts.cell_accuracy_label, "train accuracy (%)", "macro AUC OvR",
                                  "train time (s)"], srows))
     blocks.append(("h2", "Environment"))

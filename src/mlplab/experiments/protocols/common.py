@@ -224,6 +224,28 @@ def pm(stats: dict[str, Any] | None, scale: float = 100.0, digits: int = 2) -> s
     return f"{scale * stats['mean']:.{digits}f} ± {scale * stats['sd']:.{digits}f} (n={stats['n']})"
 
 
+def pm_seeds(stats: dict[str, Any] | None, n_diverged: int, n: int, scale: float = 100.0, digits: int = 2) -> str:
+    """:func:`pm` of the seeds that trained (``stats``, a :func:`mlplab.experiments.sweep.mean_sd`
+    entry, skips the diverged ones) of ``n`` seeds, ``n_diverged`` of which diverged: "diverged"
+    when every one did, else followed by "(k of n diverged)" when some did."""
+    if n_diverged and n_diverged >= n:
+        return "diverged"
+    text = pm(stats, scale, digits)
+    return f"{text} ({n_diverged} of {n} diverged)" if n_diverged else text
+
+
+def pair(a: str, b: str) -> str:
+    """``a / b`` (e.g. train / test) of one model; one "diverged" when both are (the model diverged)."""
+    return a if a == b == "diverged" else f"{a} / {b}"
+
+
+def diverged_label(name: str, n_diverged: int, n: int) -> str:
+    """A row's ``name`` with how many of its ``n`` seeds diverged: "(diverged)" for all of them."""
+    if not n_diverged:
+        return name
+    return f"{name} (diverged)" if n_diverged >= n else f"{name} ({n_diverged} of {n} diverged)"
+
+
 def need(cond: bool, origin: str, message: str) -> None:
     if not cond:
         raise ConfigError(f"{origin}: {message}")

@@ -12,15 +12,13 @@ from typing import Any
 import numpy as np
 
 from mlplab.experiments.protocols.common import (
-    ReportParts, build_net, build_trainer, estimated_cost, finish_run, metric_summary, prepare,
+    ReportParts, build_net, build_trainer, diverged_label, estimated_cost, finish_run, metric_summary, pm, prepare,
 )
 from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float
 from mlplab.experiments.sweep import Cell, grid, label, set_path
 from mlplab.training import Callback
 
 OPTIONS: dict[str, tuple[Any, Any]] = {}
-#: a diverged cell is reported as such (n/a metrics) and the others are summarised
-HANDLES_DIVERGED = True
 SECTION_KEYS = ("data", "split", "preprocessing", "model", "training")
 
 
@@ -144,12 +142,6 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     rows = []
     for group, agg in aggregates.items():
         m = agg["metrics"]
-        from mlplab.experiments.protocols.common import pm
-
-        bad = agg.get("n_diverged", 0)
-        if bad:
-            n = agg["n_seeds"]
-            group = f"{group} (diverged)" if bad == n else f"{group} ({bad} of {n} diverged)"
-        rows.append([group, "n/a", pm(m.get("test_accuracy")), "n/a", pm(m.get("test_auc_ovr_macro"), 1, 4),
-                     pm(m.get("training_time_s"), 1, 1)])
+        rows.append([diverged_label(group, agg.get("n_diverged", 0), agg["n_seeds"]), "n/a", pm(m.get("test_accuracy")),
+                     "n/a", pm(m.get("test_auc_ovr_macro"), 1, 4), pm(m.get("training_time_s"), 1, 1)])
     return ReportParts(comparison=(header, rows))

@@ -20,9 +20,9 @@ from mlplab.experiments.checkpoint import attach
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
 from mlplab.experiments.spec import SECTIONS, KeyUse, choice, distinct, list_of, section_keys, table
-from mlplab.experiments.sweep import Cell
+from mlplab.experiments.sweep import Cell, diverged
 from mlplab.io import atomic_write_text
-from mlplab.training import Callback, History
+from mlplab.training import Callback, History, divergence_error, quiet_fp
 
 FRAMEWORKS = ("mlplab", "torch", "sklearn")
 OPTIONS = {
@@ -151,9 +151,14 @@ def _sklearn(cfg, data):
     points, elapsed = [], 0.0
     for epoch in range(1, t["epochs"] + 1):
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(data.X_train, data.y_train) if epoch == 1 else clf.partial_fit(data.X_train, data.y_train)
+        try:
+            with warnings.catch_warnings(), quiet_fp():  # a diverging epoch is reported once, below
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(data.X_train, data.y_train) if epoch == 1 else clf.partial_fit(data.X_train, data.y_train)
+        except ValueError:  # scikit-learn refuses the non-finite weights its solver produced
+            if _finite_weights(clf):
+                raise
+        _check_sklearn(clf, epoch, t["lr"])
         secs = time.perf_counter() - t0
         elapsed += secs
         va = float(np.mean(clf.predict(data.X_val) == data.y_val)) if data.X_val is not None else None
@@ -171,6 +176,19 @@ def _sklearn(cfg, data):
     import sklearn
 
     return weights, hist, elapsed, points, f"scikit-learn {sklearn.__version__} MLPClassifier"
+
+
+def _finite_weights(clf) -> bool:
+    return all(np.isfinite(a).all() for a in (*getattr(clf, "coefs_", ()), *getattr(clf, "intercepts_", ())))
+
+
+def _check_sklearn(clf, epoch: int, lr: float) -> None:
+    """Raise :class:`~mlplab.errors.DivergenceError` if the MLPClassifier's epoch loss or
+    weights are not finite, as mlplab's own training does."""
+    if not _finite_weights(clf):
+        raise divergence_error("weights became non-finite", epoch, lr)
+    if not np.isfinite(clf.loss_):
+        raise divergence_error("loss became non-finite", epoch, lr)
 
 
 def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -232,12 +250,15 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     for r in results:
         rec, fw = r.cell.tags["recipe"], r.cell.tags["framework"]
         target = targets.get(rec)
+        tgt = "n/a" if target is None else f">= {100 * target:.1f}%" + (
+            f" in <= {spec.options['fast_time_budget_s']:.0f} s" if rec == "fast" else "")
+        if diverged(r.result):  # no metrics: the report's list of diverged cells says why
+            rows.append([rec, fw, tgt, "diverged", "diverged", "n/a", "no (diverged)" if target is not None else "n/a"])
+            continue
         acc = r.result["test_accuracy"]
         ok = target is not None and acc >= target
         if rec == "fast":
             ok = ok and r.result["training_time_s"] <= spec.options["fast_time_budget_s"]
-        tgt = "n/a" if target is None else f">= {100 * target:.1f}%" + (
-            f" in <= {spec.options['fast_time_budget_s']:.0f} s" if rec == "fast" else "")
         rows.append([rec, f"{fw} ({r.result.get('trained_with', '')})", tgt, pct(acc),
                      num(r.result.get("test_auc_ovr_macro"), 5), num(r.result["training_time_s"], 1),
                      ("yes" if ok else "no") if target is not None else "n/a"])
@@ -245,6 +266,11 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                                  "Every choice was made on the validation split; sklearn's MLPClassifier has no "
                                  "dropout or learning-rate schedule, so it runs the closest recipe it supports "
                                  "(constant learning rate, no dropout). Training times are one BLAS thread per cell.")]
+    gone = [r.cell.name for r in results if diverged(r.result)]
+    if len(gone) == len(results):
+        blocks.append(("p", "Every cell diverged (see the diverged cells below), so there is no figure of test "
+                            "accuracy against training seconds."))
+        return ReportParts(comparison=(header, rows), blocks=blocks)
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
         pts = r.result.get("time_curve") or []
@@ -263,5 +289,6 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
     plt.close(fig)
     atomic_write_bytes(out / "figures" / "accuracy_vs_seconds.png", buf.getvalue())
-    blocks.append(("img", "Test accuracy against training seconds", "figures/accuracy_vs_seconds.png"))
+    left_out = f" ({', '.join(gone)} diverged: left out)" if gone else ""
+    blocks.append(("img", f"Test accuracy against training seconds{left_out}", "figures/accuracy_vs_seconds.png"))
     return ReportParts(comparison=(header, rows), blocks=blocks)

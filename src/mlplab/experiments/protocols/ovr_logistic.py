@@ -25,8 +25,10 @@ from scipy.special import expit
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, pct
 from mlplab.experiments.spec import KeyUse, choice, distinct, list_of, nonneg_int, pos_float, pos_int
-from mlplab.experiments.sweep import Cell
+from mlplab.errors import DivergenceError
+from mlplab.experiments.sweep import Cell, diverged, diverged_result
 from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mlplab.training import divergence_error, quiet_fp
 
 OPTIONS = {
     "digits": (list(range(10)), distinct(list_of(nonneg_int, allow_empty=False))),
@@ -131,39 +133,54 @@ def init_columns(inits: list[str], n_features: int, seed: int, dtype) -> np.ndar
 
 
 def train_stacked(X: np.ndarray, y01: np.ndarray, W: np.ndarray, lrs: np.ndarray, epochs: int,
-                  cost_every: int = 100) -> tuple[np.ndarray, np.ndarray, list[tuple[int, list[float]]]]:
+                  cost_every: int = 100) -> tuple[np.ndarray, np.ndarray, list[tuple[int, list[float | None]]],
+                                                  list[DivergenceError | None]]:
     """Full-batch gradient descent of k independent logistic neurons at once.
 
     ``X`` (m, d), ``y01`` (m,), ``W`` (d, k) initial weights (biases start at 0), ``lrs`` (k,).
     Per column: ``z = X w + b``, ``a = sigmoid(z)``, ``dw = X^T (a - y) / m``, ``db = mean(a - y)``
     (mlplab's fused binary cross-entropy gradient). Costs (the report's BCE with eps 1e-8 in
     both logs) are recorded at iteration 0 and every ``cost_every`` iterations.
+
+    A column whose step makes its weights non-finite or too large (their squared norm
+    overflows, as :meth:`MLP.finite_weights <mlplab.network.MLP.finite_weights>` checks) has
+    diverged: it keeps its last finite weights and stops, its costs are ``None`` from then on,
+    and the others train on. Returns ``(W, b, costs, errors)``, ``errors`` per column ``None``
+    or its :class:`~mlplab.errors.DivergenceError`.
     """
     m = X.shape[0]
     dt = X.dtype
     W = np.array(W, dtype=dt, copy=True)
     b = np.zeros(W.shape[1], dtype=dt)
-    lr = np.asarray(lrs, dtype=dt)
+    lr = np.array(lrs, dtype=dt, copy=True)  # a diverged column's is set to 0
     y = y01.astype(dt)[:, None]
     Z = np.empty((m, W.shape[1]), dtype=dt)
     dW = np.empty_like(W)
-    costs: list[tuple[int, list[float]]] = []
-    for it in range(int(epochs)):
-        np.matmul(X, W, out=Z)  # (m, d) @ (d, k)
-        Z += b
-        expit(Z, out=Z)  # a
-        if cost_every and it % cost_every == 0:
-            a = Z.astype(np.float64)
-            c = -np.mean(y * np.log(a + 1e-8) + (1 - y) * np.log(1 - a + 1e-8), axis=0)
-            costs.append((it, [float(v) for v in c]))
-        Z -= y  # a - y
-        Z *= 1.0 / m
-        np.matmul(X.T, Z, out=dW)  # (d, m) @ (m, k)
-        db = Z.sum(axis=0)
-        dW *= lr
-        W -= dW
-        b -= lr * db
-    return W, b, costs
+    costs: list[tuple[int, list[float | None]]] = []
+    errors: list[DivergenceError | None] = [None] * W.shape[1]
+    with quiet_fp():  # a diverging column is reported once, by its error
+        for it in range(int(epochs)):
+            np.matmul(X, W, out=Z)  # (m, d) @ (d, k)
+            Z += b
+            expit(Z, out=Z)  # a
+            if cost_every and it % cost_every == 0:
+                a = Z.astype(np.float64)
+                c = -np.mean(y * np.log(a + 1e-8) + (1 - y) * np.log(1 - a + 1e-8), axis=0)
+                costs.append((it, [None if e else float(v) for v, e in zip(c, errors)]))
+            Z -= y  # a - y
+            Z *= 1.0 / m
+            np.matmul(X.T, Z, out=dW)  # (d, m) @ (m, k)
+            db = Z.sum(axis=0)
+            dW *= lr
+            np.subtract(W, dW, out=dW)  # the new weights
+            b_new = b - lr * db
+            bad = ~(np.isfinite(np.einsum("ij,ij->j", dW, dW)) & np.isfinite(b_new * b_new))
+            for j in np.flatnonzero(bad):
+                if errors[j] is None:
+                    errors[j] = divergence_error("weights became non-finite or too large", it + 1, float(lrs[j]))
+                dW[:, j], b_new[j], lr[j] = W[:, j], b[j], 0
+            W, dW, b = dW, W, b_new
+    return W, b, costs, errors
 
 
 def digit_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -185,19 +202,22 @@ def digit_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     lrs = np.array([lr for lr, _ in columns])
     epochs = int(cfg["training"]["epochs"])
     t0 = time.perf_counter()
-    W, b, costs = train_stacked(X, y, W0, lrs, epochs, o["cost_every"])
+    W, b, costs, errors = train_stacked(X, y, W0, lrs, epochs, o["cost_every"])
     train_time = time.perf_counter() - t0
     A = expit((X @ W + b).astype(np.float64))
     At = expit((Xt @ W + b).astype(np.float64))
     models = []
     for j, (lr, init) in enumerate(columns):
+        if errors[j] is not None:  # no metrics: the report says it diverged, and why
+            models.append({"digit": d, "lr": lr, "init": init, **diverged_result(errors[j])})
+            continue
         test = binary_metrics(yt, At[:, j], threshold=o["threshold"])
         train = binary_metrics(y, A[:, j], threshold=o["threshold"])
         models.append({"digit": d, "lr": lr, "init": init, "train_accuracy": train["accuracy"],
                        "train_correct": int(round(train["accuracy"] * len(y))), "test": test})
     common.write_config(out, cfg)
     lines = ["iteration," + ",".join(f"cost_lr{lr:g}_{init}" for lr, init in columns)]
-    lines += [f"{it}," + ",".join(repr(v) for v in c) for it, c in costs]
+    lines += [f"{it}," + ",".join("" if v is None else repr(v) for v in c) for it, c in costs]
     atomic_write_text(out / "history.csv", "\n".join(lines) + "\n")
     import io
 
@@ -211,11 +231,22 @@ def digit_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     metrics = {"digit": d, "n_train": int(len(y)), "n_test": int(len(yt)), "training_time_s": train_time,
                "epochs": epochs, "models": models, "stacked_columns": len(columns)}
     atomic_write_json(out / "metrics.json", metrics)
-    acc01 = [m["test"]["accuracy"] for m in models]
-    return {"digit": d, "training_time_s": train_time, "test_accuracy": float(np.mean(acc01)), "models": models}
+    acc01 = [m["test"]["accuracy"] for m in models if not diverged(m)]
+    return {"digit": d, "training_time_s": train_time, "test_accuracy": float(np.mean(acc01)) if acc01 else None,
+            "models": models}
 
 
 # ----------------------------------------------------------------------------- report
+
+
+def _models(r) -> list[dict[str, Any]]:
+    """The lr x init models of the digit cell ``r``; each one diverged, with the cell's error,
+    if the whole cell did (its models are then records without metrics, as a diverged model's)."""
+    if diverged(r.result):
+        o = r.cell.config["options"]
+        return [{"digit": int(r.cell.tags["digit"]), "lr": lr, "init": init, **r.result}
+                for lr in o["lrs"] for init in o["inits"]]
+    return r.result["models"]
 
 
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
@@ -224,13 +255,19 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
 
     pub = spec.report.get("published", {})
     ptr, pte = pub.get("train_lr0.01", []), pub.get("test_lr0.01", [])
-    first_seed = {}
+    first_seed: dict[int, Any] = {}
+    first_models: dict[int, list[dict[str, Any]]] = {}
     per_seed: dict[tuple[int, float, str], list[dict[str, Any]]] = {}  # every seed's model, in seed order
+    every: list[tuple[Any, dict[str, Any]]] = []  # (cell, model) of every seed
     for r in results:
-        first_seed.setdefault(r.result["digit"], r)
-        for m in r.result["models"]:
+        d = int(r.cell.tags["digit"])
+        ms = _models(r)
+        if d not in first_seed:
+            first_seed[d], first_models[d] = r, ms
+        for m in ms:
             per_seed.setdefault((m["digit"], float(m["lr"]), m["init"]), []).append(m)
-    models = [m for r in first_seed.values() for m in r.result["models"]]
+            every.append((r, m))
+    models = [m for ms in first_models.values() for m in ms]
     n_seeds = max((len(v) for v in per_seed.values()), default=1)
     used_inits = inits(spec)
     published_side = spec.protocol in ("as-published", "both")
@@ -242,12 +279,18 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                 return m
         return None
 
-    def over_seeds(d, lr, init, value) -> str:
-        """``value(model)`` as a percentage: mean ± sd over the seeds when there are several."""
-        ms = [m for (dd, ll, ii), v in per_seed.items() if dd == d and abs(ll - lr) < 1e-12 and ii == init for m in v]
+    def seeds_of(d, lr, init) -> list[dict[str, Any]]:
+        return [m for (dd, ll, ii), v in per_seed.items() if dd == d and abs(ll - lr) < 1e-12 and ii == init
+                for m in v]
+
+    def over_seeds(d, lr, init, value, scale: float = 100.0, digits: int = 2) -> str:
+        """``value(model)`` (a percentage unless ``scale``) over the seeds that trained: mean ± sd
+        when there are several, "diverged" when every seed did."""
+        ms = seeds_of(d, lr, init)
         if not ms:
             return "not run"
-        return common.pm(mean_sd([value(m) for m in ms]))
+        ok = [m for m in ms if not diverged(m)]
+        return common.pm_seeds(mean_sd([value(m) for m in ok]), len(ms) - len(ok), len(ms), scale, digits)
 
     digits = sorted(first_seed)
     over = f", mean ± sd over {n_seeds} seeds" if n_seeds > 1 else ""
@@ -258,43 +301,52 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
               f"corrected: zeros init, test acc / balanced (%){over}"]
     rows = []
     for d in digits:
-        m = get(d, 0.01, "uniform01")
-        z = get(d, 0.01, "zeros")
+        seeds_m = seeds_of(d, 0.01, "uniform01")
         p = f"{ptr[d]:.2f} / {pte[d]:.2f}" if d < len(ptr) else "n/a"
-        if m is None:
+        if not seeds_m:
             continue
-        t = m["test"]
-        seeds_m = per_seed.get((d, 0.01, "uniform01"), [m])
-        beats = sum(1 for x in seeds_m if x["test"]["beats_baseline"])
-        if n_seeds > 1:
-            beats_txt = f"{beats} of {len(seeds_m)}"
+        trained = [x for x in seeds_m if not diverged(x)]
+        # the baseline depends on the test labels only: any detector of the digit that trained has it
+        base = next((m["test"]["baseline_accuracy"] for r, m in every if m["digit"] == d and not diverged(m)), None)
+        beats = sum(1 for x in trained if x["test"]["beats_baseline"])
+        if not trained:
+            beats_txt = "diverged"
+        elif n_seeds > 1:
+            gone = len(seeds_m) - len(trained)
+            beats_txt = f"{beats} of {len(trained)}" + (f" ({gone} diverged)" if gone else "")
         else:
-            beats_txt = "yes" if t["beats_baseline"] else "NO"
-        reproduced = (f"{over_seeds(d, 0.01, 'uniform01', lambda x: x['train_accuracy'])} / "
-                      f"{over_seeds(d, 0.01, 'uniform01', lambda x: x['test']['accuracy'])}")
+            beats_txt = "yes" if beats else "NO"
+        reproduced = common.pair(over_seeds(d, 0.01, "uniform01", lambda x: x["train_accuracy"]),
+                                 over_seeds(d, 0.01, "uniform01", lambda x: x["test"]["accuracy"]))
         if not published_side:
             reproduced = "not run (protocol corrected)"
         if corrected_side:
             corrected = [over_seeds(d, 0.01, "uniform01", lambda x: x["test"]["balanced_accuracy"]),
-                         _pm_num(mean_sd([x["test"]["roc_auc"] for x in seeds_m]), 4),
-                         _pm_num(mean_sd([x["test"]["f1"] for x in seeds_m]), 3),
-                         "n/a" if z is None else
-                         f"{over_seeds(d, 0.01, 'zeros', lambda x: x['test']['accuracy'])} / "
-                         f"{over_seeds(d, 0.01, 'zeros', lambda x: x['test']['balanced_accuracy'])}"]
+                         over_seeds(d, 0.01, "uniform01", lambda x: x["test"]["roc_auc"], 1.0, 4),
+                         over_seeds(d, 0.01, "uniform01", lambda x: x["test"]["f1"], 1.0, 3),
+                         "n/a" if not seeds_of(d, 0.01, "zeros") else
+                         common.pair(over_seeds(d, 0.01, "zeros", lambda x: x["test"]["accuracy"]),
+                                     over_seeds(d, 0.01, "zeros", lambda x: x["test"]["balanced_accuracy"]))]
         else:
             corrected = ["not run (protocol as-published)"] * 4
-        rows.append([str(d), p, reproduced, pct(t["baseline_accuracy"]), beats_txt, *corrected])
+        rows.append([str(d), p, reproduced, pct(base), beats_txt, *corrected])
     if not rows:  # the spec leaves the report's configuration out: say so instead of an empty table
         rows.append(["none", "the report's configuration (lr 0.01, U(0,1) init) is not among options.lrs x "
                      "options.inits: see the table of all learning rates", *[""] * (len(header) - 2)])
-    blocks: list[tuple] = []
+    figures: list[tuple] = []
     summary: dict[str, Any] = {"models": models}
     claims = []
     for lr in spec.options["lrs"]:
         for init in used_inits:
-            ms = [get(d, lr, init) for d in digits]
-            ms = [m for m in ms if m is not None]
+            ms_all = [m for m in (get(d, lr, init) for d in digits) if m is not None]
+            if not ms_all:
+                continue
+            ms = [m for m in ms_all if not diverged(m)]
+            gone = [str(m["digit"]) for m in ms_all if diverged(m)]
             if not ms:
+                claims.append([f"{lr:g}", init, *["diverged"] * 5, ", ".join(gone)])
+                figures.append(("p", f"lr {lr:g}, init {init}: the detector of every digit diverged (see the "
+                                     "diverged detectors above), so there is no accuracy figure for it."))
                 continue
             te = [m["test"]["accuracy"] for m in ms]
             tr = [m["train_accuracy"] for m in ms]
@@ -302,28 +354,47 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
             claims.append([f"{lr:g}", init, str(sum(1 for a, b in zip(tr, te) if a > 0.8 and b > 0.8)),
                            str(sum(1 for a in te if a > 0.9)), f"{pct(best['test']['accuracy'])} (digit {best['digit']})",
                            str(sum(1 for m in ms if m["test"]["beats_baseline"])),
-                           pct(float(np.mean([m["test"]["balanced_accuracy"] for m in ms])))])
+                           pct(float(np.mean([m["test"]["balanced_accuracy"] for m in ms]))),
+                           ", ".join(gone) or "none"])
             name = f"ovr_lr{lr:g}_{init}.png"
             plots.ovr_accuracy_bars(tr, te, [m["test"]["baseline_accuracy"] for m in ms], out / "figures" / name,
                                     title=f"lr {lr:g}, init {init}: accuracy at threshold {spec.options['threshold']}",
                                     digits=[m["digit"] for m in ms])
-            blocks.append(("img", f"Per-digit train/test accuracy, lr {lr:g}, init {init}", f"figures/{name}"))
-    blocks.insert(0, ("table", ["lr", "init", "digits > 80% train and test", "digits > 90% test", "best test",
-                                "models beating the all-negative baseline", "mean balanced accuracy (%)"], claims))
-    blocks.insert(0, ("p", "Published claims: lr 0.05: every digit above 80% on train and test, five above 90% "
-                           "test, best 97.91% (digit 1); lr 0.001: accuracy collapses, best model 21.67%. "
-                           "Raw accuracy at a fixed 0.75 threshold on a test set with about 10% positives is "
-                           "misleading: the all-negative baseline scores about 90%."))
+            figures.append(("img", f"Per-digit train/test accuracy, lr {lr:g}, init {init}"
+                                   + _left_out(gone), f"figures/{name}"))
+    blocks: list[tuple] = [("h2", "All learning rates and initialisations")]
     if n_seeds > 1:
         seed0 = min(r.cell.seed for r in first_seed.values()) if first_seed else 0
-        blocks.insert(0, ("p", f"This table and the figures below show the first seed (seed {seed0}) of the "
-                               f"{n_seeds} seeds per digit; the table above shows mean ± sd over the seeds."))
-    blocks.insert(0, ("h2", "All learning rates and initialisations"))
+        blocks.append(("p", f"This table and the figures below show the first seed (seed {seed0}) of the "
+                            f"{n_seeds} seeds per digit; the table above shows mean ± sd over the seeds."))
+    blocks.append(("p", "Published claims: lr 0.05: every digit above 80% on train and test, five above 90% "
+                        "test, best 97.91% (digit 1); lr 0.001: accuracy collapses, best model 21.67%. "
+                        "Raw accuracy at a fixed 0.75 threshold on a test set with about 10% positives is "
+                        "misleading: the all-negative baseline scores about 90%."))
+    blocks.append(("table", ["lr", "init", "digits > 80% train and test", "digits > 90% test", "best test",
+                             "models beating the all-negative baseline", "mean balanced accuracy (%)",
+                             "diverged (digits)"], claims))
+    failed = [(r, m) for r, m in every if diverged(m)]
+    summary["diverged_models"] = [{"digit": m["digit"], "lr": m["lr"], "init": m["init"], "seed": r.cell.seed,
+                                   "error": diverged(m)} for r, m in failed]
+    if failed:
+        seed = (lambda r: f", seed {r.cell.seed}") if n_seeds > 1 else (lambda r: "")
+        blocks.append(("h3", "Diverged detectors"))
+        blocks.append(("p", f"{len(failed)} of {len(every)} detectors diverged: their training stopped with the "
+                            "error below, they have no metrics (\"diverged\" in the tables), and the counts, means "
+                            "and figures are of the detectors that trained."))
+        blocks.append(("ul", [f"digit {m['digit']}, lr {m['lr']:g}, init {m['init']}{seed(r)}: {diverged(m)}"
+                              for r, m in failed]))
+    blocks += figures
     # weights as images
     for lr in spec.options["lrs"][:1]:
         for init in used_inits:
-            ws, wd = [], []
+            ws, wd, gone = [], [], []
             for d in digits:  # in digit order (the cells finish in any order)
+                m = get(d, lr, init)
+                if m is not None and diverged(m):  # not a trained detector's weights
+                    gone.append(str(d))
+                    continue
                 arr = np.load(first_seed[d].folder / "weights.npz")
                 j = [k for k, (l, i) in enumerate(zip(arr["lrs"], arr["inits"])) if abs(l - lr) < 1e-12 and i == init]
                 if j:
@@ -335,14 +406,21 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                 plots.ovr_weight_images(np.stack(ws), (side, side), out / "figures" / name, digits=wd,
                                         title=f"One-vs-rest weight vectors, lr {lr:g}, init {init}\n"
                                               "(one colour scale for all digits; red > 0 > blue)")
-                blocks.append(("img", f"Weight vectors as {side}x{side} images, lr {lr:g}, init {init}",
-                               f"figures/{name}"))
+                blocks.append(("img", f"Weight vectors as {side}x{side} images, lr {lr:g}, init {init}"
+                                      + _left_out(gone), f"figures/{name}"))
+            elif gone and not ws:
+                blocks.append(("p", f"lr {lr:g}, init {init}: the detector of every digit diverged, so there are "
+                                    "no weight images for it."))
     summary["claims"] = claims
     n_models = len(spec.options["lrs"]) * len(used_inits)
-    return ReportParts(comparison=(header, rows), blocks=blocks, summary=summary,
-                       cell_accuracy_label=f"mean test accuracy over the {n_models} lr x init models (%)")
+    label = f"mean test accuracy over the {n_models} lr x init models (%)"
+    if failed:
+        label = f"mean test accuracy over those of the {n_models} lr x init models that trained (%)"
+    return ReportParts(comparison=(header, rows), blocks=blocks, summary=summary, cell_accuracy_label=label)
 
 
-def _pm_num(stats: dict[str, Any] | None, digits: int) -> str:
-    """A plain number (AUC, F1) as ``mean ± sd (n=K)``, or the value alone for one seed."""
-    return common.pm(stats, 1.0, digits)
+def _left_out(digits: list[str]) -> str:
+    """A figure caption's note of the digits whose detector diverged (left out of it)."""
+    if not digits:
+        return ""
+    return f" (digit{'s' if len(digits) > 1 else ''} {', '.join(digits)} diverged: left out)"

@@ -119,11 +119,16 @@ class Budgets(Callback):
         self.costs = [(int(i), float_back(c), float_back(m)) for i, c, m in state["costs"]]
 
 
+def budgets(cfg: dict[str, Any]) -> list[int]:
+    """The epoch budgets a cell snapshots: ``training.record_epochs`` and the last epoch."""
+    t = cfg["training"]
+    return sorted(set(t["record_epochs"]) | {t["epochs"]})
+
+
 def _setup(cfg: dict[str, Any], data):
     net = common.build_net(cfg, data.X_train.shape[1], len(data.class_names))
     t = cfg["training"]
-    budgets = sorted(set(t["record_epochs"]) | {t["epochs"]})
-    cb = Budgets(data, budgets, t["cost_every"])
+    cb = Budgets(data, budgets(cfg), t["cost_every"])
     trainer = common.build_trainer(cfg, net, [cb], divergence_factor=None)
     return trainer, cb
 
@@ -172,7 +177,7 @@ def run_stack(cfgs: list[dict[str, Any]], outs: list[Path]) -> list[Any]:
 def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     from mlplab import plots
 
-    from mlplab.experiments.sweep import mean_sd
+    from mlplab.experiments.sweep import diverged, mean_sd
 
     pub = spec.report.get("published", {})
     first: dict[tuple[str, float], Any] = {}
@@ -180,13 +185,19 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     for r in results:
         first.setdefault((r.cell.tags["protocol"], r.cell.tags["lr"]), r)
         every.setdefault((r.cell.tags["protocol"], r.cell.tags["lr"]), []).append(r)
+    trained = [r for r in results if not diverged(r.result)]
     n_seeds = max((len(v) for v in every.values()), default=1)
     over = f", mean ± sd over {n_seeds} seeds" if n_seeds > 1 else ""
 
     def seeds_of(key: tuple[str, float], value, scale: float = 100.0, digits: int = 2) -> str:
-        """``value(result)`` over the seeds of ``key``: the value, or mean ± sd for several seeds."""
-        vals = [value(r.result) for r in every.get(key, [])]
-        return common.pm(mean_sd([v for v in vals if v is not None]), scale, digits)
+        """``value(result)`` over the seeds of ``key`` that trained: the value, or mean ± sd for
+        several seeds; "diverged" when every seed diverged, "not run" when there is no such cell."""
+        rs = every.get(key)
+        if not rs:
+            return "not run"
+        ok = [r for r in rs if not diverged(r.result)]
+        vals = [value(r.result) for r in ok]
+        return common.pm_seeds(mean_sd([v for v in vals if v is not None]), len(rs) - len(ok), len(rs), scale, digits)
 
     def snap(e: int, k: str):
         return lambda res: (res["snapshots"].get(str(e)) or {}).get(k)
@@ -196,20 +207,22 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     rows = []
     for lr in spec.options["lrs"]:
         ka, kc = ("as-published", float(lr)), ("corrected", float(lr))
-        ap, co = first.get(ka), first.get(kc)
-        budgets = sorted({int(e) for r in (ap, co) if r is not None for e in r.result["snapshots"]})
-        for e in budgets:
+        runs = every.get(ka, []) + every.get(kc, [])
+        if not runs:
+            continue
+        # the budgets the cells snapshot (every cell of the spec has the same; a diverged cell has none)
+        epochs = sorted({int(e) for r in runs if not diverged(r.result) for e in r.result["snapshots"]}) \
+            or budgets(runs[0].cell.config)
+        for e in epochs:
             p = pub.get(f"lr{lr:g}", {}).get(str(e))
-            sa = ap.result["snapshots"].get(str(e)) if ap else None
-            sc = co.result["snapshots"].get(str(e)) if co else None
             rows.append([f"{lr:g}", str(e), f"{p[0]:.2f} / {p[1]:.2f}" if p else "n/a",
-                         f"{seeds_of(ka, snap(e, 'train_mae_score'), 1.0)} / "
-                         f"{seeds_of(ka, snap(e, 'test_mae_score'), 1.0)}" if sa else "not run",
-                         seeds_of(ka, snap(e, "test_accuracy")) if sa else "not run",
-                         f"{seeds_of(kc, snap(e, 'train_accuracy'))} / {seeds_of(kc, snap(e, 'test_accuracy'))}"
-                         if sc else "not run"])
+                         common.pair(seeds_of(ka, snap(e, "train_mae_score"), 1.0),
+                                     seeds_of(ka, snap(e, "test_mae_score"), 1.0)) if ka in every else "not run",
+                         seeds_of(ka, snap(e, "test_accuracy")),
+                         common.pair(seeds_of(kc, snap(e, "train_accuracy")), seeds_of(kc, snap(e, "test_accuracy")))
+                         if kc in every else "not run"])
     blocks: list[tuple] = []
-    zp = next(iter(first.values())).result["zero_predictor"] if first else None
+    zp = trained[0].result["zero_predictor"] if trained else None
     if zp:
         blocks.append(("p", f"A network that predicts 0 for every image scores exactly {zp['train']:.2f} / "
                             f"{zp['test']:.2f} (train / test) on this data with the report's metric; the report "
@@ -231,12 +244,19 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     blocks.append(("table", ["protocol", "lr", f"final test accuracy (%){over}", f"macro AUC OvR{over}",
                              f"train time (s){over}"], results_rows))
     if n_seeds > 1:
-        blocks.append(("p", f"The tables above show mean ± sd over the {n_seeds} seeds of every cell; the figures "
-                            "below show the first seed of each."))
+        blocks.append(("p", f"The tables above show mean ± sd over the {n_seeds} seeds of every cell that trained; "
+                            "the figures below show the first seed of each."))
     for proto in ("as-published", "corrected"):
-        res = [r for (p, _), r in first.items() if p == proto]
-        if not res:
+        runs = [r for (p, _), r in first.items() if p == proto]
+        if not runs:
             continue
+        res = [r for r in runs if not diverged(r.result)]
+        gone = [f"{r.cell.tags['lr']:g}" for r in runs if diverged(r.result)]
+        if not res:
+            blocks.append(("p", f"{proto}: the cell of every learning rate ({', '.join(gone)}) diverged, so there "
+                                "are no figures of this protocol (see the diverged cells below)."))
+            continue
+        left_out = f" (lr {', '.join(gone)} diverged: left out)" if gone else ""
         key = "mae_score" if proto == "as-published" else "accuracy"
         scale = 1.0 if proto == "as-published" else 100.0
         sweep = [{"lr": r.cell.tags["lr"], "epochs": int(e), "train": scale * s[f"train_{key}"],
@@ -246,8 +266,8 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         plots.sweep_accuracy_vs_epochs(sweep, out / "figures" / name, metric_name=what,
                                        title=f"{spec.name}, {proto} protocol: {what} by epoch budget "
                                              "(snapshots of one run per learning rate)")
-        blocks.append(("img", f"{proto}: {'score' if proto == 'as-published' else 'accuracy'} against epoch budget",
-                       f"figures/{name}"))
+        blocks.append(("img", f"{proto}: {'score' if proto == 'as-published' else 'accuracy'} against epoch budget"
+                              f"{left_out}", f"figures/{name}"))
         curves = {f"lr {r.cell.tags['lr']:g}": ([c[0] for c in r.result["costs"]], [c[1] for c in r.result["costs"]])
                   for r in res}
         name = f"cost_{proto}.png"
@@ -258,5 +278,5 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
                           xlabel="iteration (full batch: one per epoch)" if full_batch else "epoch",
                           title=f"{proto}: cost (clipped cross-entropy) every "
                                 f"{spec.sections['training']['cost_every']} {unit}s")
-        blocks.append(("img", f"{proto}: cost curves", f"figures/{name}"))
+        blocks.append(("img", f"{proto}: cost curves{left_out}", f"figures/{name}"))
     return ReportParts(comparison=(header, rows), blocks=blocks)

@@ -27,6 +27,8 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
                 X_test: np.ndarray | None = None, y_test: np.ndarray | None = None) -> dict[str, Any]:
     """Train ``sizes`` (linear output + CrossEntropyLoss) with seeded torch; returns weights in
     mlplab's layout (W (fan_in, fan_out), b) and per-epoch history (loss, eval accuracy, time).
+    A non-finite epoch loss or weights raise :class:`~mlplab.errors.DivergenceError`, as
+    mlplab's own training does (the cell is then recorded as diverged).
 
     ``X_eval=None`` skips the per-epoch evaluation pass (its accuracies are then None). The
     optimizers use torch's multi-tensor (``foreach``) implementation, its fastest on the CPU."""
@@ -89,6 +91,7 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
         if sched is not None:
             sched.step()
         secs = time.perf_counter() - t0
+        _check_finite(model, total, epoch, lr)
         elapsed += secs
         model.eval()
         with torch.no_grad():
@@ -114,3 +117,18 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
 
     return {"weights": weights, "history": hist, "train_time_s": elapsed, "predict": predict,
             "torch_version": torch.__version__}
+
+
+def _check_finite(model, loss_sum: float, epoch: int, lr: float) -> None:
+    """Raise :class:`~mlplab.errors.DivergenceError` if the epoch's summed loss or a weight of
+    ``model`` is not finite (its metrics would be made of NaNs)."""
+    import math
+
+    import torch
+
+    from mlplab.training import divergence_error
+
+    if not math.isfinite(loss_sum):
+        raise divergence_error("loss became non-finite", epoch, lr)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise divergence_error("weights became non-finite", epoch, lr)

@@ -34,7 +34,7 @@ from mlplab.experiments.protocols.common import ReportParts, metric_summary, num
 from mlplab.experiments.spec import (
     KeyUse, boolean, choice, compact_keys, distinct, list_of, pos_int, section_keys, toml_value,
 )
-from mlplab.experiments.sweep import Cell
+from mlplab.experiments.sweep import Cell, diverged
 from mlplab.training import Callback, History
 
 OPTIONS = {
@@ -416,16 +416,25 @@ def parse_curve(text: str) -> tuple[list[float], list[float]]:
 
 
 def _find(results, model: str, protocol: str | None = None):
-    for r in results:
-        if r.cell.tags.get("model") == model and (protocol is None or r.cell.tags.get("protocol") == protocol):
-            return r
-    return None
+    """The first cell of ``model`` (and ``protocol``) that trained, else its first (diverged) one, else None."""
+    found = [r for r in results
+             if r.cell.tags.get("model") == model and (protocol is None or r.cell.tags.get("protocol") == protocol)]
+    return next((r for r in found if not diverged(r.result)), found[0] if found else None)
+
+
+def _accuracy(aggregates: dict[str, Any], r) -> str:
+    """Test accuracy (%) of ``r``'s group: mean ± sd over the seeds that trained, "diverged" if none did."""
+    agg = aggregates.get(r.cell.group, {})
+    return common.pm_seeds(agg.get("metrics", {}).get("test_accuracy"), agg.get("n_diverged", 0),
+                           agg.get("n_seeds", 0))
 
 
 def _auc_cells(r) -> list[str]:
     """The chunk-averaged, whole-set OvR and whole-set OvO macro AUCs of the cell ``r``."""
     if r is None:
         return ["not run"] * 3
+    if diverged(r.result):
+        return ["diverged"] * 3
     test = common_metrics(r)["test"]
     chunk = r.result.get("chunked_auc")
     if chunk is None and (r.folder / "predictions.npz").exists():
@@ -439,6 +448,8 @@ def _auc_cells(r) -> list[str]:
 def _inference_cell(r) -> str:
     """The forward pass alone over the whole test set (median of 5): PyTorch's own for the
     PyTorch model, mlplab's ``predict_proba`` for the others."""
+    if diverged(r.result):
+        return "diverged"
     if r.cell.tags.get("model") == "model2-torch":
         return f"{num(r.result.get('inference_s_all_torch'), 3)} (PyTorch)"
     return f"{num(r.result.get('inference_s_all'), 3)} (mlplab)"
@@ -454,11 +465,12 @@ def label(model: str, r) -> str:
     """The report's row label for the cell ``r`` of ``model``, with the architecture it trained
     (its metrics.json's ``model``, e.g. ``64-8-8-10 sigmoid/softmax cross_entropy``), its split
     fraction and Model 2's hidden activation and optimizer: a spec with other sizes is not
-    labelled with the report's 784-500-500-10 (:data:`LABELS` where nothing is recorded)."""
+    labelled with the report's 784-500-500-10 (:data:`LABELS` where nothing is recorded; the
+    model's name for a diverged cell, which has no metrics.json)."""
     try:
         arch, acts = str(common_metrics(r)["model"]).split()[:2]
     except (OSError, ValueError, KeyError, TypeError):
-        return LABELS[model]
+        return model if diverged(getattr(r, "result", None)) else LABELS[model]
     cfg = r.cell.config
     if model == "model1-textbook":
         return f"Model 1: {arch}, textbook split 55k/5k/10k"
@@ -494,14 +506,14 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         if rep is None and cor is None:
             continue
         main = rep or cor
-        agg = aggregates.get(main.cell.group, {}).get("metrics", {})
-        rep_acc = common.pm(agg.get("test_accuracy")) if rep is not None else "not run"
+        named = next((r for r in (rep, cor) if r is not None and not diverged(r.result)), main)  # its metrics.json
+        rep_acc = _accuracy(aggregates, rep) if rep is not None else "not run"
         cor_acc = "n/a"
         if cor is not None:
-            cor_acc = common.pm(aggregates.get(cor.cell.group, {}).get("metrics", {}).get("test_accuracy"))
+            cor_acc = _accuracy(aggregates, cor)
         elif model.startswith("model2"):
             cor_acc = rep_acc + " (seeded; the original was not)"
-        rows.append([label(model, main), num(pacc.get(model), 2) if pacc.get(model) is not None else "n/a",
+        rows.append([label(model, named), num(pacc.get(model), 2) if pacc.get(model) is not None else "n/a",
                      rep_acc, cor_acc, num(pauc.get(model)) if pauc.get(model) is not None else "not reported",
                      *_auc_cells(main), num(pinf.get(model), 2) if pinf.get(model) is not None else "n/a",
                      _inference_cell(main)])
@@ -527,7 +539,12 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     # ---- the per-epoch curve
     two = _find(results, "two-hidden", "as-published")
     curve_text = pub.get("curve")
-    if two is not None and curve_text:
+    if two is not None and curve_text and diverged(two.result):
+        summary["curve_match"] = {"diverged": diverged(two.result)}
+        blocks.append(("h2", "2-hidden: per-epoch accuracy against the published curve"))
+        blocks.append(("p", f"The 2-hidden as-published replay diverged ({diverged(two.result)}), so there is no "
+                            "per-epoch curve, figure or milestone to compare with the published ones."))
+    elif two is not None and curve_text:
         ptr, pte = parse_curve(curve_text)
         c = two.result["curve"]
         n = min(len(ptr), len(c["train_accuracy"]))
@@ -571,8 +588,14 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
         blocks.append(("table", ["milestone", "published", "reproduced"], mrows))
     # ---- classification reports and confusion matrices
     for model in ("two-hidden", "model2-torch", "model2-mlplab", "model1", "model1-textbook"):
-        r = _find(results, model, "as-published") or _find(results, model, "seeded") or _find(results, model, "corrected")
-        if r is None:
+        found = [r for r in (_find(results, model, p) for p in ("as-published", "seeded", "corrected")) if r is not None]
+        if not found:
+            continue
+        r = next((r for r in found if not diverged(r.result)), found[0])
+        if diverged(r.result):
+            blocks.append(("h3", f"{label(model, r)}: classification report (test)"))
+            blocks.append(("p", f"Every {model} cell diverged, so there is no classification report or confusion "
+                                "matrix (see the diverged cells below)."))
             continue
         rep = r.result.get("classification_report") or common_metrics(r)["test"]["classification_report"]
         name = label(model, r)
@@ -588,10 +611,13 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
             if (r.folder / "figures" / fig).exists():
                 blocks.append(("img", f"{name}: {cap}", f"{rel}/figures/{fig}"))
     # ---- comparison bars
-    names, accs, aucs, aucs_ovo = [], [], [], []
+    names, accs, aucs, aucs_ovo, gone = [], [], [], [], []
     for model in ("model1", "two-hidden", "model2-torch", "model2-mlplab"):
         r = _find(results, model, "as-published") or _find(results, model, "seeded")
         if r is None:
+            continue
+        if diverged(r.result):
+            gone.append(model)
             continue
         names.append(model)
         accs.append(r.result["test_accuracy"])
@@ -600,5 +626,9 @@ def report(spec, results, out: Path, aggregates: dict[str, Any]) -> ReportParts:
     if names:
         plots.comparison_bars(names, {"accuracy": accs, "AUC OvR macro": aucs, "AUC OvO macro": aucs_ovo},
                               out / "figures" / "comparison.png", title="Test accuracy and macro AUC")
-        blocks.append(("img", "Comparison of the models (test set)", "figures/comparison.png"))
+        left_out = f" ({', '.join(gone)} diverged: left out)" if gone else ""
+        blocks.append(("img", f"Comparison of the models (test set){left_out}", "figures/comparison.png"))
+    elif gone:
+        blocks.append(("p", f"Every model of the comparison figure diverged ({', '.join(gone)}), so there is no "
+                            "figure comparing them."))
     return ReportParts(comparison=(header, rows), blocks=blocks, summary=summary)
