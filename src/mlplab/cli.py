@@ -68,10 +68,17 @@ def _register_subcommands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script. Returns the exit code."""
+    """Entry point of the console script. Returns the exit code. ``argv``: the arguments after
+    the program name (default ``sys.argv[1:]``); run folders record them, as ``mlplab ARGS``,
+    with the working folder (see :func:`mlplab.environment.command_line`)."""
+    from mlplab.environment import command_record, recorded_command
+
     _register_subcommands()
+    # what the run folders this command writes record as their command line (environment.json)
+    command = command_record(sys.argv[1:] if argv is None else list(argv))
     try:
-        rv = app(args=argv, prog_name="mlplab", standalone_mode=False)
+        with recorded_command(command):
+            rv = app(args=argv, prog_name="mlplab", standalone_mode=False)
         # With standalone_mode=False the framework returns the code of a ``typer.Exit`` it caught.
         if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
             if rv == 130:  # typer turns a KeyboardInterrupt into Exit(130)

@@ -1,4 +1,11 @@
-"""What a run's numbers depend on: library versions, BLAS and its thread count, the CPU."""
+"""What a run's numbers depend on: library versions, BLAS and its thread count, the CPU; and
+the ``mlplab`` command line that produced it (:func:`command_line`).
+
+The command line is known only inside :func:`mlplab.cli.main`, which records it for the
+duration of the command (:func:`recorded_command`); run folders written from the Python API
+record ``None`` there, never the argv of whatever process called the library (pytest, a
+notebook). Experiment sweeps hand it to their worker processes with each job.
+"""
 
 from __future__ import annotations
 
@@ -45,8 +52,44 @@ def _library_names(path: str) -> tuple[str | None, str | None]:
     return parts[-1], folder or None
 
 
+#: the ``mlplab`` invocation running in this process (see :func:`recorded_command`), else None
+_COMMAND: dict[str, Any] | None = None
+
+
+def command_record(args: list[str], cwd: str | None = None) -> dict[str, Any]:
+    """``{"argv": ["mlplab", *args], "cwd": ...}``: a command line as run folders record it.
+    ``cwd`` defaults to the current folder (``None`` if it no longer exists)."""
+    if cwd is None:
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            cwd = None
+    return {"argv": ["mlplab", *(str(a) for a in args)], "cwd": cwd}
+
+
+def command_line() -> dict[str, Any] | None:
+    """The ``mlplab`` command line running in this process, as :func:`command_record` gives it,
+    or ``None`` outside one (the library called from Python)."""
+    return None if _COMMAND is None else {"argv": list(_COMMAND["argv"]), "cwd": _COMMAND["cwd"]}
+
+
+@contextmanager
+def recorded_command(command: dict[str, Any] | None) -> Iterator[None]:
+    """Inside the block, :func:`command_line` is ``command`` (a :func:`command_record`, or
+    ``None`` for "not started from the command line"); the previous value comes back after."""
+    global _COMMAND
+    before = _COMMAND
+    _COMMAND = None if command is None else {"argv": list(command["argv"]), "cwd": command.get("cwd")}
+    try:
+        yield
+    finally:
+        _COMMAND = before
+
+
 def environment_info() -> dict[str, Any]:
-    """A JSON-able description of the machine and libraries, stored as ``environment.json``."""
+    """A JSON-able description of the machine and libraries, stored as ``environment.json``;
+    ``command`` is the ``mlplab`` command line that wrote it (:func:`command_line`: argv and
+    working folder), ``None`` when the library was called from Python."""
     import numpy
 
     versions: dict[str, str | None] = {"python": platform.python_version(), "numpy": numpy.__version__}
@@ -82,6 +125,7 @@ def environment_info() -> dict[str, Any]:
             for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
             if os.environ.get(k) is not None
         },
+        "command": command_line(),
     }
 
 

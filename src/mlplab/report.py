@@ -6,8 +6,10 @@ A run folder holds::
     history.csv        epoch,loss,accuracy,val_loss,val_accuracy,lr,time_s (validation may be empty)
     metrics.json       dataset, split, model, test, train?, inference, training_time_s, epochs_run,
                        restored_best_epoch?, stop_reason?, train_metrics? (how history.csv's
-                       training columns were measured), model_file? (what an evaluation scored)
-    environment.json   mlplab.environment.environment_info()
+                       training columns were measured), model_file? (what an evaluation scored),
+                       data? (which data exactly: mlplab.data.datasets.data_record)
+    environment.json   mlplab.environment.environment_info(), with command? (the command line
+                       that wrote the folder) and earlier_commands? (those a resumed run continued)
     model.npz          the model (not read here)
     predictions.npz    y_true (n,), proba (n, k), class_names (k,), image_shape,
                        mistake_images? (m, d) uint8 + mistake_index? (m,), first_layer_weights? (d, h)
@@ -16,7 +18,10 @@ A run folder holds::
 but a file that exists and cannot be read raises :class:`RunFolderError` naming it. The fields
 of ``metrics.json`` that reports and comparisons use are type- and shape-checked (the error names
 the field), and a ``predictions.npz`` that does not match ``metrics.json`` (row count, classes,
-labels, predicted classes) is refused as coming from another run.
+labels, predicted classes) is refused as coming from another run. Fields marked ``?`` are absent
+from older run folders (the report then leaves their lines out); a malformed ``data`` or
+``command`` is shown as not recorded, never an error (they describe the run, no number depends
+on them).
 
 Output is deterministic: the same saved files give byte-identical ``report.md``, ``report.html``
 and PNGs (no timestamps or absolute paths are added).
@@ -776,6 +781,16 @@ def _environment_blocks(data: RunData) -> list[tuple]:
         rows.append(["platform", str(env["platform"])])
     for k, v in sorted((env.get("thread_env") or {}).items()):
         rows.append([str(k), str(v)])
+    if "command" in env:  # older files do not record it
+        rows.append(["command", _command_text(env["command"])])
+    if "earlier_commands" in env:  # a run finished by `train --resume`
+        earlier = env["earlier_commands"]
+        if isinstance(earlier, list):
+            rows += [[f"resumed from (invocation {i})", _command_text(c, "not recorded (the Python API, or an older "
+                                                                         "mlplab)")]
+                     for i, c in enumerate(earlier, 1)]
+        else:
+            rows.append(["resumed from", "not recorded (checkpoint of an older version)"])
     return blocks + [("table", ["item", "value"], rows)]
 
 
@@ -794,7 +809,11 @@ def _intro(m: dict[str, Any]) -> list[str]:
     """The report's first list: what ran on what. An evaluation (``mlplab evaluate``) names the
     model file it scored instead of training figures it does not have; an early-stopped run says
     which epoch's weights it kept (the metrics are theirs)."""
-    intro = [f"Dataset: {_fmt(m.get('dataset'))}", f"Split: {_fmt(m.get('split'))}", f"Model: {_fmt(m.get('model'))}"]
+    intro = [f"Dataset: {_fmt(m.get('dataset'))}"]
+    data = _data_text(m.get("data"))
+    if data is not None:
+        intro.append(data)
+    intro += [f"Split: {_fmt(m.get('split'))}", f"Model: {_fmt(m.get('model'))}"]
     if m.get("model_file") is not None or (m.get("epochs_run") is None and m.get("training_time_s") is None):
         source = printable(m["model_file"]) if m.get("model_file") is not None else "not recorded"
         return intro + [f"Model file evaluated: {source} (an evaluation, not a training run)"]
@@ -808,6 +827,43 @@ def _intro(m: dict[str, Any]) -> list[str]:
     time_s = m.get("training_time_s")
     intro.append(f"Training time: {_fmt_g(time_s)} s" if time_s is not None else "Training time: not recorded")
     return intro
+
+
+def data_hashes(record: Any) -> dict[str, str] | None:
+    """File name -> SHA-256 of a run's data files (metrics.json's ``data``; see
+    :func:`mlplab.data.datasets.data_record`), or ``None`` when it records none (older run
+    folders, digits)."""
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict):
+        return None
+    out = {str(name): f["sha256"] for name, f in files.items()
+           if isinstance(f, dict) and isinstance(f.get("sha256"), str)}
+    return out or None
+
+
+def _data_text(record: Any) -> str | None:
+    """The report's line on which data exactly the run used, or ``None`` if not recorded."""
+    hashes = data_hashes(record)
+    if hashes is not None:
+        files = ", ".join(f"{printable(name)} {sha[:12]}" for name, sha in hashes.items())
+        known = ("verified against the dataset's known checksums" if record.get("checksums_verified")
+                 else "not a known dataset's files")
+        return (f"Data files (SHA-256 of the decompressed bytes, first 12 hex digits; metrics.json holds them in "
+                f"full): {files}; {known}")
+    if isinstance(record, dict) and isinstance(record.get("sklearn_version"), str):
+        return f"Data: the digits bundled with scikit-learn {record['sklearn_version']}"
+    return None
+
+
+def _command_text(command: Any, unrecorded: str = "not recorded (written from the Python API)") -> str:
+    """A recorded command line as a shell would take it; ``unrecorded`` for ``None``, and "not
+    recorded" for anything else that is not one."""
+    import shlex
+
+    argv = command.get("argv") if isinstance(command, dict) else None
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        return unrecorded if command is None else "not recorded"
+    return printable(shlex.join(argv))
 
 
 def _report_blocks(data: RunData, figure_names: Sequence[str]) -> list[tuple]:
@@ -903,7 +959,8 @@ def _inference_per_sample(inf: Any) -> float | None:
 def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """One row per run: run, model, dataset, split, test_n_samples, accuracy, roc_auc_ovr_macro,
     roc_auc_ovo_macro, balanced_accuracy, log_loss, training_time_s, inference_s_per_sample
-    (whole-set pass). See :func:`comparison_warnings` for runs scored on different test sets."""
+    (whole-set pass), and data_sha256 (:func:`data_hashes`, ``None`` if not recorded). See
+    :func:`comparison_warnings` for runs scored on different data or test sets."""
     if not run_dirs:
         raise RunFolderError("compare needs at least one run folder")
     paths = [Path(p) for p in run_dirs]
@@ -919,6 +976,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
             "dataset": m.get("dataset"),
             "split": m.get("split"),
             "test_rows": m.get("test_rows"),
+            "data_sha256": data_hashes(m.get("data")),
             "test_n_samples": int(n) if n is not None else int(sum(sum(r) for r in test["confusion_matrix"])),
             "accuracy": test.get("accuracy"),
             "roc_auc_ovr_macro": test.get("roc_auc_ovr_macro"),
@@ -954,9 +1012,17 @@ def comparison_warnings(rows: Sequence[dict[str, Any]]) -> list[str]:
         warnings.append(f"the runs use different datasets ({', '.join(datasets)}); their metrics are not comparable")
     for name in datasets:  # and within each dataset, the test sets (every difference is named at once)
         same = [r for r in rows if _fmt(r.get("dataset")) == name]
+        where = f" of {name}" if len(datasets) > 1 else ""
+        recorded = [r for r in same if r.get("data_sha256")]  # older folders do not record their files
+        differ = sorted({f for r in recorded for f in r["data_sha256"]
+                         if len({str(q["data_sha256"].get(f)) for q in recorded}) > 1})
+        if differ:
+            first = differ[0]
+            shas = ", ".join(f"{r['run']}: {str(r['data_sha256'].get(first) or 'absent')[:12]}" for r in recorded)
+            warnings.append(f"the runs{where} read different data files ({', '.join(differ)} differ; SHA-256 of "
+                            f"{first}: {shas}); their metrics are not comparable")
         if len({_test_set_key(r) for r in same}) > 1:
             sizes = ", ".join(f"{r['run']}: {_fmt(r.get('split'))}, {r['test_n_samples']} test rows" for r in same)
-            where = f" of {name}" if len(datasets) > 1 else ""
             warnings.append(f"the runs{where} were scored on different test sets ({sizes}); "
                             "their metrics are not directly comparable")
     return warnings

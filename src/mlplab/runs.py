@@ -5,9 +5,16 @@ Run folder layout::
 
     config.toml        the resolved configuration
     history.csv        per-epoch training/validation loss and accuracy, learning rate, time
-    metrics.json       test (and train) metrics, inference timing, training time
+    metrics.json       test (and train) metrics, inference timing, training time, and ``data``:
+                       which data exactly (dataset name, source, each IDX file's path and
+                       SHA-256, or scikit-learn's version for digits; see
+                       :func:`mlplab.data.datasets.data_record`)
     model.npz          the trained network (mlplab model file)
-    environment.json   library versions, BLAS and its threads, CPU
+    environment.json   library versions, BLAS and its threads, CPU, and ``command``: the
+                       command line that wrote the folder, ``{"argv": ["mlplab", "train", ...],
+                       "cwd": ...}`` (``null`` when written from the Python API); a run finished
+                       by ``train --resume`` lists the invocations it continues in
+                       ``earlier_commands`` (oldest first; ``null``: not recorded)
     predictions.npz    test labels and probabilities (float64, the very values metrics.json was
                        computed from: figures/report rebuild without retraining)
     figures/*.png      training curves, confusion matrix, ROC curves, ...
@@ -15,6 +22,8 @@ Run folder layout::
     checkpoint.npz     only while a run is unfinished (interrupted): resume with --resume
 
 Every file is written atomically. The library never prints: progress goes to callbacks.
+Folders written before ``data``, ``command`` and ``earlier_commands`` were recorded lack them;
+everything that reads a run folder treats them as not recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mlplab.config import COMMAND_LINE, read_toml, resolve, to_toml
-from mlplab.environment import blas_threads, environment_info
+from mlplab.environment import blas_threads, command_line, environment_info
 from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
 from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mlplab.network import MLP
@@ -53,11 +62,13 @@ class PreparedData:
     source: str
     split_desc: str
     split: dict[str, Any] = field(default_factory=dict)  # kind, test_fraction, split_seed: for a model file
+    #: which data exactly (:func:`mlplab.data.datasets.data_record`): metrics.json's ``data``
+    data_record: dict[str, Any] | None = None
 
 
 def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> PreparedData:
     """Load, split and scale the data a config asks for."""
-    from mlplab.data import load_dataset, splits
+    from mlplab.data import data_record, load_dataset, splits
     from mlplab.data.preprocessing import Scaler
 
     d = cfg["data"]
@@ -99,6 +110,7 @@ def prepare_data(cfg: dict[str, Any], progress: Callable | None = None) -> Prepa
         split_desc=desc,
         split=split_record(d["split"], d["test_fraction"], d["split_seed"], test_samples, train_samples,
                            d["validation_fraction"]),
+        data_record=data_record(ds),
     )
 
 
@@ -248,12 +260,16 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
         trainer.check_monitored(validation=data.X_val is not None)
         ckpt = out / CHECKPOINT
         own_checkpoint = resume  # a checkpoint this run resumed from or wrote: the only one to point at
+        earlier: list[Any] | None = []  # the command lines of the invocations this one continues
         if resume:
             if not ckpt.exists():
                 raise ConfigError(f"--resume {out}: no {CHECKPOINT} there to resume from")
             saved = load_model(ckpt)
             net.set_weights(saved.net.parameters())
             restore_trainer(saved, trainer)
+            earlier = _checkpoint_commands(saved.meta)
+        # a checkpoint records every invocation so far (an older checkpoint's: null, not recorded)
+        commands = [*(earlier if earlier is not None else [None]), command_line()]
         if trainer_hook is not None:
             trainer_hook(trainer)
         trainer.validate(data.X_train, data.y_train, cfg["training"]["epochs"])  # before writing
@@ -264,7 +280,7 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
         def checkpoint() -> None:
             nonlocal own_checkpoint
             save_model(ckpt, net, preprocessing=preprocessing_meta(data), classes=data.class_names,
-                       training=cfg, trainer=trainer)
+                       training=cfg, trainer=trainer, extra_meta={"commands": commands})
             own_checkpoint = True
 
         trainer.callbacks.append(PeriodicCheckpoint(checkpoint, cfg["training"].get("checkpoint_seconds", 30.0)))
@@ -281,7 +297,8 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
             raise DivergenceError(f"{exc}{kept}", exc.epoch) from None
         # epoch wall times, summed: excludes evaluation and survives a resume
         train_time = float(sum(t for t in trainer.history.time_s if t is not None))
-        metrics = evaluate_into(out, net, data, cfg, trainer, train_time)
+        metrics = evaluate_into(out, net, data, cfg, trainer, train_time,
+                                environment_extra={"earlier_commands": earlier} if resume else None)
     extra = data.scaler.arrays()
     save_model(out / "model.npz", net, preprocessing=preprocessing_meta(data), classes=data.class_names,
                training=cfg, metrics={"accuracy": metrics["test"]["accuracy"],
@@ -292,6 +309,16 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
     if report:
         write_report(out)
     return metrics
+
+
+def _checkpoint_commands(meta: dict[str, Any]) -> list[Any] | None:
+    """The command lines a run's checkpoint records (every invocation that trained it so far,
+    oldest first), or ``None`` for a checkpoint written before they were recorded."""
+    extra = meta.get("extra")
+    commands = extra.get("commands") if isinstance(extra, dict) else None
+    if not isinstance(commands, list):
+        return None
+    return [c if isinstance(c, dict) else None for c in commands]
 
 
 class PeriodicCheckpoint(Callback):
@@ -319,9 +346,11 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], trainer: Trainer | None,
                   train_time: float | None, chunked_auc: dict[str, Any] | None = None,
-                  model_file: str | None = None) -> dict[str, Any]:
+                  model_file: str | None = None, environment_extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure the network on the test data; write metrics.json, history.csv, predictions.npz,
-    environment.json. Metrics and inference timing are measured separately.
+    environment.json. Metrics and inference timing are measured separately. metrics.json
+    records ``data.data_record`` as ``data``; environment.json the command line
+    (:func:`mlplab.environment.environment_info`) and the fields of ``environment_extra``.
 
     ``chunked_auc``: report 1's chunk-averaged AUC when the caller computed it on other scores
     (the raw sigmoid outputs); by default it is computed on the predicted probabilities.
@@ -342,6 +371,7 @@ def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], 
         "source": data.source,
         "split": data.split_desc,
         "test_rows": test_rows_key(data.split) if data.split else None,
+        "data": data.data_record,
         "model": net.describe(),
         "n_parameters": net.n_parameters,
         "test": test,
@@ -362,7 +392,7 @@ def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], 
     out.mkdir(parents=True, exist_ok=True)
     if trainer is not None:
         atomic_write_text(out / "history.csv", trainer.history.to_csv())
-    atomic_write_json(out / "environment.json", environment_info())
+    atomic_write_json(out / "environment.json", {**environment_info(), **(environment_extra or {})})
     _write_predictions(out, data, proba, net)
     atomic_write_json(out / "metrics.json", metrics)
     return metrics

@@ -214,7 +214,7 @@ def test_compare_runs_rows(two_runs):
     rows = compare_runs(two_runs)
     assert [r["run"] for r in rows] == ["run-a", "run-b"]
     expected = {"run", "model", "dataset", "split", "test_rows", "test_n_samples", "accuracy", "roc_auc_ovr_macro", "roc_auc_ovo_macro",
-                "balanced_accuracy", "log_loss", "training_time_s", "inference_s_per_sample"}
+                "balanced_accuracy", "log_loss", "training_time_s", "inference_s_per_sample", "data_sha256"}
     for row, run in zip(rows, two_runs):
         assert set(row) == expected
         m = json.loads((run / "metrics.json").read_text())

@@ -1,7 +1,7 @@
 """Data: IDX reading/writing, fetching + verifying + caching, the dataset registry, splits
 and pixel scaling. The library never prints; downloads report through callbacks."""
 
-from mlplab.data.datasets import Dataset, dataset_info, dataset_name, list_datasets, load_dataset
+from mlplab.data.datasets import Dataset, data_record, dataset_info, dataset_name, list_datasets, load_dataset
 from mlplab.data.fetch import (
     KNOWN_DATASETS,
     DataWarning,
@@ -34,7 +34,7 @@ from mlplab.data.splits import (
 )
 
 __all__ = [
-    "Dataset", "dataset_info", "dataset_name", "list_datasets", "load_dataset",
+    "Dataset", "data_record", "dataset_info", "dataset_name", "list_datasets", "load_dataset",
     "KNOWN_DATASETS", "DataWarning", "FetchResult", "cache_dir", "fetch_dataset",
     "folder_dataset_name", "load_idx_folder", "resolve_data_dir",
     "parse_idx_bytes", "read_idx", "read_idx_pair", "read_idx_with_sha256", "write_idx",

@@ -34,7 +34,8 @@ from mlplab.data.fetch import (
 from mlplab.data.idx import check_pair
 from mlplab.errors import DataError, DataFormatError
 
-__all__ = ["Dataset", "load_dataset", "dataset_name", "list_datasets", "dataset_info", "DIGITS_SPLIT_SEED"]
+__all__ = ["Dataset", "load_dataset", "dataset_name", "list_datasets", "dataset_info", "data_record",
+           "DIGITS_SPLIT_SEED"]
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = (
@@ -67,6 +68,7 @@ class Dataset:
     verified : every file's SHA-256 matched a known value (false for ``digits``: scikit-learn
         ships it inside its package, there is no file to check).
     sha256 : file name -> SHA-256 of the decompressed file (empty for ``digits``).
+    files : file name -> absolute path of the file it was read from (empty for ``digits``).
     """
 
     name: str
@@ -81,6 +83,7 @@ class Dataset:
     source: str
     verified: bool = False
     sha256: Mapping[str, str] = field(default_factory=dict)
+    files: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:
@@ -165,6 +168,7 @@ def _from_fetch(result: FetchResult, n_classes: int, class_names: tuple[str, ...
         source=result.source,
         verified=result.verified,
         sha256={FILENAMES[k]: f[k].sha256 for k in FILE_KEYS},
+        files={FILENAMES[k]: os.path.abspath(f[k].path) for k in FILE_KEYS},
     )
 
 
@@ -268,6 +272,26 @@ def _folder_classes(result: FetchResult) -> int:
 
 def _is_labels(array: np.ndarray) -> bool:
     return array.ndim == 1 and array.dtype == np.uint8
+
+
+def data_record(ds: Dataset) -> dict[str, Any]:
+    """Which data exactly a run used, as its ``metrics.json`` records it (``"data"``), from what
+    loading the dataset already computed (nothing is read or hashed again):
+
+    ``name`` and ``source`` (as :class:`Dataset` has them); for IDX files (``mnist``,
+    ``fashion-mnist``, a folder) ``files``, each file's name -> ``{"path": absolute path read,
+    "sha256": SHA-256 of its decompressed bytes}`` (the hashes ``SHA256SUMS`` files list) and
+    ``checksums_verified`` (they matched a known dataset's); for ``digits``, which scikit-learn
+    ships inside its package, ``sklearn_version`` instead."""
+    record: dict[str, Any] = {"name": ds.name, "source": str(ds.source)}
+    if ds.sha256:
+        record["files"] = {name: {"path": ds.files.get(name), "sha256": sha} for name, sha in ds.sha256.items()}
+        record["checksums_verified"] = bool(ds.verified)
+    elif ds.name == "digits":
+        import sklearn  # loaded already: it gave the data
+
+        record["sklearn_version"] = sklearn.__version__
+    return record
 
 
 def dataset_info(

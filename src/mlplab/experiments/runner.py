@@ -7,9 +7,14 @@ Output folder::
     run.json           the other settings that decide the cells (--seeds), for --resume
     cells/<name>-<hash>/   one folder per cell: a run folder (config.toml, history.csv,
                        metrics.json, model.npz, environment.json, predictions.npz, figures,
-                       report.md/html) plus cell.json (the cache entry, written last)
+                       report.md/html) plus cell.json (the cache entry, written last). As in
+                       every run folder, metrics.json's ``data`` says which data exactly the
+                       cell used (files and SHA-256s) and environment.json's ``command`` the
+                       command line that ran the cell (a cached cell keeps its own)
     figures/*.png      the experiment's own figures
-    summary.json       every cell's result, mean ± sd per group of seeds, the comparison table
+    summary.json       every cell's result, mean ± sd per group of seeds, the comparison table,
+                       and ``command``: the command line that wrote it, ``{"argv": ["mlplab",
+                       "experiment", "run", ...], "cwd": ...}`` (``null`` from the Python API)
     report.md, report.html   the FIRST table puts published, reproduced and corrected numbers
                        side by side; the HTML embeds its figures (self-contained)
 """
@@ -25,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from mlplab.config import read_toml, to_toml
-from mlplab.environment import environment_info
+from mlplab.environment import command_line, environment_info
 from mlplab.errors import ConfigError, DataError
 from mlplab.experiments.protocols import get_protocol
 from mlplab.experiments.protocols.common import ReportParts, _tomlable
@@ -276,6 +281,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     records = cell_records(results)
     summary = {
         "experiment": spec.name,
+        "command": command_line(),
         "title": spec.title,
         "protocol": spec.protocol,
         "quick": spec.quick,

@@ -12,6 +12,9 @@ identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 * ``cell.json`` records the SHA-256 of every result file the finished cell wrote (not the
   report and figures ``mlplab report`` writes again): a cached cell whose files were since
   removed or changed is run again, with a one-line warning naming the file;
+* a cell's run folder records the ``mlplab`` command line that ran it (its environment.json's
+  ``command``; ``null`` from the Python API): the sweep hands it to the worker processes with
+  each job, so parallel and cluster cells record it as serial ones do;
 * every cell runs with BLAS and OpenMP pinned to ``threads`` threads (threadpoolctl, inside the
   worker; the libraries cells use are loaded first, torch's when a cell imports it), and
   PyTorch to as many, whether serial or in a :class:`~concurrent.futures.ProcessPoolExecutor`,
@@ -206,8 +209,11 @@ def resolve_kind(kind: str) -> Callable[[dict[str, Any], Path], dict[str, Any]]:
         raise ConfigError(f"cell kind {kind!r}: no function {func!r} in {module.__name__}") from None
 
 
-def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threads: int = 1) -> dict[str, Any]:
+def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threads: int = 1,
+                 command: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one cell in this process with BLAS, OpenMP and torch pinned to ``threads`` threads.
+    ``command``: the command line the cell's files record (:func:`mlplab.environment.command_line`
+    of the process that planned the sweep); ``None`` keeps this process's.
 
     The cell's folder is emptied first (a previous attempt may have been interrupted), all but
     the checkpoint that attempt left, from which the cell continues; ``cell.json`` is written
@@ -218,7 +224,7 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
     fn = resolve_kind(kind)
     t0 = time.perf_counter()
     try:
-        with cell_threads(threads), _stopping_cleanly():
+        with cell_threads(threads), _stopping_cleanly(), _command(command):
             result = fn(copy.deepcopy(config), out)
     except DivergenceError as exc:  # a finished outcome: recorded and cached, the other cells run on
         result = diverged_result(exc)
@@ -228,6 +234,13 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
                                         "wall_s": wall, "threads": int(threads), "files": file_digests(out),
                                         **_status(result)})
     return {"result": result, "wall_s": wall}
+
+
+def _command(command: dict[str, Any] | None):
+    """The command line the cell's files record, while it runs (``None``: this process's)."""
+    from mlplab.environment import recorded_command
+
+    return contextlib.nullcontext() if command is None else recorded_command(command)
 
 
 def diverged_result(exc: DivergenceError) -> dict[str, Any]:
@@ -412,7 +425,7 @@ def _pin_torch() -> None:
 
 
 def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, str]],
-                  threads: int = 1) -> list[dict[str, Any]]:
+                  threads: int = 1, command: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run the cells ``items`` (``(kind, config, folder, key)``) as one stacked job.
 
     ``stack_kind``'s function gets the configs and folders and returns, per cell, its result
@@ -426,7 +439,7 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
         outs.append(out)
     fn = resolve_kind(stack_kind)
     t0 = time.perf_counter()
-    with cell_threads(threads), _stopping_cleanly():
+    with cell_threads(threads), _stopping_cleanly(), _command(command):
         results = fn([copy.deepcopy(cfg) for _, cfg, _, _ in items], outs)
     wall = time.perf_counter() - t0
     payloads = []
@@ -447,9 +460,9 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
 
 
 def _stack_worker(stack_kind: str, items: list[tuple[str, dict[str, Any], str, str]],
-                  threads: int) -> list[dict[str, Any]]:
+                  threads: int, command: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     try:
-        return execute_stack(stack_kind, items, threads)
+        return execute_stack(stack_kind, items, threads, command)
     except MlplabError as exc:
         return [{"error": f"{type(exc).__name__}: {exc}"}] * len(items)
     except Exception:
@@ -457,15 +470,17 @@ def _stack_worker(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
 
 
 def _run_job(job: tuple) -> list[dict[str, Any]]:
-    """A job is ``("cell", args)`` or ``("stack", stack_kind, [args...], threads)``; returns payloads."""
+    """A job is ``("cell", args)`` or ``("stack", stack_kind, [args...], threads, command)``;
+    returns payloads."""
     if job[0] == "cell":
         return [_worker(*job[1])]
-    return _stack_worker(job[1], job[2], job[3])
+    return _stack_worker(*job[1:])
 
 
-def _worker(kind: str, config: dict[str, Any], folder: str, key: str, threads: int) -> dict[str, Any]:
+def _worker(kind: str, config: dict[str, Any], folder: str, key: str, threads: int,
+            command: dict[str, Any] | None = None) -> dict[str, Any]:
     try:
-        return execute_cell(kind, config, folder, key, threads)
+        return execute_cell(kind, config, folder, key, threads, command)
     except MlplabError as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
     except Exception:  # a bug: carry the traceback across the process boundary
@@ -563,8 +578,11 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
         emit({"event": "cell_done", "name": c.name, "cached": False, "wall_s": payload["wall_s"],
               "index": i, "total": len(cells), "diverged": diverged(payload["result"])})
 
-    args = {i: (cells[i].kind, cells[i].config, str(cells_dir / cells[i].folder_name), cells[i].key, threads)
-            for i in todo}
+    from mlplab.environment import command_line
+
+    command = command_line()  # recorded by every cell this run trains, in whichever process
+    args = {i: (cells[i].kind, cells[i].config, str(cells_dir / cells[i].folder_name), cells[i].key, threads,
+                command) for i in todo}
     jobs_list = plan_jobs(cells, todo)  # lists of cell indices, longest first
     resume = "run the same command again (or --resume on the experiment folder) to resume"
     started = time.time()
@@ -703,7 +721,7 @@ def _job(cells: list[Cell], idx: list[int], args: dict[int, tuple], threads: int
     if len(idx) == 1:
         return ("cell", args[idx[0]])
     stack_kind = cells[idx[0]].stack_kind
-    return ("stack", stack_kind, [args[i][:4] for i in idx], threads)
+    return ("stack", stack_kind, [args[i][:4] for i in idx], threads, args[idx[0]][5])
 
 
 # ----------------------------------------------------------------------------- seeds

@@ -61,7 +61,7 @@ def _subset(idx: np.ndarray, y: np.ndarray, n: int | None, seed: int) -> np.ndar
 
 def prepare(cfg: dict[str, Any]) -> PreparedData:
     """The cell's data as :class:`mlplab.runs.PreparedData` (train order kept as the split gives it)."""
-    from mlplab.data import splits
+    from mlplab.data import data_record, splits
     from mlplab.data.preprocessing import Scaler
 
     ds, X_all, y_all, tr, te, desc = split_indices(cfg)
@@ -90,6 +90,7 @@ def prepare(cfg: dict[str, Any]) -> PreparedData:
         class_names=[str(c) for c in ds.class_names], dataset_name=ds.name, source=str(ds.source),
         split_desc=desc, split=_split_record(cfg, d.get("max_test_samples") if len(te) < n_split_test else None,
                                                  d.get("max_train_samples") if n_train < n_split_train else None),
+        data_record=data_record(ds),
     )
 
 

@@ -228,8 +228,10 @@ def digit_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     from mlplab.environment import environment_info
 
     atomic_write_json(out / "environment.json", environment_info())
+    from mlplab.data import data_record
+
     metrics = {"digit": d, "n_train": int(len(y)), "n_test": int(len(yt)), "training_time_s": train_time,
-               "epochs": epochs, "models": models, "stacked_columns": len(columns)}
+               "epochs": epochs, "models": models, "stacked_columns": len(columns), "data": data_record(ds)}
     atomic_write_json(out / "metrics.json", metrics)
     acc01 = [m["test"]["accuracy"] for m in models if not diverged(m)]
     return {"digit": d, "training_time_s": train_time, "test_accuracy": float(np.mean(acc01)) if acc01 else None,

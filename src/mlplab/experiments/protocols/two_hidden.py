@@ -212,7 +212,7 @@ def key_use_rows(spec) -> list[list[str]]:
 
 def _replay_data(cfg: dict[str, Any]):
     """(PreparedData with the test part as test, X_eval/y_eval of the per-epoch pass, desc)."""
-    from mlplab.data import splits
+    from mlplab.data import data_record, splits
     from mlplab.data.preprocessing import Scaler
     from mlplab.runs import PreparedData, split_record
 
@@ -250,7 +250,8 @@ def _replay_data(cfg: dict[str, Any]):
         # what `mlplab evaluate` rebuilds (no validation rows are taken out of training here)
         split=split_record(cfg["split"]["kind"], cfg["split"].get("test_fraction", 0.3), seed,
                            d.get("max_test_samples") if len(te) < n_split_test else None,
-                           d.get("max_train_samples") if len(tr) < n_split_train else None))
+                           d.get("max_train_samples") if len(tr) < n_split_train else None),
+        data_record=data_record(ds))
     X_eval = data.X_test if ev is te else scaler.transform(X_all[ev], dtype=dt)
     return data, X_eval, np.asarray(y_all[ev], np.int64)
 
