@@ -189,7 +189,7 @@ def _floor_way(lib: str, layout: str) -> str:
     return lib if layout == "rows" else f"{lib}_{layout}"
 
 
-def time_floor(sizes, n, epochs, dtype=np.float32, lib="numpy", layout="rows"):
+def time_floor(sizes, n, epochs, dtype=np.float32, lib="numpy", layout="rows", batch=100):
     """Seconds of the bare products of one epoch: through NumPy's ``matmul`` (the OpenBLAS
     build mlplab uses when ``mlplab.blas.BACKEND == "numpy"``) or through SciPy's ``gemm`` (a
     separate OpenBLAS build). ``layout="rows"`` stores a minibatch's activations and gradients
@@ -207,10 +207,10 @@ def time_floor(sizes, n, epochs, dtype=np.float32, lib="numpy", layout="rows"):
     rng = np.random.default_rng(0)
     Ws = [rng.normal(0, 0.1, (a, b)).astype(dtype) for a, b in zip(sizes[:-1], sizes[1:])]
     order = {"rows": "C", "features": "F"}[layout]
-    acts = [np.asarray(rng.random((100, s), dtype=dtype), order=order) for s in sizes]
+    acts = [np.asarray(rng.random((batch, s), dtype=dtype), order=order) for s in sizes]
     dWs = [np.empty_like(W) for W in Ws]
-    dXs = [np.empty((100, s), dtype, order=order) for s in sizes]
-    batches = n // 100
+    dXs = [np.empty((batch, s), dtype, order=order) for s in sizes]
+    batches = n // batch
     times = []
     for _ in range(epochs + 1):  # the first pass warms up BLAS threads and caches; min is the floor
         t0 = time.perf_counter()

@@ -137,26 +137,35 @@ def main() -> int:
         lines.append(f"| {arch} | {f(r['bound_s_per_epoch'])} | {f(r['layers_s_per_epoch'])} | "
                      f"{f(r['layers_over_bound'], 2)} | {f(r['median_layers_over_bound'], 2)} | "
                      f"{'yes' if r['identical_weights'] else 'NO'} |")
-    prof_cmd = ["benchmarks/bench_step_profile.py", "--epochs", "3", "--json"]
-    prof = run_json(prof_cmd)
+    prof_cmds = [["benchmarks/bench_step_profile.py", "--recipe", recipe, "--epochs", "3", "--json"]
+                 for recipe in ("textbook", "estimator")]
+    profs = [run_json(cmd) for cmd in prof_cmds]
+    first_prof = next(iter(profs[0].values()))
     lines += ["", "### Where an epoch's time goes", "",
-              f"Command: `python {' '.join(prof_cmd)}`. Every call of the bound training step timed on "
-              "its own over whole epochs (49,000 random rows, batch 100, sigmoid/MSE, SGD lr 0.1, "
-              f"{next(iter(prof.values()))['threads']} threads), grouped, in seconds per epoch and as a "
-              "multiple of the matmul floor measured in the same process: the products (`gemm`/`gemv`, "
-              "the SGD step fused into them), the elementwise work (bias copies, activations and their "
-              "derivatives, loss), the gathers (shuffle, minibatch rows and labels), the running "
-              "accuracy count. The timed calls' sum is a little above the Trainer's untimed epoch "
-              "(the timers' own cost).", "",
-              "| architecture | floor | products | elementwise | gathers | other | timed calls | "
-              "Trainer epoch | epoch / floor |", "|---|---|---|---|---|---|---|---|---|"]
-    for arch, r in prof.items():
-        fl = min(r["floor_s_per_epoch"].values())
-        g = r["groups_s_per_epoch"]
-        cell = lambda t: f"{t:.3f} ({t / fl:.2f}x)"  # noqa: E731
-        lines.append(f"| {arch} | {fl:.3f} | {cell(g['products'])} | {cell(g['elementwise'])} | "
-                     f"{cell(g['gathers'])} | {cell(g['other'])} | {cell(r['timed_calls_s_per_epoch'])} | "
-                     f"{cell(r['trainer_epoch_s'])} | {r['trainer_epoch_s'] / fl:.2f} |")
+              "Commands: " + ", ".join(f"`python {' '.join(cmd)}`" for cmd in prof_cmds) + ". Every call of "
+              "the minibatch step timed on its own over whole epochs of 49,000 random rows, float32, "
+              f"{first_prof['threads']} threads, grouped, in seconds per epoch and as a multiple of the "
+              "matmul floor measured in the same process (same batch size): the products (`gemm`/`gemv`; "
+              "in the textbook recipe the SGD step is fused into them), the elementwise work (bias copies, "
+              "activations and their derivatives, loss, L2 penalty), the optimizer's own step (Adam), the "
+              "gathers (shuffle, minibatch rows and labels), the textbook loop's running accuracy count. "
+              "The timed calls' sum is a little above the loop's untimed epoch (the timers' own cost). "
+              "Recipes: " + "; ".join(f"{next(iter(p.values()))['recipe']}: {next(iter(p.values()))['what']}"
+                                      for p in profs) + ".", "",
+              "| recipe | architecture | floor | products | elementwise | optimizer | gathers | other | "
+              "timed calls | loop epoch | epoch / floor | scikit-learn epoch |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for prof in profs:
+        for arch, r in prof.items():
+            fl = min(r["floor_s_per_epoch"].values())
+            g = r["groups_s_per_epoch"]
+            cell = lambda t: f"{t:.3f} ({t / fl:.2f}x)"  # noqa: E731
+            sk = r.get("sklearn_epoch_s")
+            sk_txt = "–" if sk is None else f"{sk:.3f} ({sk / r['trainer_epoch_s']:.2f}x mlplab)"
+            lines.append(f"| {r['recipe']} | {arch} | {fl:.3f} | {cell(g['products'])} | {cell(g['elementwise'])} | "
+                         f"{cell(g['optimizer'])} | {cell(g['gathers'])} | {cell(g['other'])} | "
+                         f"{cell(r['timed_calls_s_per_epoch'])} | {cell(r['trainer_epoch_s'])} | "
+                         f"{r['trainer_epoch_s'] / fl:.2f} | {sk_txt} |")
     lines += ["", "## Loading and verifying MNIST", "",
               f"Command: `python {' '.join(data_cmd)}` (fresh process each time, median of 5).", "",
               "| source | seconds |", "|---|---|",
