@@ -102,10 +102,15 @@ def run(
             raise ConfigError(f"--resume {resume}: no spec.toml there (not an experiment folder)")
         # the saved spec is already resolved; it records whether it was a --quick run (quick = true)
         name, out = str(resume / "spec.toml"), resume
+        run_file = resume / RUN_FILE
         try:
-            seeds = int(json.loads((resume / RUN_FILE).read_text(encoding="utf-8"))["seeds"])
+            saved = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else {"seeds": 1}
+            seeds = saved["seeds"]  # (folders written before run.json existed: one seed)
         except (OSError, ValueError, KeyError, TypeError):
-            seeds = 1  # folders written before run.json existed
+            seeds = None
+        if type(seeds) is not int or seeds < 1:
+            raise ConfigError(f"{run_file}: expected {{\"seeds\": N}} with N >= 1 (the run's --seeds); fix it, or "
+                              f"continue with `mlplab experiment run NAME --out {resume} --seeds N`")
     elif name is None or out is None:
         raise ConfigError("experiment run needs NAME and --out DIR (or --resume DIR)")
     seeds = 1 if seeds is None else seeds

@@ -54,7 +54,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: st
     if path.is_dir():  # else the error would name the temporary file
         raise IsADirectoryError(errno.EISDIR, "is a directory, not a file", str(path))
     make_parent_dirs(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a read-only folder, say: the error names the file, not a temporary name
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
         text = {} if "b" in mode else {"encoding": "utf-8", "errors": "mlplab.printable"}

@@ -28,6 +28,7 @@ everything that reads a run folder treats them as not recorded.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +39,9 @@ import numpy as np
 from mlplab.config import COMMAND_LINE, read_toml, resolve, to_toml
 from mlplab.environment import blas_threads, command_line, environment_info
 from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
-from mlplab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from mlplab.io import _json_default, atomic_write_bytes, atomic_write_json, atomic_write_text
 from mlplab.network import MLP
-from mlplab.serialization import load_model, restore_trainer, save_model
+from mlplab.serialization import ModelFile, load_model, restore_trainer, save_model
 from mlplab.training import Callback, EarlyStopping, Trainer
 
 CHECKPOINT = "checkpoint.npz"
@@ -265,14 +266,23 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
             if not ckpt.exists():
                 raise ConfigError(f"--resume {out}: no {CHECKPOINT} there to resume from")
             saved = load_model(ckpt)
+            check_resumable(saved, net, cfg, ckpt)
             net.set_weights(saved.net.parameters())
             restore_trainer(saved, trainer)
+            if trainer.epochs_done > cfg["training"]["epochs"]:
+                raise ConfigError(f"{out / 'config.toml'}: training.epochs = {cfg['training']['epochs']}, but "
+                                  f"{ckpt} has done {trainer.epochs_done} epochs already")
             earlier = _checkpoint_commands(saved.meta)
         # a checkpoint records every invocation so far (an older checkpoint's: null, not recorded)
         commands = [*(earlier if earlier is not None else [None]), command_line()]
         if trainer_hook is not None:
             trainer_hook(trainer)
-        trainer.validate(data.X_train, data.y_train, cfg["training"]["epochs"])  # before writing
+        try:
+            trainer.validate(data.X_train, data.y_train, cfg["training"]["epochs"])  # before writing
+        except ConfigError as exc:  # resumed, the data was fine before: the checkpoint's position does not fit
+            if not resume:
+                raise
+            raise ConfigError(f"{ckpt}: {exc}") from None
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
         atomic_write_text(out / "config.toml", to_toml(recorded_config(cfg)))
@@ -333,6 +343,32 @@ class PeriodicCheckpoint(Callback):
         if time.monotonic() - self._last >= self.every_s:
             self.write()
             self._last = time.monotonic()
+
+
+#: settings config.toml may change before ``--resume`` (none changes what was trained): where the
+#: data lives, the BLAS threads, how often checkpoints are written, and the epochs in all
+_RESUME_MAY_CHANGE = {("data", "data_dir"), ("training", "threads"), ("training", "checkpoint_seconds"),
+                      ("training", "epochs")}
+
+
+def check_resumable(saved: ModelFile, net: MLP, cfg: dict[str, Any], ckpt: Path) -> None:
+    """Refuse a checkpoint that does not continue the run ``cfg`` (its folder's config.toml)
+    describes: another network (``net`` is config.toml's), or a run recorded with other settings
+    (a hand-edited config.toml, a checkpoint copied from another run). Resuming would train a
+    mix of the two runs, which neither file would describe."""
+    config_toml = ckpt.parent / "config.toml"
+    ours, theirs = net.config(), saved.net.config()
+    for key in ours:
+        if key in theirs and theirs[key] != ours[key]:
+            raise ConfigError(f"{ckpt}: its network has {key} {theirs[key]!r}, {config_toml} asks for "
+                              f"{ours[key]!r}; resume with the config.toml of its run, or start a new run")
+    recorded = json.loads(json.dumps(cfg, default=_json_default))  # as the checkpoint's JSON holds it
+    for section, values in (saved.training if isinstance(saved.training, dict) else {}).items():
+        for key, value in (values if isinstance(values, dict) else {}).items():
+            mine = recorded.get(section, {}).get(key, value)
+            if (section, key) not in _RESUME_MAY_CHANGE and value != mine:
+                raise ConfigError(f"{ckpt}: was written by a run with {section}.{key} = {value!r}, {config_toml} "
+                                  f"has {mine!r}; resume with the config.toml of its run, or start a new run")
 
 
 def remove_stale_temporaries(folder: Path) -> None:

@@ -151,8 +151,16 @@ class ReduceOnPlateau(Schedule):
         return {"best": self._best if math.isfinite(self._best) else None, "bad": self._bad, "scale": self._scale}
 
     def load_state(self, state):
-        self._best = math.inf if state.get("best") is None else float(state["best"])
-        self._bad, self._scale = int(state["bad"]), float(state["scale"])
+        best, bad, scale = state.get("best"), state["bad"], state["scale"]
+        number = (int, float)
+        if best is not None and (isinstance(best, bool) or not isinstance(best, number) or not math.isfinite(best)):
+            raise ConfigError(f"reduce_on_plateau state: best must be a finite number, got {best!r}")
+        if type(bad) is not int or not 0 <= bad <= self.patience:  # reset to 0 once it passes patience
+            raise ConfigError(f"reduce_on_plateau state: bad must be an integer from 0 to {self.patience}, got {bad!r}")
+        if isinstance(scale, bool) or not isinstance(scale, number) or not 0 <= scale <= 1:  # NaN fails this too
+            raise ConfigError(f"reduce_on_plateau state: scale must be a number from 0 to 1, got {scale!r}")
+        self._best = math.inf if best is None else float(best)
+        self._bad, self._scale = bad, float(scale)
 
 
 def get_schedule(spec: str | dict | None) -> Schedule:

@@ -20,6 +20,9 @@ from mlplab.optimizers import Optimizer, get_optimizer
 from mlplab.schedules import Schedule, get_schedule
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time_s")
+#: the values a history column can hold, where not any finite number (checked when a state loads)
+_HISTORY_RANGES = {"accuracy": (0.0, 1.0), "val_accuracy": (0.0, 1.0), "lr": (0.0, math.inf),
+                   "time_s": (0.0, math.inf)}
 
 
 @dataclass
@@ -60,7 +63,9 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict[str, list]) -> "History":
-        h = cls(**{k: list(d.get(k, [])) for k in HISTORY_COLUMNS})
+        """The history :meth:`as_dict` gave; a column it lacks is not recorded (``None`` per epoch)."""
+        n = len(d.get("epoch", []))
+        h = cls(**{k: list(d.get(k, [None] * n if k != "epoch" else [])) for k in HISTORY_COLUMNS})
         h.extra = {k: list(v) for k, v in d.items() if k not in HISTORY_COLUMNS}
         return h
 
@@ -172,14 +177,19 @@ class EarlyStopping(Callback):
         if meta["monitor"] != self.monitor:
             raise ConfigError(f"the checkpoint's early stopping monitors {meta['monitor']!r}, this run {self.monitor!r}")
         best = None if meta["best"] is None else float(meta["best"])
-        best_epoch = None if meta["best_epoch"] is None else int(meta["best_epoch"])
-        wait = int(meta["wait"])
+        best_epoch, wait = meta["best_epoch"], meta["wait"]
+        if best_epoch is not None and (type(best_epoch) is not int or best_epoch < 1):
+            raise ConfigError(f"the checkpoint's early stopping best_epoch must be an integer >= 1, got {best_epoch!r}")
+        if type(wait) is not int or wait < 0:
+            raise ConfigError(f"the checkpoint's early stopping wait must be an integer >= 0, got {wait!r}")
         weights = None
         if meta["n_best_weights"] is not None:
             weights = [np.array(arrays[f"best_weights/{i}"]) for i in range(int(meta["n_best_weights"]))]
             params = trainer.net.parameters()
             if len(weights) != len(params) or any(w.shape != p.shape for w, p in zip(weights, params)):
                 raise ConfigError("the checkpoint's early-stopping best weights do not fit this network")
+            if not all(w.dtype.kind == "f" and np.isfinite(w).all() for w in weights):
+                raise ConfigError("the checkpoint's early-stopping best weights are not all finite numbers")
 
         def load() -> None:
             self.best, self.best_epoch, self._wait, self.best_weights = best, best_epoch, wait, weights
@@ -329,6 +339,7 @@ class Trainer:
         #: set from a signal handler: stop after the current minibatch
         self.interrupt_requested = False
         self._resume: dict[str, Any] | None = None  # position inside an interrupted epoch
+        self._stopped_in_checkpoint = False  # the state loaded had stopped early: the next fit ends at once
         self._first_loss: float | None = None
         #: run minibatches through bound calls (:meth:`MLP.bind_step`): the same
         #: computation, bit for bit, with less Python per step; ``False`` calls the layers
@@ -349,8 +360,11 @@ class Trainer:
         # one batch of everything: the order cannot matter, so skip the shuffle and the copy
         full_batch = bs == n and self.batch_order is None
         # a new fit asks for more epochs: an earlier early stop does not veto them (its callback
-        # keeps its best value and patience count, so it stops again unless the loss improves)
-        self.stop_training, self.stop_reason = False, None
+        # keeps its best value and patience count, so it stops again unless the loss improves);
+        # a fit continuing a checkpoint written as its run stopped (then killed) stops there too
+        if not self._stopped_in_checkpoint:
+            self.stop_training, self.stop_reason = False, None
+        self._stopped_in_checkpoint = False
         for cb in self.callbacks:
             cb.on_train_begin(self)
         good_weights = net.get_weights()
@@ -397,7 +411,25 @@ class Trainer:
         bs = self.batch_size or n
         if what == "training" and bs > n:
             raise ConfigError(f"batch size {bs} is larger than the training set ({n} samples)")
+        if what == "training" and self._resume is not None:
+            self._check_resume_position(n, bs)
         return X, y
+
+    def _check_resume_position(self, n: int, bs: int) -> None:
+        """The interrupted epoch :meth:`fit` continues fits ``n`` training rows: its minibatch order
+        (the built-in shuffle's: each row once) and the minibatch it stopped after, which is never
+        the epoch's last (resumed on other data, or a hand-edited checkpoint?)."""
+        order, m = self._resume["order"], n
+        if order is not None:
+            _checked_order(order, n, "the interrupted epoch's minibatch order")
+            if self.batch_order is None and not (len(order) == n and (np.bincount(order, minlength=n) == 1).all()):
+                raise ConfigError(f"the interrupted epoch's minibatch order must list each of the {n} training "
+                                  f"rows once, got {len(order)} row indices")
+            m = len(order)
+        batches = len(range(0, m - bs + 1 if self.drop_last else m, bs))
+        if not 1 <= self._resume["batch"] < batches:
+            raise ConfigError(f"the interrupted epoch's position, after minibatch {self._resume['batch']}, does not "
+                              f"fit its {batches} minibatches")
 
     def _loop(self, X, y, epochs, X_val, y_val, bs, full_batch, good_weights) -> History:
         net = self.net
@@ -440,9 +472,7 @@ class Trainer:
         if self._resume is not None:  # continue an interrupted epoch
             r = self._resume
             order, start_batch = r["order"], r["batch"]
-            if order is not None:  # checked before the position is used up (resumed on other data?)
-                order = _checked_order(order, n, "the interrupted epoch's minibatch order")
-            self._resume = None
+            self._resume = None  # (validate checked that the position fits the data)
             loss_sum, correct, seen, t0 = r["loss_sum"], r["correct"], r["seen"], t0 - r["elapsed"]
         else:
             order = None if full_batch else self._epoch_order(epoch, n)
@@ -586,6 +616,7 @@ class Trainer:
             "history": self.history.as_dict(),
             "first_loss": self._first_loss,
             "resume": None,
+            "stop_reason": self.stop_reason if self.stop_training else None,  # stopped early, in fit
         }
         arrays = {f"optimizer/{k}": v for k, v in opt_arrays.items()}
         meta["callbacks"] = {}
@@ -634,17 +665,23 @@ class Trainer:
                 raise ConfigError(f"history column {key!r} must be a list of {epochs_done} values "
                                   f"(one per epoch done), got {type(col).__name__}"
                                   f"{f' of {len(col)}' if isinstance(col, list) else ''}")
-        for key in HISTORY_COLUMNS:
-            for v in saved_history.get(key, [None] * epochs_done if key != "epoch" else []):
+        for key, col in saved_history.items():  # the columns callbacks add too: history.csv writes them all
+            low, high = _HISTORY_RANGES.get(key, (-math.inf, math.inf))
+            for v in col:
                 if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                      or not math.isfinite(v)):
-                    raise ConfigError(f"history column {key!r} holds {v!r}, not a finite number")
-        if saved_history.get("epoch", []) != list(range(1, epochs_done + 1)):
+                                      or not math.isfinite(v) or not low <= v <= high):
+                    raise ConfigError(f"history column {key!r} holds {v!r}, not a finite number"
+                                      f"{'' if math.isinf(low) else f' in [{low:g}, {high:g}]'}")
+        epochs = saved_history.get("epoch", [])
+        if epochs != list(range(1, epochs_done + 1)) or not all(isinstance(v, int) for v in epochs):
             raise ConfigError(f"history epochs must be 1..{epochs_done}")
         history = History.from_dict(saved_history)
         first_loss = meta.get("first_loss")
-        if first_loss is not None:
-            real(first_loss, "first_loss")
+        if first_loss is not None:  # the divergence guard's yardstick: a positive loss (see _check_divergence)
+            real(first_loss, "first_loss", minimum=1e-12)
+        stop_reason = meta.get("stop_reason")  # (files from before it was saved: none)
+        if stop_reason is not None and not isinstance(stop_reason, str):
+            raise ConfigError(f"stop_reason must be text, got {stop_reason!r}")
         resume = None
         r = meta.get("resume")
         if r:
@@ -661,6 +698,8 @@ class Trainer:
                       "loss_sum": real(r["loss_sum"], "resume.loss_sum"),
                       "correct": count(r["correct"], "resume.correct"), "seen": count(r["seen"], "resume.seen"),
                       "elapsed": real(r["elapsed"], "resume.elapsed", minimum=0.0)}
+            if resume["correct"] > resume["seen"]:
+                raise ConfigError(f"resume.correct ({resume['correct']}) is more than resume.seen ({resume['seen']})")
         count(table(meta["optimizer"], "optimizer")["t"], "optimizer.t")
         table(table(meta["schedule"], "schedule")["state"], "schedule.state")
         saved_callbacks = meta.get("callbacks") or {}  # (files from before callbacks were saved: none)
@@ -683,6 +722,8 @@ class Trainer:
         for rng, state in rng_states:
             rng.bit_generator.state = state
         self.history, self._first_loss, self._resume = history, first_loss, resume
+        self.stop_training = self._stopped_in_checkpoint = stop_reason is not None
+        self.stop_reason = stop_reason
         for load in load_callbacks:
             load()
 

@@ -22,6 +22,7 @@ PyTorch or scikit-learn) stops at once and continues from its last checkpoint, i
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -126,7 +127,7 @@ class CellCheckpoint(Callback):
             restore_trainer(saved, trainer)
             for name, obj in self.states.items():
                 obj.load_cell_state(extra["states"][name])
-        except (MlplabError, KeyError, TypeError, ValueError, IndexError):
+        except (MlplabError, KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError):
             # unusable: start from the beginning, exactly as if there had been no checkpoint
             net.set_weights(before[0])
             trainer.load_state_dict(*before[1])
@@ -169,6 +170,19 @@ def attach(folder: Path, trainer, states: dict[str, Stateful] | None = None,
     ck = CellCheckpoint(folder, trainer, states, clock)
     ck.restore()
     return ck
+
+
+def snapshots_back(saved: Any, epochs: set[int]) -> dict[int, dict[str, float]]:
+    """The snapshots a cell's callback saved (``{"epoch": {"metric": number}}``), checked: each
+    is of an epoch the callback records and holds finite numbers (a ValueError makes
+    :meth:`CellCheckpoint.restore` start the cell again, rather than report what it did not measure)."""
+    out = {}
+    for key, snap in saved.items():
+        if int(key) not in epochs or not isinstance(snap, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in snap.values()):
+            raise ValueError(f"snapshot {key!r} is not one this cell records")
+        out[int(key)] = snap
+    return out
 
 
 def json_float(x: float) -> float | None:

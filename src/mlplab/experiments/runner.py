@@ -185,6 +185,8 @@ def check_experiment_out(out: Path, spec: Spec) -> None:
         raise ConfigError(f"--out {out}: holds another run of {spec.name!r} (this run vs the folder's: "
                           f"{', '.join(changed[:3])}{more}); use --resume {out} for that run, or another --out "
                           "for this one")
+    if (out / "cells").exists() and not (out / "cells").is_dir():
+        raise ConfigError(f"--out {out}: {out / 'cells'} is a file, not the folder of the experiment's cells")
 
 
 def max_cells() -> int:

@@ -320,7 +320,7 @@ def _fresh_folder(out: Path) -> None:
 
     if out.is_dir():
         for child in out.iterdir():
-            if child.name == CHECKPOINT:
+            if child.name == CHECKPOINT and child.is_file():  # (a folder of that name goes)
                 continue
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
@@ -499,7 +499,11 @@ def load_cached(cell: Cell, folder: Path, damaged: Callable[[str], None] | None 
         return None
     if not isinstance(saved, dict) or saved.get("key") != cell.key:
         return None
-    problem = damaged_file(folder, saved)
+    wall = saved.get("wall_s", 0.0)
+    if not isinstance(saved.get("result"), dict) or isinstance(wall, bool) or not isinstance(wall, (int, float)):
+        problem = f"{path}: its result or wall_s is not what a finished cell writes"
+    else:
+        problem = damaged_file(folder, saved)
     if problem is not None:
         if damaged is not None:
             damaged(f"cached cell {cell.name!r} is damaged ({problem}); running it again")

@@ -14,7 +14,7 @@ import numpy as np
 from mlplab.experiments.protocols.common import (
     ReportParts, build_net, build_trainer, diverged_label, estimated_cost, finish_run, metric_summary, pm, prepare,
 )
-from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float
+from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float, snapshots_back
 from mlplab.experiments.sweep import Cell, grid, label, set_path
 from mlplab.training import Callback
 
@@ -87,7 +87,7 @@ class Snapshots(Callback):
                 "costs": [[e, json_float(c)] for e, c in self.costs]}
 
     def load_cell_state(self, state):
-        self.snapshots = {int(k): v for k, v in state["snapshots"].items()}
+        self.snapshots = snapshots_back(state["snapshots"], self.epochs)
         self.costs = [(int(e), float_back(c)) for e, c in state["costs"]]
 
 

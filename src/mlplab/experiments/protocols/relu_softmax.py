@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float
+from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float, snapshots_back
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary
 from mlplab.experiments.spec import KeyUse, distinct, list_of, pos_float, section_keys
@@ -115,7 +115,7 @@ class Budgets(Callback):
                 "costs": [[i, json_float(c), json_float(m)] for i, c, m in self.costs]}
 
     def load_cell_state(self, state):
-        self.snapshots = {int(k): v for k, v in state["snapshots"].items()}
+        self.snapshots = snapshots_back(state["snapshots"], self.epochs)
         self.costs = [(int(i), float_back(c), float_back(m)) for i, c, m in state["costs"]]
 
 
