@@ -237,6 +237,8 @@ def _print_metrics(metrics: dict[str, Any], out: Path) -> None:
     console = Console()
     console.print(Text(printable(f"{metrics['model']} on {metrics['dataset']}")))
     console.print(Text(printable(f"split: {metrics['split']}")))
+    if isinstance(metrics.get("training_data"), dict):  # an evaluation: is it the data the model trained on?
+        console.print(Text(printable(f"data: {metrics['training_data'].get('text')}")), soft_wrap=True)
     console.print(table)
     if metrics.get("training_time_s") is not None:
         console.print(f"training time {metrics['training_time_s']:.2f} s over {metrics.get('epochs_run')} epochs")
@@ -457,7 +459,7 @@ def register(app: typer.Typer) -> None:
         from mlplab.data.datasets import KNOWN_DATASETS
         from mlplab.data.preprocessing import Scaler
         from mlplab.data.splits import SPLIT_KINDS
-        from mlplab.runs import check_out_dir, evaluate_into, prepare_data, write_report
+        from mlplab.runs import check_out_dir, evaluate_into, prepare_data, training_data_comparison, write_report
         from mlplab.serialization import load_model
 
         if split is not None and split not in SPLIT_KINDS:
@@ -518,7 +520,8 @@ def register(app: typer.Typer) -> None:
         scaler = Scaler.from_dict(mf.preprocessing.get("scaler", {"kind": "none"}), mf.extra_arrays)
         data.X_test = scaler.transform(data.test_images, dtype=mf.net.dtype)
         data.X_train = scaler.transform(data.X_train, dtype=mf.net.dtype)  # was unscaled ("none")
-        metrics = evaluate_into(out, mf.net, data, {"model": mf.net.config()}, None, None, model_file=printable(model))
+        metrics = evaluate_into(out, mf.net, data, {"model": mf.net.config()}, None, None, model_file=printable(model),
+                                training_data=training_data_comparison(mf.preprocessing.get("data"), data.data_record))
         if not no_report:
             write_report(out)
         _print_metrics(metrics, out)

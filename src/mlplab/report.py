@@ -816,7 +816,11 @@ def _intro(m: dict[str, Any]) -> list[str]:
     intro += [f"Split: {_fmt(m.get('split'))}", f"Model: {_fmt(m.get('model'))}"]
     if m.get("model_file") is not None or (m.get("epochs_run") is None and m.get("training_time_s") is None):
         source = printable(m["model_file"]) if m.get("model_file") is not None else "not recorded"
-        return intro + [f"Model file evaluated: {source} (an evaluation, not a training run)"]
+        intro.append(f"Model file evaluated: {source} (an evaluation, not a training run)")
+        compared = m.get("training_data")
+        if isinstance(compared, dict) and isinstance(compared.get("text"), str):  # older evaluations lack it
+            intro.append(f"Data vs the model's training data: {printable(compared['text'])}")
+        return intro
     intro.append(f"Epochs run: {_fmt(m.get('epochs_run'))}")
     restored = _restored_epoch(m)
     if restored is not None:

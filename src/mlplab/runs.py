@@ -145,7 +145,8 @@ def test_rows_key(record: dict[str, Any]) -> str:
 
 
 def preprocessing_meta(data: PreparedData) -> dict[str, Any]:
-    """What a model file records about its inputs (the scaler's arrays go in the npz).
+    """What a model file records about its inputs (the scaler's arrays go in the npz) and, as
+    ``data``, which data exactly it was trained on (``data.data_record``).
 
     ``ink``: the polarity of the dataset's images, ``"light"`` (light strokes on a dark background,
     as in every bundled dataset) or ``"dark"`` (e.g. a folder of IDX files of dark ink on white),
@@ -154,7 +155,29 @@ def preprocessing_meta(data: PreparedData) -> dict[str, Any]:
     from mlplab.serialization import preprocessing_record
 
     return preprocessing_record(data.scaler, dataset=data.dataset_name, image_shape=data.image_shape,
-                                split=data.split, ink=dataset_ink(data.test_images, data.image_shape))
+                                split=data.split, ink=dataset_ink(data.test_images, data.image_shape),
+                                data=data.data_record)
+
+
+def training_data_comparison(trained: Any, now: Any) -> dict[str, Any]:
+    """Whether an evaluation reads the data its model was trained on: ``trained`` is the model
+    file's ``preprocessing.data``, ``now`` the evaluated data's record (both
+    :func:`mlplab.data.datasets.data_record`). ``{"same": True/False/None, "text": ...}``:
+    ``None`` when the model file records no data (written before it was recorded); the same
+    files anywhere (another folder, gzipped or not) are the same data."""
+    from mlplab.data.datasets import data_changes, data_identity
+
+    if data_identity(trained) is None or data_identity(now) is None:
+        return {"same": None, "text": "the model file does not record the data it was trained on (an older mlplab "
+                                      "wrote it, or it was saved without it)"}
+    changes = data_changes(trained, now)
+    if changes:
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        return {"same": False, "text": f"different data than training: {'; '.join(changes[:3])}{more}"}
+    if data_identity(now).get("files"):
+        return {"same": True, "text": "same data files as training (every file's SHA-256 matches)"}
+    return {"same": True, "text": f"same data as training ({now.get('name')}, scikit-learn "
+                                  f"{now.get('sklearn_version')})"}
 
 
 def build_network(cfg: dict[str, Any], n_features: int, n_classes: int) -> MLP:
@@ -382,7 +405,8 @@ def remove_stale_temporaries(folder: Path) -> None:
 
 def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], trainer: Trainer | None,
                   train_time: float | None, chunked_auc: dict[str, Any] | None = None,
-                  model_file: str | None = None, environment_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                  model_file: str | None = None, environment_extra: dict[str, Any] | None = None,
+                  training_data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure the network on the test data; write metrics.json, history.csv, predictions.npz,
     environment.json. Metrics and inference timing are measured separately. metrics.json
     records ``data.data_record`` as ``data``; environment.json the command line
@@ -391,7 +415,8 @@ def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], 
     ``chunked_auc``: report 1's chunk-averaged AUC when the caller computed it on other scores
     (the raw sigmoid outputs); by default it is computed on the predicted probabilities.
     ``model_file``: the saved model an evaluation (no ``trainer``) scored, as the user named it;
-    recorded so its report says what was evaluated."""
+    recorded so its report says what was evaluated. ``training_data``: an evaluation's
+    :func:`training_data_comparison`, recorded as ``training_data``."""
     from mlplab.metrics import chunked_ovr_auc, classification_metrics
     from mlplab.timing import measure_inference
 
@@ -423,6 +448,8 @@ def evaluate_into(out: Path, net: MLP, data: PreparedData, cfg: dict[str, Any], 
         metrics["train_metrics"] = trainer.train_metrics  # how history.csv's training columns were measured
     if model_file is not None:
         metrics["model_file"] = model_file
+    if training_data is not None:
+        metrics["training_data"] = training_data
     metrics["accuracy"] = test["accuracy"]
     metrics["roc_auc_ovr_macro"] = test.get("roc_auc_ovr_macro")
     out.mkdir(parents=True, exist_ok=True)

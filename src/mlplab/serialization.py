@@ -76,14 +76,17 @@ _KNOWN_SHAPES = {"mnist": [28, 28], "fashion-mnist": [28, 28], "digits": [8, 8]}
 
 
 def preprocessing_record(scaler, *, dataset=None, image_shape=None, split: dict | None = None,
-                         ink: str | None = None) -> dict[str, Any]:
+                         ink: str | None = None, data: dict | None = None) -> dict[str, Any]:
     """The ``preprocessing`` record of a model file (what ``mlplab evaluate`` and ``predict``
     read to feed inputs as in training): the scaler (its fitted arrays go in the npz, see
-    :meth:`Scaler.arrays`), the image shape, pixel maximum, dataset name, split and ink.
+    :meth:`Scaler.arrays`), the image shape, pixel maximum, dataset name, split, ink and
+    ``data``, which data exactly the model was trained on (:func:`mlplab.data.datasets.data_record`:
+    each file's path and SHA-256, or scikit-learn's version for digits; files written before it
+    was recorded lack it), so ``mlplab evaluate`` can say whether it scores the same files.
 
     ``dataset``: a :class:`~mlplab.data.Dataset` from ``load_dataset`` (name, image shape, ink,
-    and the canonical split its ``X_train``/``X_test`` are), or a dataset's name (a known name's
-    image shape is filled in). ``None`` leaves out what only the data could say."""
+    the canonical split its ``X_train``/``X_test`` are, and its data record), or a dataset's name
+    (a known name's image shape is filled in). ``None`` leaves out what only the data could say."""
     from mlplab.data.preprocessing import Scaler
 
     if scaler is not None and not isinstance(scaler, Scaler):
@@ -101,6 +104,10 @@ def preprocessing_record(scaler, *, dataset=None, image_shape=None, split: dict 
             split = split_record("canonical", SCHEMA["data"]["test_fraction"][0],
                                  SCHEMA["data"]["split_seed"][0])
         ink = dataset_ink(dataset.X_test, tuple(dataset.image_shape)) if ink is None else ink
+        if data is None:
+            from mlplab.data import data_record
+
+            data = data_record(dataset)
         record.setdefault("pixel_max", dataset.pixel_max)
         dataset = dataset.name
     if dataset is not None:
@@ -114,6 +121,8 @@ def preprocessing_record(scaler, *, dataset=None, image_shape=None, split: dict 
         record["split"] = dict(split)
     if ink is not None:
         record["ink"] = ink
+    if data is not None:
+        record["data"] = dict(data)
     return record
 
 

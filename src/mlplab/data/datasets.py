@@ -28,6 +28,7 @@ from mlplab.data.fetch import (
     WarnCallback,
     checked_data_dir,
     fetch_dataset,
+    folder_checksums,
     folder_dataset_name,
     load_idx_folder,
 )
@@ -35,7 +36,7 @@ from mlplab.data.idx import check_pair
 from mlplab.errors import DataError, DataFormatError
 
 __all__ = ["Dataset", "load_dataset", "dataset_name", "list_datasets", "dataset_info", "data_record",
-           "DIGITS_SPLIT_SEED"]
+           "data_identity", "current_data_identity", "data_changes", "DIGITS_SPLIT_SEED"]
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = (
@@ -292,6 +293,66 @@ def data_record(ds: Dataset) -> dict[str, Any]:
 
         record["sklearn_version"] = sklearn.__version__
     return record
+
+
+def data_identity(record: Any) -> dict[str, Any] | None:
+    """What a :func:`data_record` says about *which* data, leaving out *where* it was read:
+    ``name`` and, for IDX files, ``files`` (file name -> SHA-256 of its decompressed bytes), or
+    for ``digits`` ``sklearn_version``. The same bytes read from another folder are the same
+    data. ``None`` for anything that is not a data record (older files record none)."""
+    if not isinstance(record, dict) or not isinstance(record.get("name"), str):
+        return None
+    identity: dict[str, Any] = {"name": record["name"]}
+    files = record.get("files")
+    if isinstance(files, dict):
+        identity["files"] = {str(name): f.get("sha256") if isinstance(f, dict) else f
+                             for name, f in sorted(files.items())}
+    if "sklearn_version" in record:
+        identity["sklearn_version"] = record["sklearn_version"]
+    return identity
+
+
+def current_data_identity(name_or_path: str | os.PathLike,
+                          data_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The :func:`data_identity` of the data :func:`load_dataset` would load now, as cheaply as it
+    can be known exactly: ``mnist`` and ``fashion-mnist`` load only when every file matches its
+    known checksum, so those are their identity (nothing is read); ``digits`` is scikit-learn's
+    version; a folder's four files are hashed, streamed, without being parsed. Raises
+    :class:`DataError` when a folder's files are missing or unreadable, or ``data_dir`` is given
+    and is not a folder (loading would fail too)."""
+    checked_data_dir(data_dir)
+    target = _resolve(name_or_path)
+    if isinstance(target, Path):
+        name, sha = folder_checksums(target)
+        return {"name": name, "files": {FILENAMES[k]: sha[k] for k in FILE_KEYS}}
+    if target == "digits":
+        import sklearn
+
+        return {"name": "digits", "sklearn_version": sklearn.__version__}
+    known = KNOWN_DATASETS[target].sha256
+    return {"name": target, "files": {FILENAMES[k]: known[k] for k in FILE_KEYS}}
+
+
+def data_changes(before: Any, now: Any) -> list[str]:
+    """How the data of record (or identity) ``now`` differs from ``before``'s, one phrase per
+    difference, e.g. ``"train-labels-idx1-ubyte SHA-256 e3a52ff91522 -> af1147fe59f4"``: each
+    IDX file whose SHA-256 differs, scikit-learn's version of ``digits``, and the dataset's name
+    unless both are IDX files (a folder is named by its path: the same files elsewhere are the
+    same data; a known dataset by its checksums). ``[]`` when they are the same data."""
+    a, b = data_identity(before) or {}, data_identity(now) or {}
+    fa, fb = a.get("files") or {}, b.get("files") or {}
+    changes = []
+    if a.get("name") != b.get("name") and not (fa and fb):
+        changes.append(f"dataset {a.get('name')} -> {b.get('name')}")
+    changes += [f"{name} SHA-256 {_sha_text(fa.get(name))} -> {_sha_text(fb.get(name))}"
+                for name in sorted(set(fa) | set(fb)) if fa.get(name) != fb.get(name)]
+    if a.get("sklearn_version") != b.get("sklearn_version"):
+        changes.append(f"scikit-learn {a.get('sklearn_version') or 'none'} -> {b.get('sklearn_version') or 'none'}")
+    return changes
+
+
+def _sha_text(sha: Any) -> str:
+    return sha[:12] if isinstance(sha, str) else "absent"
 
 
 def dataset_info(

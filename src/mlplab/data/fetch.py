@@ -62,6 +62,7 @@ __all__ = [
     "find_idx_file",
     "load_idx_folder",
     "folder_dataset_name",
+    "folder_checksums",
 ]
 
 ProgressCallback = Callable[[int, "int | None", str], None]
@@ -691,6 +692,16 @@ def folder_dataset_name(folder: str | os.PathLike) -> str:
     folder = Path(folder).expanduser()
     paths = _folder_files(folder)
     return _matching_dataset(lambda key: idx_sha256(paths[key])) or _folder_identity(folder)
+
+
+def folder_checksums(folder: str | os.PathLike) -> tuple[str, dict[str, str]]:
+    """``(name, {key: SHA-256})`` of ``folder``'s dataset as :func:`load_idx_folder` would give
+    them (the hashes of the decompressed bytes), without parsing or keeping the files: each is
+    streamed through the hash once."""
+    folder = Path(folder).expanduser()
+    paths = _folder_files(folder)
+    sha = {key: idx_sha256(paths[key]) for key in FILE_KEYS}
+    return _matching_dataset(sha.__getitem__) or _folder_identity(folder), sha
 
 
 def _folder_files(folder: Path) -> dict[str, Path]:

@@ -3,11 +3,13 @@
 A cell that trains with a :class:`~mlplab.training.Trainer` attaches a :class:`CellCheckpoint`:
 at the end of an epoch, once ``every_s`` seconds have passed since the last one, it writes
 ``checkpoint.npz`` in the cell's folder atomically (weights, optimizer state, shuffling RNG,
-history, and the state of the cell's own callbacks: snapshots, cost curves, replayed random
-streams). When the sweep runs again, :func:`mlplab.experiments.sweep.execute_cell` keeps that
-file (and nothing else) and the cell continues from it, finishing with the bits an
-uninterrupted run gives (same machine, same ``--threads``). An interrupted cell loses at most
-``every_s`` seconds plus one epoch. Cells trained by PyTorch or scikit-learn restart.
+history, the state of the cell's own callbacks: snapshots, cost curves, replayed random
+streams, and the data the cell read, :func:`mlplab.experiments.sweep.cell_data`: a checkpoint
+of other data is not resumed). When the sweep runs again,
+:func:`mlplab.experiments.sweep.execute_cell` keeps that file (and nothing else) and the cell
+continues from it, finishing with the bits an uninterrupted run gives (same machine, same
+``--threads``). An interrupted cell loses at most ``every_s`` seconds plus one epoch. Cells
+trained by PyTorch or scikit-learn restart.
 
 The cells of a stacked job share one :class:`CheckpointClock`, so all of them checkpoint at the
 same epoch and resume together as one stack.
@@ -109,7 +111,8 @@ class CellCheckpoint(Callback):
 
     def restore(self) -> bool:
         """Load the checkpoint if there is a usable one; ``False`` (and the file removed) if
-        there is none or it cannot be used (another mlplab version, another architecture)."""
+        there is none or it cannot be used (another mlplab version, another architecture, other
+        data than the cell read now)."""
         from mlplab.serialization import load_model, restore_trainer
 
         if not self.path.exists():
@@ -123,6 +126,8 @@ class CellCheckpoint(Callback):
             extra = saved.meta.get("extra") or {}
             if saved.net.config() != net.config() or set(extra.get("states", {})) != set(self.states):
                 raise MlplabError("the checkpoint belongs to another configuration")
+            if "data" in extra and extra["data"] != _cell_data():  # older checkpoints do not record it
+                raise MlplabError("the checkpoint was trained on other data")
             net.set_weights(saved.net.parameters())
             restore_trainer(saved, trainer)
             for name, obj in self.states.items():
@@ -142,7 +147,8 @@ class CellCheckpoint(Callback):
         from mlplab.serialization import save_model
 
         save_model(self.path, self.trainer.net, trainer=self.trainer,
-                   extra_meta={"states": {name: obj.cell_state() for name, obj in self.states.items()}})
+                   extra_meta={"states": {name: obj.cell_state() for name, obj in self.states.items()},
+                               "data": _cell_data()})
 
     def on_train_begin(self, trainer):
         if self not in _ACTIVE:
@@ -161,6 +167,12 @@ class CellCheckpoint(Callback):
         if self in _ACTIVE:
             _ACTIVE.remove(self)
         self.path.unlink(missing_ok=True)
+
+
+def _cell_data() -> list[dict[str, Any]]:
+    from mlplab.experiments.sweep import cell_data
+
+    return cell_data()
 
 
 def attach(folder: Path, trainer, states: dict[str, Stateful] | None = None,

@@ -7,7 +7,9 @@ Output folder::
     run.json           the other settings that decide the cells (--seeds), for --resume
     cells/<name>-<hash>/   one folder per cell: a run folder (config.toml, history.csv,
                        metrics.json, model.npz, environment.json, predictions.npz, figures,
-                       report.md/html) plus cell.json (the cache entry, written last). As in
+                       report.md/html) plus cell.json (the cache entry, written last; its
+                       ``data`` says which data the cell read: the cell runs again once that
+                       data changes, see :mod:`mlplab.experiments.sweep`). As in
                        every run folder, metrics.json's ``data`` says which data exactly the
                        cell used (files and SHA-256s) and environment.json's ``command`` the
                        command line that ran the cell (a cached cell keeps its own)

@@ -12,6 +12,19 @@ identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 * ``cell.json`` records the SHA-256 of every result file the finished cell wrote (not the
   report and figures ``mlplab report`` writes again): a cached cell whose files were since
   removed or changed is run again, with a one-line warning naming the file;
+* ``cell.json`` records which data the cell read (``data``: per dataset it loaded, the dataset
+  and data dir it asked for, the dataset's name and each file's SHA-256, or scikit-learn's
+  version for ``digits``): a cached cell is reused only while that data is the data the same
+  request reads now (:func:`~mlplab.data.datasets.data_changes`: the same files read from
+  elsewhere, or compressed otherwise, are the same data). Cells whose data changed (a folder's
+  IDX files were replaced, another scikit-learn) are trained again, with one warning counting
+  them per dataset; a dataset that cannot be read now leaves its cells reused, with a warning
+  that they were not checked. The current data
+  is identified once per run, and only for the datasets cached cells read: ``mnist`` and
+  ``fashion-mnist`` by their known checksums (nothing is read), a folder by hashing its files
+  once. Cells cached before cell.json recorded their data fall back on their metrics.json's
+  ``data``; those that record neither are reused, unchecked, as before. A cell's checkpoint
+  records its data too, and is not resumed on other data;
 * a cell's run folder records the ``mlplab`` command line that ran it (its environment.json's
   ``command``; ``null`` from the Python API): the sweep hands it to the worker processes with
   each job, so parallel and cluster cells record it as serial ones do;
@@ -222,6 +235,7 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
     out = Path(folder)
     _fresh_folder(out)
     fn = resolve_kind(kind)
+    _CELL_DATA.clear()
     t0 = time.perf_counter()
     try:
         with cell_threads(threads), _stopping_cleanly(), _command(command):
@@ -232,7 +246,7 @@ def execute_cell(kind: str, config: dict[str, Any], folder: str, key: str, threa
     wall = time.perf_counter() - t0
     atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
                                         "wall_s": wall, "threads": int(threads), "files": file_digests(out),
-                                        **_status(result)})
+                                        "data": cell_data(), **_status(result)})
     return {"result": result, "wall_s": wall}
 
 
@@ -438,6 +452,7 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
         _fresh_folder(out)
         outs.append(out)
     fn = resolve_kind(stack_kind)
+    _CELL_DATA.clear()
     t0 = time.perf_counter()
     with cell_threads(threads), _stopping_cleanly(), _command(command):
         results = fn([copy.deepcopy(cfg) for _, cfg, _, _ in items], outs)
@@ -454,7 +469,7 @@ def execute_stack(stack_kind: str, items: list[tuple[str, dict[str, Any], str, s
         atomic_write_json(out / CELL_FILE, {"key": key, "kind": kind, "config": config, "result": result,
                                             "wall_s": share, "stacked_with": len(items), "stack_wall_s": wall,
                                             "threads": int(threads), "files": file_digests(out),
-                                            **_status(result)})
+                                            "data": cell_data(), **_status(result)})
         payloads.append({"result": result, "wall_s": share})
     return payloads
 
@@ -485,6 +500,121 @@ def _worker(kind: str, config: dict[str, Any], folder: str, key: str, threads: i
         return {"error": f"{type(exc).__name__}: {exc}"}
     except Exception:  # a bug: carry the traceback across the process boundary
         return {"error": traceback.format_exc()}
+
+
+# ----------------------------------------------------------------------------- the data a cell read
+
+
+#: the data the running cell read, by what it asked for: (dataset, data dir) -> :func:`cell_data` entry
+_CELL_DATA: dict[tuple[str, str | None], dict[str, Any]] = {}
+
+
+def note_data(dataset: Any, data_dir: Any, record: dict[str, Any]) -> None:
+    """The running cell read ``dataset`` (from ``data_dir``, as its config names them) and got the
+    data of ``record`` (:func:`mlplab.data.datasets.data_record`).
+    :func:`mlplab.experiments.protocols.common.dataset`, through which cells load their data,
+    tells; the cell's cell.json and checkpoints record it (:func:`cell_data`)."""
+    from mlplab.data.datasets import data_identity
+
+    key = (str(dataset), None if data_dir is None else str(data_dir))
+    _CELL_DATA[key] = {"dataset": key[0], "data_dir": key[1], **(data_identity(record) or {})}
+
+
+def cell_data() -> list[dict[str, Any]]:
+    """The data the running cell has read so far, in the order it first asked: per dataset, the
+    ``dataset`` and ``data_dir`` it asked for and the data's :func:`~mlplab.data.datasets.data_identity`
+    (``name``, ``files`` or ``sklearn_version``). cell.json's ``data``."""
+    return [dict(entry) for entry in _CELL_DATA.values()]
+
+
+def recorded_data(config: dict[str, Any], folder: Path, saved: dict[str, Any]) -> list[dict[str, Any]]:
+    """The data a finished cell read, as :func:`cell_data` entries: its cell.json's ``data``. A
+    cell cached before cell.json recorded it falls back on its metrics.json's ``data``, read as
+    its config's ``data.dataset`` and ``data.data_dir`` ask (every runner loads its data so);
+    ``[]`` when neither records it (cells of older versions: they are reused unchecked)."""
+    from mlplab.data.datasets import data_identity
+
+    data = saved.get("data")
+    if isinstance(data, list):
+        return [d for d in data if isinstance(d, dict) and isinstance(d.get("dataset"), str)]
+    asked = config.get("data")
+    if not isinstance(asked, dict) or not isinstance(asked.get("dataset"), str):
+        return []
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    identity = data_identity(metrics.get("data")) if isinstance(metrics, dict) else None
+    if identity is None:
+        return []
+    data_dir = asked.get("data_dir")
+    return [{"dataset": asked["dataset"], "data_dir": None if data_dir is None else str(data_dir), **identity}]
+
+
+class DataNow:
+    """The data each (dataset, data dir) request reads now, found once per run
+    (:func:`~mlplab.data.datasets.current_data_identity`: known checksums for the fetched
+    datasets, a folder's files hashed once), and the cached cells found trained on other data."""
+
+    def __init__(self) -> None:
+        self._now: dict[tuple[str, str | None], Any] = {}  # identity, or the error that prevented it
+        self.changed: dict[tuple[str, str | None], list[tuple[str, list[str]]]] = {}
+        self.unchecked: dict[tuple[str, str | None], list[str]] = {}
+
+    def now(self, dataset: str, data_dir: str | None) -> Any:
+        from mlplab.data.datasets import current_data_identity
+
+        key = (dataset, data_dir)
+        if key not in self._now:
+            try:
+                self._now[key] = current_data_identity(dataset, data_dir)
+            except (MlplabError, OSError) as exc:
+                self._now[key] = exc
+        return self._now[key]
+
+    def still_same(self, cell: Cell, recorded: list[dict[str, Any]]) -> bool:
+        """``False`` when a dataset the cached ``cell`` read holds other data now (the cell is
+        then trained again); a dataset that cannot be read now leaves the cell reused, unchecked."""
+        from mlplab.data.datasets import data_changes
+
+        same = True
+        for entry in recorded:
+            key = (entry["dataset"], None if entry.get("data_dir") is None else str(entry["data_dir"]))
+            now = self.now(*key)
+            if isinstance(now, BaseException):
+                self.unchecked.setdefault(key, []).append(cell.name)
+                continue
+            changes = data_changes(entry, now)
+            if changes:
+                self.changed.setdefault(key, []).append((cell.name, changes))
+                same = False
+        return same
+
+    def messages(self) -> list[str]:
+        """One warning for the cells trained again because their data changed, one for those
+        reused unchecked; ``[]`` when there are none."""
+        out = []
+        if self.changed:
+            parts = []
+            for key, cells in self.changed.items():
+                changes = cells[0][1]
+                more = f" and {len(changes) - 2} more" if len(changes) > 2 else ""
+                n = len(cells)
+                parts.append(f"{n} cached cell{'s were' if n > 1 else ' was'} trained on other data than dataset "
+                             f"{_asked(key)} holds now ({'; '.join(changes[:2])}{more})")
+            total = sum(len(v) for v in self.changed.values())
+            out.append(f"{'; '.join(parts)}: training {'them' if total > 1 else 'it'} again")
+        for key, names in self.unchecked.items():
+            error = self._now[key]
+            n = len(names)
+            out.append(f"cannot read dataset {_asked(key)} now ({error}): {n} cached cell{'s are' if n > 1 else ' is'} "
+                       "reused without checking that it holds the data they were trained on")
+        return out
+
+
+def _asked(key: tuple[str, str | None]) -> str:
+    dataset, data_dir = key
+    return f"{dataset}" + (f" (data dir {data_dir})" if data_dir is not None else "")
 
 
 def load_cached(cell: Cell, folder: Path, damaged: Callable[[str], None] | None = None) -> dict[str, Any] | None:
@@ -560,17 +690,25 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
 
     results: dict[int, CellResult] = {}
     todo: list[int] = []
+    data_now = DataNow()
     for i, c in enumerate(cells):
         folder = cells_dir / c.folder_name
         saved = load_cached(c, folder, damaged)
         if saved is None:  # the same config finished under another name (e.g. before --seeds renamed it)
             folder, saved = find_cached(c, cells_dir, damaged) or (folder, None)
+        if saved is not None and not data_now.still_same(c, recorded_data(c.config, folder, saved)):
+            folder, saved = cells_dir / c.folder_name, None  # trained on other data: train it again
         if saved is not None:
             results[i] = CellResult(c, folder, saved["result"], True, float(saved.get("wall_s", 0.0)))
             emit({"event": "cell_done", "name": c.name, "cached": True, "wall_s": results[i].wall_s,
                   "index": i, "total": len(cells)})
         else:
             todo.append(i)
+    for message in data_now.messages():
+        damaged(message)
+    from mlplab.experiments.protocols.common import forget_changed
+
+    forget_changed(data_now.now)  # data this process loaded before (the Python API) may have changed since
     emit({"event": "start", "total": len(cells), "todo": len(todo)})
 
     def finish(i: int, payload: dict[str, Any]) -> None:

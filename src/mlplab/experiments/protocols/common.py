@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,42 @@ class ReportParts:
 # ----------------------------------------------------------------------------- data
 
 
-@functools.lru_cache(maxsize=2)
-def dataset(name: str, data_dir: str | None):
-    from mlplab.data import load_dataset
+#: the datasets loaded in this process, by (dataset, data dir) as cells ask, latest last: a
+#: serial sweep's cells and a pool worker's share them (see :func:`forget_changed`)
+_LOADED: dict[tuple[str, str | None], Any] = {}
+_KEEP = 2
 
-    return load_dataset(name, data_dir=data_dir)
+
+def dataset(name: str, data_dir: str | None):
+    """The dataset a cell reads, loaded once per process (the two latest requests are kept).
+    The running cell is told what it read (:func:`mlplab.experiments.sweep.note_data`): its
+    cell.json records it, and the cell is trained again once that data changes."""
+    from mlplab.data import data_record, load_dataset
+    from mlplab.experiments.sweep import note_data
+
+    key = (name, data_dir)
+    ds = _LOADED.pop(key, None)
+    if ds is None:
+        ds = load_dataset(name, data_dir=data_dir)
+    _LOADED[key] = ds
+    while len(_LOADED) > _KEEP:
+        del _LOADED[next(iter(_LOADED))]
+    note_data(name, data_dir, data_record(ds))
+    return ds
+
+
+def forget_changed(data_now) -> None:
+    """Drop the datasets this process holds whose files no longer hold the data they were loaded
+    from (``data_now(dataset, data_dir)``: the current
+    :func:`~mlplab.data.datasets.data_identity`, or an exception when it cannot be read), so a
+    sweep run again in the same process (the Python API) never trains on data that changed."""
+    from mlplab.data import data_record
+    from mlplab.data.datasets import data_changes
+
+    for key, ds in list(_LOADED.items()):
+        now = data_now(str(key[0]), None if key[1] is None else str(key[1]))
+        if isinstance(now, BaseException) or data_changes(data_record(ds), now):
+            del _LOADED[key]
 
 
 def split_indices(cfg: dict[str, Any]) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
