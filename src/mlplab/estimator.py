@@ -50,7 +50,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from mlplab.blas import dot
 from mlplab.errors import ConfigError, DivergenceError, ModelFileError
 from mlplab.network import MLP, STREAM_SHUFFLE, STREAM_SPLIT, rng_for
-from mlplab.optimizers import get_optimizer
+from mlplab.optimizers import flush_subnormals, get_optimizer
 from mlplab.schedules import get_schedule
 from mlplab.training import bind_training_step
 
@@ -261,6 +261,21 @@ def _classes_from_meta(meta: dict) -> np.ndarray:
 
 
 # -- the MLP estimator ----------------------------------------------------------------------
+#: minibatch steps between two flushes of subnormal weights and optimizer moments
+FLUSH_EVERY = 64
+
+
+def _flush_subnormals(net, opt) -> None:
+    """Zero the subnormal values of the weights and the optimizer's moments. Adam with an L2
+    penalty drives the weights of always-0 inputs (MNIST's border pixels) and their moments down
+    through the subnormal range, where every later step computes on them through slow microcode
+    assists (see :func:`mlplab.optimizers.flush_subnormals`); every :data:`FLUSH_EVERY` steps,
+    a few passes over the parameters, keeps them out of it."""
+    for p in net.parameters():
+        flush_subnormals(p)
+    opt.flush_subnormals()
+
+
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Multilayer perceptron classifier (mlplab's NumPy MLP behind scikit-learn's API).
 
@@ -772,6 +787,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # the weights after the last finite epoch: a diverged epoch is undone (as Trainer does),
         # never leaving NaN weights in a model that counts as fitted
         good_weights = net.get_weights()
+        flush_in = FLUSH_EVERY
         for _ in range(epochs):
             opt.lr = self._schedule(self.n_iter_, base_lr)
             order = None
@@ -808,6 +824,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                             net.l2 = alpha / k  # what _step sets: the bound backward holds it
                             bound = steps[key] = bind_training_step(net, Xb, yb, prescale) or False
                 loss_sum += self._step(Xb, yb, wb, alpha, bound or None)
+                flush_in -= 1
+                if not flush_in:
+                    _flush_subnormals(net, opt)
+                    flush_in = FLUSH_EVERY
             loss = loss_sum / total_w
             if not math.isfinite(loss):
                 net.set_weights(good_weights)

@@ -181,6 +181,13 @@ class Optimizer:
     def config(self) -> dict[str, Any]:
         return {"name": self.name, **self.hyperparameters()}
 
+    def flush_subnormals(self) -> None:
+        """Set the subnormal values of the state arrays to zero (see :func:`flush_subnormals`)."""
+        for slot, arrays in self.state.items():
+            if slot not in self.scratch_slots:
+                for a in arrays:
+                    flush_subnormals(a)
+
     def state_dict(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able scalars, named arrays) that restore this optimizer exactly: a snapshot.
 
@@ -414,6 +421,24 @@ class Adam(Optimizer):
         np.divide(M, d, out=g)
         c = self.lr * (1 - self.beta1) * self.scales["m_scaled"][i] / (1 - self.beta1 ** self.t) / r
         self._add_to(i, -c, g, scratch=g)  # p -= c * M / d
+
+
+def flush_subnormals(a: np.ndarray) -> None:
+    """Set the subnormal values of the float array ``a`` (nonzero, below ``finfo.tiny`` in
+    magnitude: 1.2e-38 in float32) to zero, in place.
+
+    Why: x86 CPUs compute with subnormal operands through slow microcode assists, and Adam with
+    an L2 penalty drives the weights of inputs that are always 0 (MNIST's border pixels) down
+    through the subnormal range, together with their moments: measured on MNIST 784-256-10,
+    20,000 subnormal first-layer weights from the fifth epoch on and epochs 15% slower. Values
+    this small change no output (they multiply inputs of 0, or add below float32's resolution of
+    any normal number), and once zero these stay zero. The estimator calls this every 64 steps.
+    """
+    tiny = np.finfo(a.dtype).tiny
+    small = np.abs(a) < tiny
+    small &= a != 0
+    if small.any():
+        a[small] = 0
 
 
 def get_optimizer(spec: str | dict, params: Sequence[np.ndarray], **overrides: Any) -> Optimizer:

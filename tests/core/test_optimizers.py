@@ -264,3 +264,48 @@ def test_large_and_small_parameters_together(monkeypatch):
         opt2.step([gw.copy(), gb.copy()])
     for x, y in zip(a, c):
         np.testing.assert_allclose(y, x, rtol=1e-9)
+
+
+def test_flush_subnormals_zeroes_only_subnormal_values():
+    from mlplab.optimizers import flush_subnormals, get_optimizer
+
+    tiny = np.finfo(np.float32).tiny
+    a = np.array([0.0, tiny, -tiny, tiny / 4, -tiny / 1000, 1e-30, -1.0, 3.0], dtype=np.float32)
+    assert np.count_nonzero((a != 0) & (np.abs(a) < tiny)) == 2  # the two subnormals
+    flush_subnormals(a)
+    assert a.tolist() == np.array([0.0, tiny, -tiny, 0.0, 0.0, 1e-30, -1.0, 3.0], dtype=np.float32).tolist()
+    # the optimizer's moments are flushed too, its scratch left alone
+    p = np.ones((4, 3), np.float32)
+    opt = get_optimizer("adam", [p])
+    opt.state["m_scaled"][0][0, 0] = tiny / 8
+    opt.state["v_scaled"][0][1, 1] = -tiny / 8
+    opt.flush_subnormals()
+    assert opt.state["m_scaled"][0][0, 0] == 0 and opt.state["v_scaled"][0][1, 1] == 0
+
+
+def test_estimator_keeps_weights_out_of_the_subnormal_range():
+    """Adam with L2 drives the weights of always-0 inputs down through the subnormal range; the
+    estimator zeroes them every FLUSH_EVERY steps (they slow every step through microcode assists)."""
+    from mlplab.estimator import FLUSH_EVERY, MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.random((400, 6), dtype=np.float32)
+    X[:, :3] = 0  # inputs that are always 0: their weights only decay
+    y = (X[:, 3] > X[:, 4]).astype(int)
+    est = MLPClassifier(hidden_layer_sizes=(4,), alpha=1e-4, batch_size=20, max_iter=4, tol=0.0,
+                        n_iter_no_change=100, random_state=0, warm_start=True)
+    import warnings
+
+    tiny = np.finfo(np.float32).tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+        W = est.net_.parameters()[0]
+        W[:3] = tiny / 8  # as the decay leaves them, and their moments, after many epochs
+        est._optimizer.state["m_scaled"][0][:3] = 0
+        est.fit(X, y)  # 4 more epochs of 20 steps: more than FLUSH_EVERY
+    assert 4 * 20 > FLUSH_EVERY
+    for p in est.net_.parameters():
+        assert not np.any((p != 0) & (np.abs(p) < tiny))
+    assert np.all(W[:3] == 0)  # flushed, and zero they stay
+    assert est.score(X, y) > 0.8
