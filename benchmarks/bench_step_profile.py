@@ -119,24 +119,13 @@ def _estimator_calls(sizes: list[int], X, y, bs: int):
     def untimed(epochs: int) -> list[float]:
         """Seconds of ``epochs`` one-epoch fits (warm start, max_iter=1), each its epoch loop
         (``_train``) only, as scikit-learn's is timed."""
+        from bench_training import timing_method
+
         times: list[float] = []
-        inner = est._train
-
-        def timed(*a, **k):
-            t0 = time.perf_counter()
-            try:
-                return inner(*a, **k)
-            finally:
-                times.append(time.perf_counter() - t0)
-
-        est._train = timed  # an instance attribute: fit() finds it before the method
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                for _ in range(epochs):
-                    est.fit(X, y)
-        finally:
-            del est._train
+        with timing_method(est, "_train", times), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(epochs):
+                est.fit(X, y)
         return times
 
     return calls, xb, yb, np.random.default_rng(2), untimed

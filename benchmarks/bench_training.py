@@ -55,6 +55,7 @@ all rounds are in the JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -141,6 +142,26 @@ def sklearn_classifier(sizes, shuffle: bool = True):
                          random_state=np.random.RandomState(123), shuffle=shuffle)
 
 
+@contextlib.contextmanager
+def timing_method(obj, name: str, times: list[float]):
+    """Inside the block, every call of ``obj.name`` appends its seconds to ``times``: the method
+    is wrapped by an instance attribute (which its class's callers find first), removed after."""
+    inner = getattr(obj, name)
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            times.append(time.perf_counter() - t0)
+
+    setattr(obj, name, timed)
+    try:
+        yield times
+    finally:
+        obj.__dict__.pop(name, None)
+
+
 def sklearn_epochs(clf, X, y, epochs) -> tuple[list[float], str]:
     """Train ``clf`` (:func:`sklearn_classifier`) ``epochs`` more epochs, one ``fit()`` each;
     returns each epoch's seconds and what was timed: ``"epoch loop"`` (scikit-learn's private
@@ -148,27 +169,16 @@ def sklearn_epochs(clf, X, y, epochs) -> tuple[list[float], str]:
     method is missing: the whole call)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    inner = getattr(clf, "_fit_stochastic", None)
     loop: list[float] = []
-    if inner is not None:
-        def timed(*args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                loop.append(time.perf_counter() - t0)
-
-        clf._fit_stochastic = timed  # an instance attribute: fit() finds it before the method
     calls = []
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            for _ in range(epochs):
-                t0 = time.perf_counter()
-                clf.fit(X, y)
-                calls.append(time.perf_counter() - t0)
-    finally:
-        clf.__dict__.pop("_fit_stochastic", None)
+    inner = (timing_method(clf, "_fit_stochastic", loop) if hasattr(clf, "_fit_stochastic")
+             else contextlib.nullcontext())
+    with inner, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            clf.fit(X, y)
+            calls.append(time.perf_counter() - t0)
     if len(loop) == len(calls):
         return loop, "epoch loop"
     return calls, "fit call"
