@@ -231,7 +231,9 @@ def _load_metrics(path: Path) -> dict[str, Any]:
     """Read metrics.json and check the type and shape of every field report/compare use, so a
     malformed file is refused as one :class:`RunFolderError` naming the file and the field."""
     if not path.is_file():
-        raise RunFolderError(f"{path}: missing; a run folder needs metrics.json (run `mlplab evaluate` first)")
+        hint = ("the run was interrupted: `mlplab train --resume` finishes it"
+                if (path.parent / "checkpoint.npz").is_file() else "run `mlplab evaluate` first")
+        raise RunFolderError(f"{path}: missing; a run folder needs metrics.json ({hint})")
     m = _load_json(path)
     if not isinstance(m, dict):
         raise RunFolderError(f"{path}: expected a JSON object at top level")

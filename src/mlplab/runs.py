@@ -290,6 +290,10 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
                 raise ConfigError(f"--resume {out}: no {CHECKPOINT} there to resume from")
             saved = load_model(ckpt)
             check_resumable(saved, net, cfg, ckpt)
+            same = training_data_comparison(saved.preprocessing.get("data"), data.data_record)
+            if same["same"] is False:  # the run would go on with other data than it started with
+                raise ConfigError(f"{ckpt}: was trained on other data than {cfg['data']['dataset']} holds now "
+                                  f"({same['text'].split(': ', 1)[-1]}); start a new run")
             net.set_weights(saved.net.parameters())
             restore_trainer(saved, trainer)
             if trainer.epochs_done > cfg["training"]["epochs"]:

@@ -265,3 +265,11 @@ def test_a_folder_refusing_the_temporary_file_names_the_file_being_written(tmp_p
     with pytest.raises(OSError) as ei:
         atomic_write_text(tmp_path / "config.toml", "x")
     assert ei.value.filename == str(tmp_path / "config.toml") and ei.value.errno == errno.EROFS
+
+
+def test_report_on_an_interrupted_run_points_at_resume(tmp_path, capsys):
+    out = _interrupted(tmp_path / "run", after_epoch=1)
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train --resume" in err and "metrics.json" in err, err

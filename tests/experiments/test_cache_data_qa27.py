@@ -348,3 +348,39 @@ def test_digits_models_and_model_files_without_a_data_record(tmp_path, capsys):
     compared, line = evaluate(old, "digits", tmp_path / "ev-old", capsys)
     assert compared["same"] is None
     assert line.startswith("data: the model file does not record the data it was trained on")
+
+
+def test_train_resume_refuses_data_that_changed_since_the_checkpoint(tmp_path, capsys):
+    """A run interrupted on a folder dataset resumes on the same files (also from a copy of them
+    elsewhere), and is refused, naming the checkpoint and the changed file, once they changed."""
+    import shutil
+
+    import pytest
+
+    from mlplab.cli import main
+    from mlplab.errors import TrainingInterrupted
+    from mlplab.runs import load_config, train_run
+    from mlplab.training import Callback
+
+    class StopAfterFirst(Callback):
+        def on_epoch_end(self, trainer, logs):
+            trainer.interrupt_requested = True
+
+    folder = write_folder(tmp_path / "data", seed=3)
+    cfg = load_config(None, {"data": {"dataset": str(folder)}, "model": {"hidden": [8]},
+                             "training": {"epochs": 3, "batch_size": 32, "threads": 1}})
+    runs = {}
+    for name in ("same", "changed"):
+        with pytest.raises(TrainingInterrupted):
+            train_run(cfg, tmp_path / name, callbacks=[StopAfterFirst()], report=False)
+        runs[name] = tmp_path / name
+    assert main(["train", "--resume", str(runs["same"]), "--quiet", "--no-report"]) == 0
+    change_labels(folder)
+    capsys.readouterr()
+    before = {p.name: p.read_bytes() for p in runs["changed"].iterdir() if p.is_file()}
+    assert main(["train", "--resume", str(runs["changed"]), "--quiet", "--no-report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "checkpoint.npz" in err and "other data" in err and LABELS in err, err
+    assert {p.name: p.read_bytes() for p in runs["changed"].iterdir() if p.is_file()} == before  # nothing written
+    shutil.rmtree(folder)
