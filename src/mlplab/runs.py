@@ -290,10 +290,7 @@ def train_run(cfg: dict[str, Any], out: str | Path, *, callbacks: list[Callback]
                 raise ConfigError(f"--resume {out}: no {CHECKPOINT} there to resume from")
             saved = load_model(ckpt)
             check_resumable(saved, net, cfg, ckpt)
-            same = training_data_comparison(saved.preprocessing.get("data"), data.data_record)
-            if same["same"] is False:  # the run would go on with other data than it started with
-                raise ConfigError(f"{ckpt}: was trained on other data than {cfg['data']['dataset']} holds now "
-                                  f"({same['text'].split(': ', 1)[-1]}); start a new run")
+            check_same_data(saved, data, ckpt, cfg["data"]["dataset"])
             net.set_weights(saved.net.parameters())
             restore_trainer(saved, trainer)
             if trainer.epochs_done > cfg["training"]["epochs"]:
@@ -376,6 +373,19 @@ class PeriodicCheckpoint(Callback):
 #: data lives, the BLAS threads, how often checkpoints are written, and the epochs in all
 _RESUME_MAY_CHANGE = {("data", "data_dir"), ("training", "threads"), ("training", "checkpoint_seconds"),
                       ("training", "epochs")}
+
+
+def check_same_data(saved: ModelFile, data: PreparedData, ckpt: Path, dataset: str) -> None:
+    """Refuse a checkpoint trained on other data than ``dataset`` holds now: the run would go on
+    with data it did not start with. A checkpoint that records no data (older) is not checked."""
+    from mlplab.data.datasets import data_changes, data_identity
+
+    trained = saved.preprocessing.get("data")
+    changes = data_changes(trained, data.data_record) if data_identity(trained) is not None else []
+    if changes:
+        more = f" and {len(changes) - 3} more" if len(changes) > 3 else ""
+        raise ConfigError(f"{ckpt}: was trained on other data than {dataset} holds now "
+                          f"({'; '.join(changes[:3])}{more}); start a new run")
 
 
 def check_resumable(saved: ModelFile, net: MLP, cfg: dict[str, Any], ckpt: Path) -> None:
