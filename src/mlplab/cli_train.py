@@ -264,7 +264,7 @@ def _default(text: str, section: str, key: str, shown: str | None = None) -> str
 #: each optimizer's settings taken by --optimizer-param (lr, momentum, nesterov and weight_decay
 #: have options of their own). Written out, not read from mlplab.optimizers, whose import (BLAS)
 #: would slow down every command; a test checks it against the optimizers.
-OPTIMIZER_SETTINGS = {"sgd": [], "rmsprop": ["alpha", "eps"], "adam": ["beta1", "beta2", "eps"]}
+OPTIMIZER_SETTINGS = {"sgd": [], "rmsprop": ["alpha", "eps"], "adam": ["beta1", "beta2", "eps", "eps_on"]}
 
 
 def _settings_by_name(registry: Registry) -> dict[str, list[str]]:

@@ -296,19 +296,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     nesterov : bool, default=False (sgd with momentum only)
     beta_1, beta_2 : float, default=0.9, 0.999 — Adam's decay rates, as in scikit-learn.
     epsilon : float, default=1e-8
-        Adam's (and RMSprop's) eps, placed as in PyTorch (:class:`mlplab.optimizers.Adam`): the
-        step is ``lr * m_hat / (sqrt(v_hat) + epsilon)`` with the bias-corrected moments
-        ``m_hat = m / (1 - beta_1**t)``, ``v_hat = v / (1 - beta_2**t)``, ``t`` the optimizer
-        step. scikit-learn's ``epsilon`` has the same name and default but is added to the
-        *uncorrected* ``sqrt(v)``: its step ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m /
-        (sqrt(v) + epsilon)`` is this one with an epsilon ``1 / sqrt(1 - beta_2**t)`` times
-        larger (with ``beta_2=0.999``: 31.6 times at the first step, 3.2 after 100 steps, 1.26
-        after 1,000, within 1% of it only after about 3,900). So the same value gives a slightly
-        different Adam trajectory than scikit-learn's, except where ``epsilon`` (even times that
-        factor) is negligible next to ``sqrt(v_hat)``; tiny gradients or a large ``epsilon``
-        make the difference visible.
-        :func:`mlplab.interchange.from_sklearn`/``to_sklearn`` copy the value unchanged: the
-        weights convert exactly, later Adam fits differ slightly.
+        Adam's (and RMSprop's) eps. Adam adds it as scikit-learn does, to the uncorrected
+        ``sqrt(v)``: the step is ``lr * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) +
+        epsilon)`` (``t`` the optimizer step; :class:`mlplab.optimizers.Adam` with
+        ``eps_on="v"``), so the same hyperparameters give scikit-learn's Adam trajectory, step for
+        step from the same weights. PyTorch (and mlplab's :class:`~mlplab.training.Trainer` by
+        default) adds eps to the bias-corrected ``sqrt(v_hat)`` instead, which is this rule with
+        an epsilon ``sqrt(1 - beta_2**t)`` times smaller; it differs visibly where ``sqrt(v)``
+        is small, such as the weights of MNIST's border pixels.
+        :func:`mlplab.interchange.to_torch` carries weights only. RMSprop adds ``epsilon`` to
+        ``sqrt(s)``, as PyTorch does (scikit-learn has no RMSprop).
     schedule : str, default='constant'
         Per-epoch learning-rate schedule from :mod:`mlplab.schedules` ('constant', 'step',
         'inverse_scaling', 'cosine', 'reduce_on_plateau'); ``schedule_params`` (dict) holds its
@@ -566,7 +563,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _optimizer_spec(self) -> dict:
         if self.optimizer == "adam":
-            return {"name": "adam", "beta1": self.beta_1, "beta2": self.beta_2, "eps": self.epsilon}
+            # epsilon as scikit-learn adds it: to the uncorrected sqrt(v) (see the class docstring)
+            return {"name": "adam", "beta1": self.beta_1, "beta2": self.beta_2, "eps": self.epsilon, "eps_on": "v"}
         if self.optimizer == "rmsprop":
             return {"name": "rmsprop", "eps": self.epsilon}
         return {"name": "sgd", "momentum": self.momentum, "nesterov": bool(self.nesterov and self.momentum)}
@@ -626,7 +624,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 self._optimizer = self._new_optimizer()
                 self.t_ = 0
             else:  # the same state, new hyperparameters: Adam's moments are kept (as PyTorch keeps them)
-                new = {key: bool(value) if key == "nesterov" else float(value)
+                new = {key: bool(value) if key == "nesterov" else value if isinstance(value, str) else float(value)
                        for key, value in spec.items() if key != "name"}
                 changed = {key: value for key, value in new.items() if getattr(opt, key) != value}
                 if changed:

@@ -12,8 +12,9 @@
 Round trips reproduce the weights exactly (dtype casts aside), hence the predictions. A
 converted model shares no array or list with its source: training one (or editing its
 ``classes_``) leaves the other as it was. Training hyperparameters are carried under the other
-library's names, but later fits need not agree: see :func:`to_sklearn` (Adam's ``epsilon``
-in particular is PyTorch's, not scikit-learn's).
+library's names, but later fits need not agree: see :func:`to_sklearn` (with scikit-learn they
+agree step for step where both libraries have the setting; PyTorch's Adam adds ``epsilon``
+elsewhere, see :class:`mlplab.estimator.MLPClassifier`).
 """
 
 from __future__ import annotations
@@ -67,11 +68,8 @@ def from_sklearn(mlp: Any, dtype: str | None = None) -> MLPClassifier:
     Multilabel models (logistic outputs over several units) have no mlplab counterpart.
 
     The hyperparameters are copied for later fits; those fits differ from scikit-learn's where
-    the libraries do (see :func:`to_sklearn`). In particular ``epsilon`` is copied unchanged, but
-    mlplab's Adam adds it to the bias-corrected ``sqrt(v_hat)`` (PyTorch's placement) and
-    scikit-learn to the uncorrected ``sqrt(v)``, an effective eps ``1 / sqrt(1 - beta_2**t)``
-    times larger: continued Adam fits differ slightly unless ``epsilon`` is negligible. SGD's
-    hyperparameters map exactly; ``learning_rate`` ('invscaling', 'adaptive') is not carried (the
+    the libraries do (see :func:`to_sklearn`). Adam's and SGD's hyperparameters map exactly
+    (both add Adam's ``epsilon`` to the uncorrected ``sqrt(v)``); ``learning_rate`` ('invscaling', 'adaptive') is not carried (the
     estimator's ``schedule`` is 'constant'). scikit-learn's ``t_`` (samples seen) becomes
     ``n_samples_seen_``; the optimizer state is not carried, so ``t_`` (optimizer steps) is 0.
 
@@ -150,15 +148,12 @@ def to_sklearn(est: MLPClassifier) -> Any:
     Only ``output='softmax'`` networks (softmax, or one logistic unit for two classes) with
     scikit-learn's hidden activations (identity, logistic, tanh, relu) have an equivalent.
     The arrays keep ``est``'s dtype, and the weights, hence the predictions, are the same. The
-    hyperparameters are copied under scikit-learn's names; later fits differ where the
-    libraries do:
+    hyperparameters are copied under scikit-learn's names; later fits agree where both libraries
+    have the setting and differ where they do not:
 
-    * Adam's ``epsilon`` is copied unchanged, but it is PyTorch's eps, added to the
-      bias-corrected ``sqrt(v_hat)``; scikit-learn adds it to the uncorrected ``sqrt(v)``, which
-      is mlplab's step with an eps ``1 / sqrt(1 - beta_2**t)`` times larger (31.6 times at the
-      first step with ``beta_2=0.999``, tending to 1). Continued Adam fits differ slightly unless
-      ``epsilon`` is negligible next to ``sqrt(v_hat)``. (SGD, with or without momentum or
-      Nesterov, and the ``alpha`` penalty map exactly.)
+    * Adam (``epsilon`` included: both add it to the uncorrected ``sqrt(v)``) and SGD, with or
+      without momentum or Nesterov, and the ``alpha`` penalty map exactly: from the same
+      weights, the same minibatches give the same steps, up to float rounding.
     * scikit-learn has no RMSprop: ``optimizer='rmsprop'`` becomes ``solver='adam'``.
     * It has no full batch (its ``batch_size`` is a number of samples): ``batch_size=None`` or
       ``'full'`` becomes ``'auto'``, that is ``min(200, n_samples)``.

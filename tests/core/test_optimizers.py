@@ -74,6 +74,33 @@ def test_adam():
     np.testing.assert_allclose(_run("adam", p, gs, lr=0.01), ref, rtol=1e-10)
 
 
+@pytest.mark.parametrize("eps", [1e-8, 0.3])
+def test_adam_eps_on_v_is_scikit_learns_adam(eps):
+    """``eps_on="v"`` steps as scikit-learn's own AdamOptimizer, and differs from PyTorch's
+    placement when eps is not negligible."""
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
+
+    rng = np.random.default_rng(3)
+    p = rng.normal(size=(6, 5))
+    grads = [rng.normal(scale=1e-3, size=(6, 5)) for _ in range(40)]
+    theirs = [p.copy()]
+    sk = AdamOptimizer(theirs, learning_rate_init=0.01, epsilon=eps)
+    for g in grads:
+        sk.update_params(theirs, [g])
+    ours = _run({"name": "adam", "eps": eps, "eps_on": "v"}, p, grads, lr=0.01)
+    np.testing.assert_allclose(ours, theirs[0], rtol=1e-12, atol=1e-15)
+    torch_like = _run({"name": "adam", "eps": eps}, p, grads, lr=0.01)
+    if eps > 1e-3:
+        assert np.abs(torch_like - theirs[0]).max() > 1e-4
+
+
+def test_adam_eps_on_is_saved_in_its_config():
+    opt = get_optimizer({"name": "adam", "eps_on": "v"}, [np.zeros(3)], lr=0.1)
+    assert opt.config()["eps_on"] == "v"
+    assert get_optimizer(json.loads(json.dumps(opt.config())), [np.zeros(3)]).eps_on == "v"
+    assert get_optimizer("adam", [np.zeros(3)], lr=0.1).eps_on == "v_hat"
+
+
 def test_state_round_trip_continues_identically():
     p, gs = _setup()
     a = p.copy()
@@ -92,7 +119,9 @@ def test_state_round_trip_continues_identically():
 @pytest.mark.parametrize("spec,kw", [("sgd", {"lr": -1}), ("sgd", {"lr": 0}), ("bogus", {"lr": 1}),
                                      ({"name": "sgd", "momentum": 1.5}, {"lr": 0.1}),
                                      ({"name": "adam", "beta1": 1.0}, {"lr": 0.1}),
-                                     ({"name": "sgd", "nesterov": True}, {"lr": 0.1})])
+                                     ({"name": "sgd", "nesterov": True}, {"lr": 0.1}),
+                                     ({"name": "adam", "eps_on": "m"}, {"lr": 0.1}),
+                                     ({"name": "adam", "eps_on": None}, {"lr": 0.1})])
 def test_bad_hyperparameters(spec, kw):
     with pytest.raises(ConfigError):
         get_optimizer(spec, [np.zeros(2)], **kw)
@@ -175,13 +204,18 @@ def _reference(name, p, grads, lr, **hp):
             b1, b2 = hp.get("beta1", 0.9), hp.get("beta2", 0.999)
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
-            ref = ref - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + 1e-8)
+            eps = hp.get("eps", 1e-8)
+            if hp.get("eps_on", "v_hat") == "v":  # scikit-learn's arrangement
+                ref = ref - lr * math.sqrt(1 - b2 ** t) / (1 - b1 ** t) * m / (np.sqrt(v) + eps)
+            else:
+                ref = ref - lr * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + eps)
     return ref
 
 
 LONG_RUNS = [("sgd", {"momentum": 0.9}), ("sgd", {"momentum": 0.5, "nesterov": True, "weight_decay": 0.01}),
              ("rmsprop", {"alpha": 0.9}), ("rmsprop", {"alpha": 0.0}), ("adam", {}),
-             ("adam", {"beta1": 0.0, "beta2": 0.5, "weight_decay": 0.001}), ("adam", {"beta1": 0.5})]
+             ("adam", {"beta1": 0.0, "beta2": 0.5, "weight_decay": 0.001}), ("adam", {"beta1": 0.5}),
+             ("adam", {"eps_on": "v", "eps": 0.05}), ("adam", {"eps_on": "v", "beta2": 0.9, "eps": 0.5})]
 
 
 @pytest.fixture(params=["scaled", "plain"])

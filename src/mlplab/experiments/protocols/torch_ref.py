@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from mlplab.errors import ConfigError
+
 
 def available() -> bool:
     try:
@@ -55,7 +57,11 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
         opt = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=params.get("alpha", 0.99),
                                   eps=params.get("eps", 1e-8), foreach=True)
     elif name == "adam":
-        opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=params.get("weight_decay", 0.0),
+        if params.get("eps_on", "v_hat") != "v_hat":  # torch adds eps to sqrt(v_hat) only
+            raise ConfigError(f"adam eps_on={params['eps_on']!r} has no PyTorch equivalent (torch.optim.Adam "
+                              "adds eps to the bias-corrected sqrt(v_hat): eps_on='v_hat')")
+        opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(params.get("beta1", 0.9), params.get("beta2", 0.999)),
+                               eps=params.get("eps", 1e-8), weight_decay=params.get("weight_decay", 0.0),
                                foreach=True)
     else:
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=params.get("momentum", 0.0),
