@@ -268,6 +268,39 @@ def test_estimator_bench_reports_the_median_of_an_even_count(capsys):
     assert res["speedup"] == res["sklearn"]["fit_s"] / res["mlplab"]["fit_s"]
 
 
+def test_estimator_bench_paired_protocol_gives_both_the_same_start(capsys):
+    """Paired: the same initial weights and minibatches, so (digits, a few epochs) the two fits end
+    with the same test predictions; the JSON says so per seed."""
+    be = _bench("bench_estimator")
+    assert be.main(["--no-mnist", "--digits-epochs", "3", "--hidden", "16", "--repeats", "2", "--threads", "1",
+                    "--protocol", "paired", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    res = out["results"]["digits"]
+    assert out["protocol"] == "paired"
+    assert res["predictions_disagreeing"] == [0, 0]
+    assert res["mlplab"]["test_accuracy_all"] == res["sklearn"]["test_accuracy_all"]
+    assert res["accuracy_difference_mean"] == 0.0
+    assert res["mlplab"]["epochs"] == res["sklearn"]["epochs"] == 3
+    # the seeds start elsewhere: two different initial draws
+    assert res["mlplab"]["test_accuracy_all"][0] != res["mlplab"]["test_accuracy_all"][1] or \
+        res["mlplab"]["final_loss_all"][0] != res["mlplab"]["final_loss_all"][1]
+
+
+def test_estimator_bench_independent_seeds_disagree_somewhere(capsys):
+    be = _bench("bench_estimator")
+    assert be.main(["--no-mnist", "--digits-epochs", "3", "--hidden", "16", "--repeats", "2", "--threads", "1",
+                    "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"]["digits"]
+    assert sum(res["predictions_disagreeing"]) > 0  # own initialisation and shuffling each
+
+
+def test_estimator_bench_paired_needs_float32_input():
+    be = _bench("bench_estimator")
+    with pytest.raises(SystemExit) as exc:
+        be.main(["--no-mnist", "--protocol", "paired", "--input-dtype", "float64"])
+    assert exc.value.code == 2
+
+
 def test_bound_steps_help_has_the_whole_first_sentence():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_bound_steps.py"), "--help"],
                          capture_output=True, text=True, timeout=120)
