@@ -293,7 +293,9 @@ class Trainer:
         :meth:`MLP.finite_weights`) by the end of an epoch, always stops training
         (:class:`~mlplab.errors.DivergenceError`). The diverged epoch is rejected whole: the
         network gets back the weights it had before it (at the start of ``fit``, for an
-        interrupted epoch ``fit`` resumed) and ``epochs_done`` does not count it
+        interrupted epoch ``fit`` resumed), the optimizer its state (moments and step count)
+        and the shuffling and dropout generators theirs, and ``epochs_done`` does not count
+        it: a retry (at a smaller ``base_lr``, say) starts where the rejected epoch started
     """
 
     def __init__(
@@ -431,8 +433,24 @@ class Trainer:
             raise ConfigError(f"the interrupted epoch's position, after minibatch {self._resume['batch']}, does not "
                               f"fit its {batches} minibatches")
 
+    def _rollback_point(self) -> tuple:
+        """What an epoch changes besides the weights and its counters: the optimizer's state (a
+        copy) and the shuffling and dropout generators. A rejected epoch restores it (see
+        :meth:`_roll_back`)."""
+        return self.optimizer.state_dict(), self.rng.bit_generator.state, self.net.dropout_rng.bit_generator.state
+
+    def _roll_back(self, point: tuple) -> None:
+        """Undo a rejected epoch's optimizer steps and draws (the weights are restored by the
+        caller): without it the optimizer kept the diverged epoch's moments, NaN or huge, and
+        its step count, so a retry at a smaller learning rate started from them."""
+        opt_state, shuffle_state, dropout_state = point
+        self.optimizer.load_state_dict(*opt_state)
+        self.rng.bit_generator.state = shuffle_state
+        self.net.dropout_rng.bit_generator.state = dropout_state
+
     def _loop(self, X, y, epochs, X_val, y_val, bs, full_batch, good_weights) -> History:
         net = self.net
+        start_state = self._rollback_point()
         while self.epochs_done < int(epochs) and not self.stop_training:
             epoch = self.epochs_done  # 0-based
             lr = self.scheduled_lr(epoch)
@@ -441,6 +459,7 @@ class Trainer:
                 loss, acc, secs = self._run_epoch(X, y, bs, full_batch, epoch)
             except DivergenceError:  # a minibatch loss was not finite: reject the epoch whole, as
                 net.set_weights(good_weights)  # _check_divergence does (epochs_done has not counted it)
+                self._roll_back(start_state)
                 raise
             self.epochs_done += 1
             logs: dict[str, Any] = {"epoch": self.epochs_done, "loss": loss, "accuracy": acc,
@@ -449,8 +468,13 @@ class Trainer:
                 logs["loss"], logs["accuracy"] = self._evaluate(X, y)
             if X_val is not None:
                 logs["val_loss"], logs["val_accuracy"] = self._evaluate(X_val, y_val)
-            self._check_divergence(logs["loss"], good_weights, logs.get("val_loss"))
+            try:
+                self._check_divergence(logs["loss"], good_weights, logs.get("val_loss"))
+            except DivergenceError:
+                self._roll_back(start_state)
+                raise
             good_weights = net.get_weights()
+            start_state = self._rollback_point()
             monitored = logs["loss"] if logs.get("val_loss") is None else logs["val_loss"]
             if monitored is not None:  # finite: checked above
                 self.schedule.observe(monitored)
