@@ -379,10 +379,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     it was (network, ``classes_``, optimizer state) and an unfitted one unfitted. Numeric
     parameters refuse bools, as scikit-learn's do.
 
-    If the training loss becomes non-finite, ``fit``/``partial_fit`` restore the weights of the
-    last finite epoch (the initial ones if it was the first) and a fresh optimizer state, then
-    raise :class:`mlplab.errors.DivergenceError`: the model never holds NaN weights, and can be
-    refitted (warm) with a smaller ``learning_rate_init``.
+    If the training loss or the weights become non-finite, ``fit``/``partial_fit`` undo the
+    epoch whole: the weights of the last finite epoch (the initial ones if it was the first),
+    the optimizer state (moments, step count) and the shuffling and dropout generators as they
+    were then, and raise :class:`mlplab.errors.DivergenceError`: the model never holds NaN
+    weights, and a warm refit with a smaller ``learning_rate_init`` continues from there as if
+    the diverged epoch had not run.
     """
 
     #: run unweighted minibatches through steps bound per batch size (same bits, less Python per step)
@@ -785,6 +787,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # the weights after the last finite epoch: a diverged epoch is undone (as Trainer does),
         # never leaving NaN weights in a model that counts as fitted
         good_weights = net.get_weights()
+        good_state = self._rollback_point()  # and what else the epoch changes
         flush_in = FLUSH_EVERY
         for _ in range(epochs):
             opt.lr = self._schedule(self.n_iter_, base_lr)
@@ -827,15 +830,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     _flush_subnormals(net, opt)
                     flush_in = FLUSH_EVERY
             loss = loss_sum / total_w
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or not net.finite_weights():  # (the last step's weights too)
                 net.set_weights(good_weights)
-                self._optimizer = self._new_optimizer()  # the old one's moments are not finite either
-                self.t_ = 0
-                raise DivergenceError(f"training loss became non-finite at epoch {self.n_iter_ + 1} (learning "
-                                      f"rate {opt.lr:g}); the last finite weights (after epoch {self.n_iter_}) "
-                                      "were restored; try a smaller learning_rate_init", self.n_iter_ + 1)
+                self._roll_back(good_state)
+                what = "training loss became non-finite" if not math.isfinite(loss) else \
+                    "weights became non-finite or too large"
+                raise DivergenceError(f"{what} at epoch {self.n_iter_ + 1} (learning rate {opt.lr:g}); the last "
+                                      f"finite weights (after epoch {self.n_iter_}) and their optimizer state were "
+                                      "restored; try a smaller learning_rate_init", self.n_iter_ + 1)
             for good, p in zip(good_weights, net.parameters()):
                 np.copyto(good, p)
+            good_state = self._rollback_point()
             self.n_iter_ += 1
             self.n_samples_seen_ += n  # (scikit-learn's t_)
             self.t_ = opt.t
@@ -878,6 +883,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(f"{type(self).__name__}: the maximum of {epochs} epochs (max_iter) was reached "
                           "and the optimization has not converged yet", ConvergenceWarning,
                           stacklevel=4)  # the caller of fit (fit -> _fit -> _train)
+
+    def _rollback_point(self) -> tuple:
+        """The optimizer's state (a copy) and the shuffling and dropout generators' states: what an
+        epoch changes besides the weights, restored with them when it diverges (:meth:`_roll_back`)."""
+        return (self._optimizer.state_dict(), self._shuffle_rng.bit_generator.state,
+                self.net_.dropout_rng.bit_generator.state)
+
+    def _roll_back(self, point: tuple) -> None:
+        opt_state, shuffle_state, dropout_state = point
+        self._optimizer.load_state_dict(*opt_state)
+        self.t_ = self._optimizer.t
+        self._shuffle_rng.bit_generator.state = shuffle_state
+        self.net_.dropout_rng.bit_generator.state = dropout_state
 
     def _step(self, Xb, yb, wb, alpha, bound=None) -> float:
         """One minibatch update; returns the batch's weighted loss sum ``S * L_B``. ``bound``:

@@ -283,13 +283,13 @@ def test_divergence_restores_the_last_finite_weights(digits_small):
     X, y = digits_small
     est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0, warm_start=True).fit(X, y)
     before = _weights(est)
-    with pytest.raises(DivergenceError, match=r"non-finite at epoch 3.*weights \(after epoch 2\) were restored"):
+    with pytest.raises(DivergenceError, match=r"non-finite at epoch 3.*weights \(after epoch 2\) and their optimizer state were restored"):
         est.set_params(learning_rate_init=1e30).fit(X, y)
     for a, b in zip(before, _weights(est)):
         np.testing.assert_array_equal(a, b)
     assert est.n_iter_ == len(est.loss_curve_) == 2
     assert np.isfinite(est.predict_proba(X)).all()
-    # a fresh optimizer state (the old one's moments were not finite): training can go on
+    # the optimizer state of the last finite epoch (the diverged one's moments were not finite): training goes on
     est.set_params(learning_rate_init=1e-3).fit(X, y)
     assert est.n_iter_ == 4 and all(np.isfinite(w).all() for w in _weights(est))
     # a first fit that diverges leaves its (finite) initial weights
