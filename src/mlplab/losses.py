@@ -124,6 +124,24 @@ class MSE(Loss):
         return value_and_grad
 
 
+def _row_max(a: np.ndarray, out: np.ndarray) -> Callable[[], object]:
+    """A call writing the maximum of each row of the 2-D ``a`` into ``out`` (1-D). For a few
+    columns, a running ``np.maximum`` over the columns: NumPy's ``maximum.reduce`` along rows this
+    short costs a loop per row (10.5 against 2.5 us for 200 rows of 10 floats). The maximum is
+    exact either way: the same bits."""
+    k = a.shape[1]
+    if k > 32 or k < 2:
+        return partial(np.maximum.reduce, a, axis=1, out=out)
+    cols, maximum = [a[:, j] for j in range(k)], np.maximum
+
+    def row_max() -> None:
+        maximum(cols[0], cols[1], out=out)
+        for c in cols[2:]:
+            maximum(out, c, out=out)
+
+    return row_max
+
+
 @LOSSES.register("cross_entropy", "ce", "categorical_cross_entropy", "log_loss")
 class CrossEntropy(Loss):
     name = "cross_entropy"
@@ -163,12 +181,13 @@ class CrossEntropy(Loss):
         zy, log_sum = np.empty(n, dt), np.empty(n, dt)
         grad_flat, sums = grad.reshape(-1), row_sum[:, 0]
         scale = self._scale(n)
-        maximum, add = np.maximum.reduce, np.add.reduce
+        add = np.add.reduce
         subtract, exp, log, divide, multiply = np.subtract, np.exp, np.log, np.divide, np.multiply
         take_rows = eye.take
+        row_max_of = _row_max(out, row_max[:, 0])
 
         def value_and_grad() -> float:
-            maximum(out, axis=1, keepdims=True, out=row_max)
+            row_max_of()
             subtract(out, row_max, out=grad)  # z - max
             np.add(offsets, y, out=flat_index)
             grad_flat.take(flat_index, out=zy)  # (z - max) at the label
