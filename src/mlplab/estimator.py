@@ -50,9 +50,9 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from mlplab.blas import dot
 from mlplab.errors import ConfigError, DivergenceError, ModelFileError
 from mlplab.network import MLP, STREAM_SHUFFLE, STREAM_SPLIT, rng_for
-from mlplab.optimizers import flush_subnormals, get_optimizer
+from mlplab.optimizers import get_optimizer
 from mlplab.schedules import get_schedule
-from mlplab.training import bind_training_step
+from mlplab.training import FLUSH_EVERY, bind_training_step, flush_subnormal_state
 
 __all__ = ["MLPClassifier", "OneVsRestLogisticRegression"]
 
@@ -261,21 +261,6 @@ def _classes_from_meta(meta: dict) -> np.ndarray:
 
 
 # -- the MLP estimator ----------------------------------------------------------------------
-#: minibatch steps between two flushes of subnormal weights and optimizer moments
-FLUSH_EVERY = 64
-
-
-def _flush_subnormals(net, opt) -> None:
-    """Zero the subnormal values of the weights and the optimizer's moments. Adam with an L2
-    penalty drives the weights of always-0 inputs (MNIST's border pixels) and their moments down
-    through the subnormal range, where every later step computes on them through slow microcode
-    assists (see :func:`mlplab.optimizers.flush_subnormals`); every :data:`FLUSH_EVERY` steps,
-    a few passes over the parameters, keeps them out of it."""
-    for p in net.parameters():
-        flush_subnormals(p)
-    opt.flush_subnormals()
-
-
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Multilayer perceptron classifier (mlplab's NumPy MLP behind scikit-learn's API).
 
@@ -827,7 +812,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 loss_sum += self._step(Xb, yb, wb, alpha, bound or None)
                 flush_in -= 1
                 if not flush_in:
-                    _flush_subnormals(net, opt)
+                    flush_subnormal_state(net, opt)  # (see mlplab.training.FLUSH_EVERY)
                     flush_in = FLUSH_EVERY
             loss = loss_sum / total_w
             if not math.isfinite(loss) or not net.finite_weights():  # (the last step's weights too)

@@ -16,7 +16,7 @@ import numpy as np
 
 from mlplab.errors import ConfigError, DivergenceError, TrainingInterrupted
 from mlplab.network import MLP, STREAM_SHUFFLE, rng_for
-from mlplab.optimizers import Optimizer, get_optimizer
+from mlplab.optimizers import Optimizer, flush_subnormals, get_optimizer
 from mlplab.schedules import Schedule, get_schedule
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time_s")
@@ -205,6 +205,23 @@ class LambdaCallback(Callback):
 
 
 BatchOrder = Callable[[int, int], np.ndarray]
+
+
+#: optimizer steps between two flushes of subnormal weights and optimizer state
+FLUSH_EVERY = 64
+
+
+def flush_subnormal_state(net: MLP, opt: Optimizer) -> None:
+    """Zero the subnormal values of the weights and the optimizer's state. Adam (with weight
+    decay or an L2 penalty, or once a unit's gradient stops) drives the weights of always-0 inputs
+    (MNIST's border pixels) and their moments down through the subnormal range, where every later
+    step computes on them through slow microcode assists (see
+    :func:`mlplab.optimizers.flush_subnormals`): measured on MNIST 784-256-10 with Adam and weight
+    decay 1e-4, 20,000 subnormal first-layer weights from the fifth epoch on, and slower epochs.
+    Every :data:`FLUSH_EVERY` steps, a few passes over the parameters keep them out of it."""
+    for p in net.parameters():
+        flush_subnormals(p)
+    opt.flush_subnormals()
 
 
 def divergence_error(what: str, epoch: int, lr: float) -> DivergenceError:
@@ -505,6 +522,10 @@ class Trainer:
         starts = list(range(0, m - bs + 1 if self.drop_last else m, bs))
         running = self.train_metrics == "running"
         pre = opt.prescale()  # constant within an epoch (the schedule sets lr between epochs)
+        # optimizers with decayed state (momentum, Adam, RMSprop) flush subnormals at every
+        # FLUSH_EVERY-th step they count (the count is saved: a resumed run flushes where the
+        # uninterrupted one did); plain SGD, whose weights decay too slowly to get there, never
+        flush = bool(opt.decayed_slots)
         # steps bound to the minibatch buffers, one per batch size (the full one and the last),
         # built at the first minibatch of that size in this epoch (False: cannot be bound)
         steps: dict[int, Any] = {}
@@ -554,6 +575,8 @@ class Trainer:
                 else:
                     net.backward(grad, overwrite_grad=True)
                 opt.step(net.gradients())
+            if flush and opt.t % FLUSH_EVERY == 0:
+                flush_subnormal_state(net, opt)
             if self.interrupt_requested and b + 1 < len(starts):
                 self._resume = {"order": order, "batch": b + 1, "loss_sum": loss_sum, "correct": correct,
                                 "seen": seen, "elapsed": time.perf_counter() - t0}
