@@ -76,7 +76,8 @@ def run(
     """Run an experiment: every cell a run folder, then summary.json and report.md/html.
 
     A cell whose training diverges is recorded (and cached) as diverged, the others run on, and
-    the report lists it with n/a values; the exit code is then still 0. Sweeps of more than
+    the report lists it with n/a values; the exit code is then still 0. Models a cell trains
+    together (ovr-logistic's detectors) can diverge alone: counted apart, at the end too. Sweeps of more than
     10,000 cells are refused (set MLPLAB_MAX_CELLS to allow more)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -84,8 +85,10 @@ def run(
     from mlplab.data.fetch import checked_data_dir
     from mlplab.errors import ConfigError
     from mlplab.experiments.checkpoint import ENV_VAR
+    from mlplab.experiments.protocols import get_protocol
     from mlplab.experiments.runner import (RUN_FILE, check_batch_sizes, check_data, check_experiment_out,
-                                          check_names, check_settings, plan, run_experiment)
+                                          check_names, check_settings, counted, diverged_note, model_noun, plan,
+                                          run_experiment)
     from mlplab.experiments.spec import load_spec
     from mlplab.io import printable
 
@@ -157,6 +160,7 @@ def run(
     checked_data_dir(spec.sections["data"].get("data_dir"))  # else every cell fails on it, after writing
     check_data(spec)
     total = len(planned)
+    noun = model_noun(get_protocol(spec.runner))  # what a cell's models that can diverge alone are called
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[current]}"), console=console, transient=False) as bar:
         task = bar.add_task(f"{spec.name}{' (quick)' if spec.quick else ''}", total=total, current="")
@@ -174,7 +178,9 @@ def run(
                     bar.console.print(printable(f"  diverged {event['name']}: {event['diverged']}"), markup=False,
                                       highlight=False, soft_wrap=True)
                 elif not event.get("cached"):
-                    bar.console.print(f"  done {event['name']} in {event['wall_s']:.1f} s")
+                    k, n = event.get("diverged_models") or (0, 0)
+                    gone = f" ({k} of {counted(n, noun)} diverged)" if k else ""
+                    bar.console.print(f"  done {event['name']} in {event['wall_s']:.1f} s{gone}")
             elif kind == "report":
                 running[:] = ["writing report"]
             elif kind == "warning":
@@ -191,9 +197,8 @@ def run(
     print_comparison(Console(highlight=False), f"{spec.title}: published vs reproduced vs corrected",
                      summary["comparison"]["header"], summary["comparison"]["rows"], quick=spec.quick)
     cached = sum(1 for c in summary["cells"] if c["cached"])
-    bad = len(summary.get("diverged") or [])
     Console(highlight=False).print(f"{len(summary['cells'])} cells ({cached} cached"
-                                   f"{f', {bad} diverged' if bad else ''}) in {summary['wall_s']:.1f} s; "
+                                   f"{diverged_note(summary, noun)}) in {summary['wall_s']:.1f} s; "
                                    f"report: {out / 'report.html'}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -33,6 +33,14 @@ def _dtype(dtype: Any) -> np.dtype:
     if dt not in (np.float32, np.float64):
         raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
     return dt
+
+
+def finite_arrays(arrays: Iterable[np.ndarray]) -> bool:
+    """Whether the squared norm of every array (the sum of its squares, in its own dtype) is
+    finite: :meth:`MLP.finite_weights`'s test, for weights trained elsewhere (PyTorch's,
+    scikit-learn's reference models), so that they count as diverged ("non-finite or too
+    large") exactly when mlplab's own would."""
+    return all(math.isfinite(dot(p, p)) for p in arrays)
 
 
 class MLP:
@@ -258,7 +266,7 @@ class MLP:
         and for weights so large that the sum of their squares overflows (one of 2e19 does in
         float32), with which a forward pass on ordinary inputs overflows too. One dot product
         per array, no temporary (but the copy of a strided view): cheap enough once per epoch."""
-        return all(math.isfinite(dot(p, p)) for p in self.parameters())
+        return finite_arrays(self.parameters())
 
     def loss_and_gradients(self, X: np.ndarray, y: np.ndarray) -> float:
         """One forward/backward pass in training mode; returns the loss (with L2 penalty)."""

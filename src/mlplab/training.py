@@ -231,6 +231,24 @@ def divergence_error(what: str, epoch: int, lr: float) -> DivergenceError:
     return DivergenceError(f"{what} at epoch {epoch} (learning rate {lr:g}); try a smaller learning rate", epoch)
 
 
+def divergence_what(loss: float | None) -> str:
+    """What diverged, as :func:`divergence_error` says it: the epoch's ``loss`` (non-finite, or
+    exploded past the divergence factor: :func:`loss_exploded`) or, for ``None``, the weights
+    (non-finite or too large: :meth:`MLP.finite_weights`). :class:`Trainer`'s wording, which the
+    PyTorch and scikit-learn reference cells reuse so that a divergence reads the same."""
+    if loss is None:
+        return "weights became non-finite or too large"
+    return "loss became non-finite" if not math.isfinite(loss) else f"loss exploded to {loss:.4g}"
+
+
+def loss_exploded(loss: float, first_loss: float, factor: float | None) -> bool:
+    """The divergence guard's loss rule: the epoch's ``loss`` is more than ``factor`` times the
+    first epoch's ``first_loss`` (floored at 1e-12, so a first loss of 0 is not a yardstick
+    every later loss exceeds); ``factor=None`` disables it. :class:`Trainer`'s rule, which the
+    PyTorch and scikit-learn reference cells apply too: a runaway learning rate diverges for all."""
+    return factor is not None and loss > factor * max(first_loss, 1e-12)
+
+
 def quiet_fp() -> np.errstate:
     """NumPy's floating-point warnings off, for a training loop: overflow in a diverging epoch
     is reported once, by the divergence checks, not by NumPy's warnings as well. Only what
@@ -614,11 +632,7 @@ class Trainer:
 
     def _diverged(self, epoch: int, value: float | None) -> DivergenceError:
         """The error for ``epoch`` (1-based) whose loss ``value`` diverged (``None``: its weights)."""
-        if value is None:
-            what = "weights became non-finite or too large"
-        else:
-            what = "loss became non-finite" if not math.isfinite(value) else f"loss exploded to {value:.4g}"
-        return divergence_error(what, epoch, self.optimizer.lr)
+        return divergence_error(divergence_what(value), epoch, self.optimizer.lr)
 
     def _check_divergence(self, loss: float | None, good_weights: list[np.ndarray],
                           val_loss: float | None = None) -> None:
@@ -637,7 +651,7 @@ class Trainer:
         if not diverged and loss is not None and self.divergence_factor is not None:
             if self._first_loss is None:
                 self._first_loss = max(loss, 1e-12)
-            if loss > self.divergence_factor * self._first_loss:
+            if loss_exploded(loss, self._first_loss, self.divergence_factor):
                 bad, diverged = loss, True
         if diverged:
             self.net.set_weights(good_weights)  # never leave a NaN model behind

@@ -15,7 +15,10 @@ Output folder::
                        command line that ran the cell (a cached cell keeps its own)
     figures/*.png      the experiment's own figures
     summary.json       every cell's result, mean ± sd per group of seeds, the comparison table,
-                       and ``command``: the command line that wrote it, ``{"argv": ["mlplab",
+                       the cells that diverged (``diverged``) and the finished cells some of
+                       whose models diverged (``cells_with_diverged_models``: ovr-logistic's
+                       detectors train together, and one can diverge alone), and
+                       ``command``: the command line that wrote it, ``{"argv": ["mlplab",
                        "experiment", "run", ...], "cwd": ...}`` (``null`` from the Python API)
     report.md, report.html   the FIRST table puts published, reproduced and corrected numbers
                        side by side; the HTML embeds its figures (self-contained)
@@ -38,7 +41,7 @@ from mlplab.experiments.protocols import get_protocol
 from mlplab.experiments.protocols.common import ReportParts, _tomlable
 from mlplab.experiments.spec import Spec, from_dict, key_use
 from mlplab.experiments.sweep import (MAX_CELLS, MAX_CELLS_VAR, aggregate, check_distinct, diverged,
-                                     grid_size, run_cells, with_seeds)
+                                     diverged_models, grid_size, run_cells, with_seeds)
 from mlplab.io import atomic_write_json, atomic_write_text
 
 RUN_FILE = "run.json"
@@ -295,6 +298,7 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
         "wall_s": wall,
         "diverged": [r.cell.name for r in failed],
         "diverged_errors": {r.cell.name: diverged(r.result) for r in failed},
+        "cells_with_diverged_models": partly_diverged(results),
         "cells": [{"name": r.cell.name, "group": r.cell.group, "seed": r.cell.seed, "key": r.cell.key,
                    "status": "diverged" if diverged(r.result) else "finished",
                    "folder": str(r.folder.relative_to(out)), "cached": r.cached, "wall_s": r.wall_s,
@@ -307,6 +311,43 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
     atomic_write_json(out / "summary.json", summary)
     write_report(out, spec, summary, parts, results, records)
     return summary
+
+
+def model_noun(module) -> str:
+    """What the runner ``module`` calls the models its cells train together (its ``MODEL_NOUN``:
+    ovr-logistic's "detector"), for the counts of diverged ones; "model" by default."""
+    return getattr(module, "MODEL_NOUN", "model")
+
+
+def partly_diverged(results) -> dict[str, dict[str, int]]:
+    """Per finished cell some of whose models diverged (:func:`~mlplab.experiments.sweep.diverged_models`):
+    ``{"diverged": k, "of": n}``, by cell name. These cells are not in summary.json's
+    ``diverged`` (they trained, and report the models that did): counted apart."""
+    out = {}
+    for r in results:
+        k, n = diverged_models(r.result)
+        if k:
+            out[r.cell.name] = {"diverged": k, "of": n}
+    return out
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: "1 detector", "3 detectors"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def diverged_note(summary: dict[str, Any], noun: str = "model") -> str:
+    """What diverged in the run ``summary`` describes, for the end-of-run line: ``", 2 diverged"``
+    (cells), then ``"; 3 detectors in 2 other cells diverged"`` for the models (called ``noun``)
+    that diverged inside cells that finished (:func:`partly_diverged`); empty when nothing did."""
+    bad = len(summary.get("diverged") or [])
+    note = f", {bad} diverged" if bad else ""
+    cells = summary.get("cells_with_diverged_models") or {}
+    if cells:
+        k = sum(c["diverged"] for c in cells.values())
+        note += (f"; {counted(k, noun)} in {len(cells)} {'other ' if bad else ''}"
+                 f"cell{'' if len(cells) == 1 else 's'} diverged")
+    return note
 
 
 def cell_records(results) -> list[dict[str, Any]]:
@@ -434,6 +475,7 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
     for note in spec.report.get("notes", []):
         blocks.append(("p", note))
     blocks.append(("h2", "Cells"))
+    noun = model_noun(get_protocol(spec.runner))
     rows = []
     for r in results:
         res = r.result
@@ -441,6 +483,9 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
         status = "cached" if r.cached else "run"
         if diverged(res):
             status = f"diverged ({status})"
+        k, n = diverged_models(res)
+        if k:  # the cell finished, but not every one of its models trained
+            status = f"{status} ({k} of {counted(n, noun)} diverged)"
         rows.append([r.cell.name, status, f"{r.wall_s:.1f}",
                      "n/a" if acc is None else f"{100 * acc:.2f}", str(r.folder.relative_to(out))])
     blocks.append(("table", ["cell", "status", "wall (s)", parts.cell_accuracy_label, "folder"], rows))
@@ -451,6 +496,17 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
                             "below and they have no metrics (n/a above, \"diverged\" in the tables); every other "
                             "cell is reported as usual."))
         blocks.append(("ul", [f"{r.cell.name} ({r.folder.relative_to(out)}): {diverged(r.result)}" for r in bad]))
+    partly = [(r, diverged_models(r.result)) for r in results if diverged_models(r.result)[0]]
+    if partly:
+        total = sum(k for _, (k, _) in partly)
+        blocks.append(("h2", f"Cells with diverged {noun}s"))
+        blocks.append(("p", f"{counted(total, noun)} diverged in {len(partly)} {'other ' if bad else ''}"
+                            f"cell{'' if len(partly) == 1 else 's'}, whose other {noun}s trained on: those cells "
+                            f"finished and are reported from the {noun}s that trained; each diverged {noun} has "
+                            "no metrics (\"diverged\" in the tables) and stopped with the error below."))
+        blocks.append(("ul", [f"{r.cell.name} ({r.folder.relative_to(out)}): {k} of {counted(n, noun)} diverged: "
+                              + "; ".join(dict.fromkeys(diverged(m) for m in r.result["models"] if diverged(m)))
+                              for r, (k, n) in partly]))
     if summary["seeds"] > 1:
         from mlplab.experiments.protocols.common import diverged_label, pm
 
@@ -458,7 +514,10 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
         srows = []
         for g, agg in summary["groups"].items():
             m = agg["metrics"]
-            srows.append([diverged_label(g, agg.get("n_diverged", 0), agg["n_seeds"]), pm(m.get("test_accuracy")),
+            label = diverged_label(g, agg.get("n_diverged", 0), agg["n_seeds"])
+            if agg.get("n_diverged_models"):
+                label += f" ({counted(agg['n_diverged_models'], noun)} diverged)"
+            srows.append([label, pm(m.get("test_accuracy")),
                           pm(m.get("train_accuracy")), pm(m.get("test_auc_ovr_macro"), 1, 4),
                           pm(m.get("training_time_s"), 1, 1)])
         blocks.append(("table", ["group", parts.cell_accuracy_label, "train accuracy (%)", "macro AUC OvR",

@@ -267,6 +267,18 @@ def diverged(result: dict[str, Any]) -> str | None:
     return result.get("error") if isinstance(result, dict) and result.get("status") == "diverged" else None
 
 
+def diverged_models(result: dict[str, Any]) -> tuple[int, int]:
+    """``(diverged, of)``: how many of the models a finished cell trained together and recorded
+    one by one (its result's ``models``, each a result of its own: ovr-logistic's stacked
+    detectors) diverged. One of them can diverge while the others train on, so the cell
+    finishes and :func:`diverged` does not count it: the end-of-run counts and the report need
+    this too. ``(0, 0)`` for a diverged cell (counted as a cell) and for a cell of one model."""
+    if diverged(result) or not isinstance(result, dict) or not isinstance(result.get("models"), list):
+        return 0, 0
+    models = result["models"]
+    return sum(1 for m in models if diverged(m)), len(models)
+
+
 def _status(result: dict[str, Any]) -> dict[str, Any]:
     return {"status": "diverged"} if diverged(result) else {}
 
@@ -718,7 +730,8 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
             raise CellFailed(f"cell {c.name!r} failed (folder {folder}): {payload['error'].strip()}")
         results[i] = CellResult(c, folder, payload["result"], False, payload["wall_s"])
         emit({"event": "cell_done", "name": c.name, "cached": False, "wall_s": payload["wall_s"],
-              "index": i, "total": len(cells), "diverged": diverged(payload["result"])})
+              "index": i, "total": len(cells), "diverged": diverged(payload["result"]),
+              "diverged_models": diverged_models(payload["result"])})
 
     from mlplab.environment import command_line
 
@@ -886,7 +899,8 @@ def aggregate(results: list[CellResult]) -> dict[str, dict[str, Any]]:
     Cells group by :attr:`Cell.group_key` (their config without the seed), never by name, so two
     configurations are never averaged together; a group is listed under its cells' ``group`` name
     (with a key suffix should two groups share one). Diverged cells count in ``n_seeds`` and
-    ``n_diverged`` and have no metrics."""
+    ``n_diverged`` and have no metrics; ``n_diverged_models``, only in a group some of whose
+    finished cells had models diverge (:func:`diverged_models`), counts those models."""
     groups: dict[str, list[CellResult]] = {}
     names: dict[str, str] = {}
     for r in results:
@@ -902,4 +916,7 @@ def aggregate(results: list[CellResult]) -> dict[str, dict[str, Any]]:
         out[names[gk]] = {"n_seeds": len(rs), "seeds": [r.cell.seed for r in rs],
                           "n_diverged": sum(1 for r in rs if diverged(r.result)),
                           "metrics": {k: mean_sd([r.result.get(k) for r in rs]) for k in keys}}
+        gone = sum(diverged_models(r.result)[0] for r in rs)
+        if gone:
+            out[names[gk]]["n_diverged_models"] = gone
     return out

@@ -5,7 +5,10 @@
 * ``report(spec, results, out) -> ReportParts``: the comparison table (published, reproduced,
   corrected), further report blocks and summary entries;
 * optionally ``check_spec(spec)`` for cross-key validation, and ``check_data(spec)`` for checks
-  against the data (the runner calls it before any cell runs or anything is written).
+  against the data (the runner calls it before any cell runs or anything is written);
+* optionally ``MODEL_NOUN``: what the runner calls the models a cell trains together and
+  records one by one in its result's ``models`` (default "model"), for the counts of those
+  that diverged in cells that finished (the end-of-run line, the report's "Cells" tables).
 """
 
 from __future__ import annotations

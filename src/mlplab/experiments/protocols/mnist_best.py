@@ -158,7 +158,7 @@ def _sklearn(cfg, data):
         except ValueError:  # scikit-learn refuses the non-finite weights its solver produced
             if _finite_weights(clf):
                 raise
-        _check_sklearn(clf, epoch, t["lr"])
+        _check_sklearn(clf, epoch, t["lr"], DIVERGENCE_FACTOR)
         secs = time.perf_counter() - t0
         elapsed += secs
         va = float(np.mean(clf.predict(data.X_val) == data.y_val)) if data.X_val is not None else None
@@ -178,17 +178,37 @@ def _sklearn(cfg, data):
     return weights, hist, elapsed, points, f"scikit-learn {sklearn.__version__} MLPClassifier"
 
 
+#: every framework's divergence factor (:class:`~mlplab.training.Trainer`'s loss explosion
+#: rule): the same runaway learning rate diverges for mlplab, PyTorch and scikit-learn alike
+DIVERGENCE_FACTOR = 1e4
+
+
 def _finite_weights(clf) -> bool:
-    return all(np.isfinite(a).all() for a in (*getattr(clf, "coefs_", ()), *getattr(clf, "intercepts_", ())))
+    """Whether the MLPClassifier's weights are finite and not too large: the squared norm of each
+    array is finite in its dtype (:func:`mlplab.network.finite_arrays`, :meth:`MLP.finite_weights
+    <mlplab.network.MLP.finite_weights>`'s test)."""
+    from mlplab.network import finite_arrays
+
+    return finite_arrays((*getattr(clf, "coefs_", ()), *getattr(clf, "intercepts_", ())))
 
 
-def _check_sklearn(clf, epoch: int, lr: float) -> None:
-    """Raise :class:`~mlplab.errors.DivergenceError` if the MLPClassifier's epoch loss or
-    weights are not finite, as mlplab's own training does."""
+def _check_sklearn(clf, epoch: int, lr: float, factor: float | None = DIVERGENCE_FACTOR) -> None:
+    """Raise :class:`~mlplab.errors.DivergenceError` if the MLPClassifier's weights are non-finite
+    or too large, or its epoch loss is not finite or exploded past ``factor`` times the first
+    epoch's (``loss_curve_[0]``; :func:`mlplab.training.loss_exploded`), as mlplab's own training
+    does and in its words: the same runaway learning rate diverges for both, not a finished
+    (garbage) model here. scikit-learn's loss clips its probabilities and adds the L2 penalty,
+    so a runaway rate mostly shows through the penalty, or through the weights."""
+    from mlplab.training import divergence_what, loss_exploded
+
     if not _finite_weights(clf):
-        raise divergence_error("weights became non-finite", epoch, lr)
-    if not np.isfinite(clf.loss_):
-        raise divergence_error("loss became non-finite", epoch, lr)
+        raise divergence_error(divergence_what(None), epoch, lr)
+    loss = float(clf.loss_)
+    if not np.isfinite(loss):
+        raise divergence_error(divergence_what(loss), epoch, lr)
+    curve = getattr(clf, "loss_curve_", None) or [loss]
+    if loss_exploded(loss, float(curve[0]), factor):
+        raise divergence_error(divergence_what(loss), epoch, lr)
 
 
 def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -200,7 +220,7 @@ def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
     trainer = None
     if fw == "mlplab":
         curve = TestCurve(data)
-        trainer = common.build_trainer(cfg, net, [curve])
+        trainer = common.build_trainer(cfg, net, [curve], divergence_factor=DIVERGENCE_FACTOR)
         ck = attach(out, trainer, {"curve": curve})
         trainer.fit(data.X_train, data.y_train, t["epochs"], data.X_val, data.y_val)
         train_time, points, note = float(sum(trainer.history.time_s)), curve.points, "mlplab"
@@ -211,7 +231,7 @@ def run_cell(cfg: dict[str, Any], out: Path) -> dict[str, Any]:
         res = train_torch(sizes, cfg["model"]["hidden_activation"], {"name": t["optimizer"], "lr": t["lr"]},
                           t["batch_size"], t["epochs"], t["seed"], data.X_train, data.y_train, data.X_val,
                           data.y_val, dropout=cfg["model"]["dropout"], schedule=sched, X_test=data.X_test,
-                          y_test=data.y_test)
+                          y_test=data.y_test, divergence_factor=DIVERGENCE_FACTOR)
         net.set_weights(res["weights"])
         h = res["history"]
         hist = {k: h[k] for k in ("epoch", "loss", "accuracy", "val_accuracy", "test_accuracy", "time_s")}

@@ -39,6 +39,8 @@ OPTIONS = {
     "cost_every": (100, pos_int),
 }
 SEED_PATH = "training.seed"
+#: a cell's models (see :mod:`mlplab.experiments.protocols`): one detector per lr x init column
+MODEL_NOUN = "detector"
 
 
 #: the report's initialisation: the only one the ``as-published`` protocol trains

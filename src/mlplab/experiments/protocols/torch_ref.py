@@ -26,11 +26,17 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
                 epochs: int, seed: int, X: np.ndarray, y: np.ndarray, X_eval: np.ndarray | None,
                 y_eval: np.ndarray | None,
                 dropout: float = 0.0, schedule: dict[str, Any] | None = None,
-                X_test: np.ndarray | None = None, y_test: np.ndarray | None = None) -> dict[str, Any]:
+                X_test: np.ndarray | None = None, y_test: np.ndarray | None = None,
+                divergence_factor: float | None = 1e4) -> dict[str, Any]:
     """Train ``sizes`` (linear output + CrossEntropyLoss) with seeded torch; returns weights in
     mlplab's layout (W (fan_in, fan_out), b) and per-epoch history (loss, eval accuracy, time).
-    A non-finite epoch loss or weights raise :class:`~mlplab.errors.DivergenceError`, as
-    mlplab's own training does (the cell is then recorded as diverged).
+    An epoch diverges by the rules of mlplab's :class:`~mlplab.training.Trainer` (its
+    ``divergence_factor`` here, the same default): a non-finite epoch loss, weights gone
+    non-finite or too large (:meth:`MLP.finite_weights <mlplab.network.MLP.finite_weights>`'s
+    test), or an epoch loss above ``divergence_factor`` times the first epoch's (``None``: not
+    checked). It raises :class:`~mlplab.errors.DivergenceError`, worded as the Trainer's, and
+    the cell is recorded as diverged: a learning rate that diverges for mlplab's model is not
+    a finished (garbage) model for PyTorch's in the same comparison table.
 
     ``X_eval=None`` skips the per-epoch evaluation pass (its accuracies are then None). The
     optimizers use torch's multi-tensor (``foreach``) implementation, its fastest on the CPU."""
@@ -79,6 +85,7 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
     hist: dict[str, list] = {"epoch": [], "loss": [], "accuracy": [], "val_accuracy": [], "test_accuracy": [],
                              "time_s": [], "elapsed_s": []}
     elapsed = 0.0
+    first_loss = None  # the first epoch's mean loss, the divergence guard's yardstick
     for epoch in range(1, epochs + 1):
         model.train()
         t0 = time.perf_counter()
@@ -97,7 +104,7 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
         if sched is not None:
             sched.step()
         secs = time.perf_counter() - t0
-        _check_finite(model, total, epoch, lr)
+        first_loss = _check_divergence(model, total / n, first_loss, divergence_factor, epoch, lr)
         elapsed += secs
         model.eval()
         with torch.no_grad():
@@ -125,16 +132,29 @@ def train_torch(sizes: list[int], hidden_activation: str, optimizer: dict[str, A
             "torch_version": torch.__version__}
 
 
-def _check_finite(model, loss_sum: float, epoch: int, lr: float) -> None:
-    """Raise :class:`~mlplab.errors.DivergenceError` if the epoch's summed loss or a weight of
-    ``model`` is not finite (its metrics would be made of NaNs)."""
+def _check_divergence(model, loss: float, first_loss: float | None, factor: float | None, epoch: int,
+                      lr: float) -> float:
+    """Raise :class:`~mlplab.errors.DivergenceError` if the epoch's mean ``loss`` is not finite,
+    a parameter of ``model`` is non-finite or too large (:func:`mlplab.network.finite_arrays`, on
+    the float32 tensors themselves: :meth:`MLP.finite_weights <mlplab.network.MLP.finite_weights>`'s
+    test), or the loss exploded past ``factor`` times ``first_loss``
+    (:func:`mlplab.training.loss_exploded`): :class:`~mlplab.training.Trainer`'s checks, in its
+    order and words. Returns the first epoch's loss (``loss`` itself at the first epoch).
+    Read only: a training that does not diverge is bit for bit what it was without the checks."""
     import math
 
     import torch
 
-    from mlplab.training import divergence_error
+    from mlplab.network import finite_arrays
+    from mlplab.training import divergence_error, divergence_what, loss_exploded
 
-    if not math.isfinite(loss_sum):
-        raise divergence_error("loss became non-finite", epoch, lr)
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise divergence_error("weights became non-finite", epoch, lr)
+    if not math.isfinite(loss):
+        raise divergence_error(divergence_what(loss), epoch, lr)
+    with torch.no_grad():  # numpy views of the parameters: nothing copied, nothing changed
+        if not finite_arrays(p.detach().numpy() for p in model.parameters()):
+            raise divergence_error(divergence_what(None), epoch, lr)
+    if first_loss is None:
+        return loss
+    if loss_exploded(loss, first_loss, factor):
+        raise divergence_error(divergence_what(loss), epoch, lr)
+    return first_loss
