@@ -36,7 +36,7 @@ from mlplab.data.idx import check_pair
 from mlplab.errors import DataError, DataFormatError
 
 __all__ = ["Dataset", "load_dataset", "dataset_name", "list_datasets", "dataset_info", "data_record",
-           "data_identity", "current_data_identity", "data_changes", "DIGITS_SPLIT_SEED"]
+           "data_identity", "current_data_identity", "data_changes", "changed_files", "DIGITS_SPLIT_SEED"]
 
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 FASHION_NAMES = (
@@ -349,6 +349,15 @@ def data_changes(before: Any, now: Any) -> list[str]:
     if a.get("sklearn_version") != b.get("sklearn_version"):
         changes.append(f"scikit-learn {a.get('sklearn_version') or 'none'} -> {b.get('sklearn_version') or 'none'}")
     return changes
+
+
+def changed_files(before: Any, now: Any) -> list[str]:
+    """The IDX files whose SHA-256 differs between the data of ``before`` and ``now`` (records or
+    identities), by name, as :func:`data_changes` lists them; ``[]`` when no file differs (the
+    same data, or a change of name or of scikit-learn's version only)."""
+    fa = (data_identity(before) or {}).get("files") or {}
+    fb = (data_identity(now) or {}).get("files") or {}
+    return sorted(name for name in set(fa) | set(fb) if fa.get(name) != fb.get(name))
 
 
 def _sha_text(sha: Any) -> str:

@@ -17,11 +17,15 @@ Output folder::
     summary.json       every cell's result, mean ± sd per group of seeds, the comparison table,
                        the cells that diverged (``diverged``) and the finished cells some of
                        whose models diverged (``cells_with_diverged_models``: ovr-logistic's
-                       detectors train together, and one can diverge alone), and
-                       ``command``: the command line that wrote it, ``{"argv": ["mlplab",
-                       "experiment", "run", ...], "cwd": ...}`` (``null`` from the Python API)
+                       detectors train together, and one can diverge alone),
+                       ``data_changed``: the cached cells this run trained again because their
+                       data changed since (per cell, per dataset: its changed files and what
+                       changed; ``[]`` when none), and ``command``: the command line that wrote
+                       it, ``{"argv": ["mlplab", "experiment", "run", ...], "cwd": ...}``
+                       (``null`` from the Python API)
     report.md, report.html   the FIRST table puts published, reproduced and corrected numbers
-                       side by side; the HTML embeds its figures (self-contained)
+                       side by side; the HTML embeds its figures (self-contained); a paragraph
+                       names the cells trained again on changed data, when there are any
 """
 
 from __future__ import annotations
@@ -299,6 +303,8 @@ def run_experiment(spec: Spec, out: str | Path, *, seeds: int = 1, jobs: int = 1
         "diverged": [r.cell.name for r in failed],
         "diverged_errors": {r.cell.name: diverged(r.result) for r in failed},
         "cells_with_diverged_models": partly_diverged(results),
+        "data_changed": [{"cell": r.cell.name, "folder": str(r.folder.relative_to(out)), "data": r.data_changes}
+                         for r in results if r.data_changes],
         "cells": [{"name": r.cell.name, "group": r.cell.group, "seed": r.cell.seed, "key": r.cell.key,
                    "status": "diverged" if diverged(r.result) else "finished",
                    "folder": str(r.folder.relative_to(out)), "cached": r.cached, "wall_s": r.wall_s,
@@ -425,6 +431,30 @@ def _threads_text(results, records: list[dict[str, Any]], threads_now: int) -> s
     return "; ".join(parts) + f" (this invocation's --threads: {threads_now})"
 
 
+def data_changed_text(changed: list[dict[str, Any]]) -> str:
+    """The report's paragraph on the cached cells this run trained again because the data they
+    were trained on changed since (summary.json's ``data_changed``): how many, and per dataset
+    what changed and which cells, so a reader of the report knows which numbers are new, and why."""
+    by_dataset: dict[tuple[str, Any], tuple[list[str], list[str]]] = {}
+    for entry in changed:
+        for d in entry["data"]:
+            names, changes = by_dataset.setdefault((d["dataset"], d["data_dir"]), ([], []))
+            names.append(entry["cell"])
+            changes += [c for c in d["changes"] if c not in changes]
+    parts = []
+    for (dataset, data_dir), (names, changes) in by_dataset.items():
+        where = f"dataset {dataset}" + (f" (data dir {data_dir})" if data_dir is not None else "")
+        more = f" and {len(changes) - 2} more" if len(changes) > 2 else ""
+        cells = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        parts.append(f"{where} ({'; '.join(changes[:2])}{more}): {cells}")
+    n = len(changed)
+    them = "them" if n > 1 else "it"
+    text = "; ".join(parts)
+    return (f"Trained again on changed data: {n} cached cell{'s' if n > 1 else ''} had been trained on data that has "
+            f"changed since, so this run trained {them} again (summary.json's data_changed lists {them} with the "
+            f"changed files). {text[0].upper()}{text[1:]}.")
+
+
 #: settings a quick run's report states (those its runner reads), as the resolved spec holds them
 _QUICK_KEYS = ("training.epochs", "training.record_epochs", "training.cost_every", "data.max_train_samples",
                "data.max_test_samples")
@@ -465,6 +495,8 @@ def write_report(out: Path, spec: Spec, summary: dict[str, Any], parts: ReportPa
     blocks.append(("p", f"Protocol: {spec.protocol}. Mode: {mode}. Seeds per cell: {summary['seeds']}. "
                         f"Cells: {len(results)} ({sum(r.cached for r in results)} loaded from the cache). "
                         f"Wall time of this invocation: {summary['wall_s']:.1f} s with {summary['jobs']} job(s)."))
+    if summary.get("data_changed"):
+        blocks.append(("p", data_changed_text(summary["data_changed"])))
     if spec.quick:
         blocks += quick_blocks(spec)
     elif spec.description:

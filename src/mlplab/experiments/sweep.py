@@ -12,13 +12,19 @@ identity is the SHA-256 of ``{kind, config}`` (:attr:`Cell.key`), so
 * ``cell.json`` records the SHA-256 of every result file the finished cell wrote (not the
   report and figures ``mlplab report`` writes again): a cached cell whose files were since
   removed or changed is run again, with a one-line warning naming the file;
+* a cached cell's result is checked once, as it loads, against what a finished cell of its kind
+  returns (the types of the values the reports read, which each protocol module declares in
+  ``RESULTS``: :mod:`mlplab.experiments.shapes`); a cell.json holding another (text where a
+  number belongs, a missing key, NaN) is damage: the cell runs again, with a one-line warning
+  naming the cell.json and the value, instead of the report failing on it;
 * ``cell.json`` records which data the cell read (``data``: per dataset it loaded, the dataset
   and data dir it asked for, the dataset's name and each file's SHA-256, or scikit-learn's
   version for ``digits``): a cached cell is reused only while that data is the data the same
   request reads now (:func:`~mlplab.data.datasets.data_changes`: the same files read from
   elsewhere, or compressed otherwise, are the same data). Cells whose data changed (a folder's
   IDX files were replaced, another scikit-learn) are trained again, with one warning counting
-  them per dataset; a dataset that cannot be read now leaves its cells reused, with a warning
+  them per dataset (and :attr:`CellResult.data_changes` saying why, for the summary and the
+  report); a dataset that cannot be read now leaves its cells reused, with a warning
   that they were not checked. The current data
   is identified once per run, and only for the datasets cached cells read: ``mnist`` and
   ``fashion-mnist`` by their known checksums (nothing is read), a folder by hashing its files
@@ -143,6 +149,11 @@ class CellResult:
     result: dict[str, Any]
     cached: bool
     wall_s: float
+    #: why a cached cell was trained again in this run, for the summary and the report: one entry
+    #: per dataset it read whose data changed since, ``{"dataset", "data_dir"}`` as the cell asked
+    #: for it, ``"files"``: the IDX files whose SHA-256 differs, ``"changes"``: the warning's
+    #: phrases; ``[]`` for every other cell
+    data_changes: list[dict[str, Any]] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- grids
@@ -337,6 +348,34 @@ def damaged_file(folder: Path, saved: dict[str, Any]) -> str | None:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             return f"{path}: does not load"
     return None
+
+
+#: the shape of each cell kind's result (:func:`result_shape`), found once per process
+_RESULT_SHAPES: dict[str, Any] = {}
+
+
+def result_shape(kind: str):
+    """What a finished cell of ``kind`` (``"module:function"``) returns, as a
+    :mod:`~mlplab.experiments.shapes` shape: the record its protocol module declares in
+    ``RESULTS`` for ``function`` with what the runner reads of every result
+    (:data:`~mlplab.experiments.shapes.EVERY_RESULT`; that alone for a kind that declares none),
+    or a diverged result (its non-empty ``error``)."""
+    from mlplab.experiments.shapes import EVERY_RESULT, OrDiverged
+
+    if kind not in _RESULT_SHAPES:
+        module_name, _, func = kind.partition(":")
+        module = importlib.import_module(f"mlplab.experiments.protocols.{module_name}")
+        own = getattr(module, "RESULTS", {}).get(func)
+        _RESULT_SHAPES[kind] = OrDiverged(EVERY_RESULT if own is None else EVERY_RESULT.extended(own))
+    return _RESULT_SHAPES[kind]
+
+
+def result_problem(kind: str, result: dict[str, Any]) -> str | None:
+    """What is wrong with the cached ``result`` of a cell of ``kind``, as a phrase naming the
+    value (``"result.test_accuracy is 'abc', not a finite number"``), else ``None``: the types
+    of the values the reports read, as a freshly computed result of that kind holds them
+    (:func:`result_shape`). Any non-finite number is wrong too: cell.json is written without."""
+    return result_shape(kind).problem(result, "result")
 
 
 def _fresh_folder(out: Path) -> None:
@@ -587,9 +626,15 @@ class DataNow:
     def still_same(self, cell: Cell, recorded: list[dict[str, Any]]) -> bool:
         """``False`` when a dataset the cached ``cell`` read holds other data now (the cell is
         then trained again); a dataset that cannot be read now leaves the cell reused, unchecked."""
-        from mlplab.data.datasets import data_changes
+        return not self.changes(cell, recorded)
 
-        same = True
+    def changes(self, cell: Cell, recorded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per dataset the cached ``cell`` read that holds other data now, what changed
+        (:attr:`CellResult.data_changes`); ``[]`` when the cell can be reused. A dataset that
+        cannot be read now leaves the cell reused, unchecked."""
+        from mlplab.data.datasets import changed_files, data_changes
+
+        out = []
         for entry in recorded:
             key = (entry["dataset"], None if entry.get("data_dir") is None else str(entry["data_dir"]))
             now = self.now(*key)
@@ -599,8 +644,9 @@ class DataNow:
             changes = data_changes(entry, now)
             if changes:
                 self.changed.setdefault(key, []).append((cell.name, changes))
-                same = False
-        return same
+                out.append({"dataset": key[0], "data_dir": key[1], "files": changed_files(entry, now),
+                            "changes": changes})
+        return out
 
     def messages(self) -> list[str]:
         """One warning for the cells trained again because their data changed, one for those
@@ -631,7 +677,9 @@ def _asked(key: tuple[str, str | None]) -> str:
 
 def load_cached(cell: Cell, folder: Path, damaged: Callable[[str], None] | None = None) -> dict[str, Any] | None:
     """The saved entry of ``cell`` finished in ``folder``, or ``None``: not finished there, or its
-    files are damaged (``damaged(message)`` is told which; the cell then runs again)."""
+    result or files are damaged (``damaged(message)`` is told which; the cell then runs again).
+    The result is checked here, once, for everything that reads it later (the report builders):
+    a result no finished cell of its kind returns (:func:`result_problem`) is damage too."""
     path = folder / CELL_FILE
     if not path.exists():
         return None
@@ -642,10 +690,12 @@ def load_cached(cell: Cell, folder: Path, damaged: Callable[[str], None] | None 
     if not isinstance(saved, dict) or saved.get("key") != cell.key:
         return None
     wall = saved.get("wall_s", 0.0)
-    if not isinstance(saved.get("result"), dict) or isinstance(wall, bool) or not isinstance(wall, (int, float)):
+    if not isinstance(saved.get("result"), dict) or isinstance(wall, bool) or not isinstance(wall, (int, float)) \
+            or not math.isfinite(wall):
         problem = f"{path}: its result or wall_s is not what a finished cell writes"
     else:
-        problem = damaged_file(folder, saved)
+        problem = result_problem(cell.kind, saved["result"])
+        problem = f"{path}: {problem}" if problem else damaged_file(folder, saved)
     if problem is not None:
         if damaged is not None:
             damaged(f"cached cell {cell.name!r} is damaged ({problem}); running it again")
@@ -703,13 +753,15 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
     results: dict[int, CellResult] = {}
     todo: list[int] = []
     data_now = DataNow()
+    data_changed: dict[int, list[dict[str, Any]]] = {}  # the cells trained again because their data changed
     for i, c in enumerate(cells):
         folder = cells_dir / c.folder_name
         saved = load_cached(c, folder, damaged)
         if saved is None:  # the same config finished under another name (e.g. before --seeds renamed it)
             folder, saved = find_cached(c, cells_dir, damaged) or (folder, None)
-        if saved is not None and not data_now.still_same(c, recorded_data(c.config, folder, saved)):
-            folder, saved = cells_dir / c.folder_name, None  # trained on other data: train it again
+        changes = [] if saved is None else data_now.changes(c, recorded_data(c.config, folder, saved))
+        if changes:  # trained on other data: train it again (the summary and report say so)
+            folder, saved, data_changed[i] = cells_dir / c.folder_name, None, changes
         if saved is not None:
             results[i] = CellResult(c, folder, saved["result"], True, float(saved.get("wall_s", 0.0)))
             emit({"event": "cell_done", "name": c.name, "cached": True, "wall_s": results[i].wall_s,
@@ -728,7 +780,7 @@ def run_cells(cells: list[Cell], cells_dir: str | Path, jobs: int = 1, threads: 
         folder = cells_dir / c.folder_name
         if "error" in payload:
             raise CellFailed(f"cell {c.name!r} failed (folder {folder}): {payload['error'].strip()}")
-        results[i] = CellResult(c, folder, payload["result"], False, payload["wall_s"])
+        results[i] = CellResult(c, folder, payload["result"], False, payload["wall_s"], data_changed.get(i, []))
         emit({"event": "cell_done", "name": c.name, "cached": False, "wall_s": payload["wall_s"],
               "index": i, "total": len(cells), "diverged": diverged(payload["result"]),
               "diverged_models": diverged_models(payload["result"])})

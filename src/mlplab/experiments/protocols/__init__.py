@@ -4,6 +4,9 @@
 * ``cells(spec, seeds) -> list[Cell]``: the work, as cells of the sweep machinery;
 * ``report(spec, results, out) -> ReportParts``: the comparison table (published, reproduced,
   corrected), further report blocks and summary entries;
+* ``RESULTS``: per cell function, the shape of the result it returns, with the types of the
+  values ``report`` reads (:mod:`mlplab.experiments.shapes`): a cached result that does not
+  match is damage, and its cell runs again;
 * optionally ``check_spec(spec)`` for cross-key validation, and ``check_data(spec)`` for checks
   against the data (the runner calls it before any cell runs or anything is written);
 * optionally ``MODEL_NOUN``: what the runner calls the models a cell trains together and

@@ -10,6 +10,7 @@ import numpy as np
 
 from mlplab.config import to_toml
 from mlplab.errors import ConfigError
+from mlplab.experiments.shapes import INT, NUMBER, Either, ListOf, MapOf, Maybe, Record
 from mlplab.io import atomic_write_json, atomic_write_text
 from mlplab.runs import PreparedData
 
@@ -208,6 +209,30 @@ def _tomlable(obj: Any) -> Any:
 
 def write_config(out: Path, cfg: dict[str, Any]) -> None:
     atomic_write_text(out / "config.toml", to_toml(_tomlable(cfg)))
+
+
+#: a classification report as the two-hidden report reads it: per class (and average) a table of
+#: precision, recall and f1-score (null when undefined), next to single numbers (``accuracy``)
+_CLASS_ROW = Record({"precision?": Maybe(NUMBER), "recall?": Maybe(NUMBER), "f1-score?": Maybe(NUMBER)})
+CLASSIFICATION_REPORT = MapOf(Either(_CLASS_ROW, Maybe(NUMBER)))
+#: confusion-matrix counts, rows = true class (the two-hidden report reads row 0)
+CONFUSION_MATRIX = ListOf(ListOf(INT, min_len=1), min_len=1)
+
+#: what :func:`metric_summary` returns (the shape a cached result is checked against, see
+#: :mod:`mlplab.experiments.shapes`), and the metrics some cells add that the two-hidden report
+#: reads of any cell when present (``chunked_auc``, ``classification_report``)
+METRICS = Record({
+    "test_accuracy": NUMBER,
+    "train_accuracy?": Maybe(NUMBER),
+    "test_auc_ovr_macro?": Maybe(NUMBER),
+    "test_auc_ovo_macro?": Maybe(NUMBER),
+    "test_balanced_accuracy?": Maybe(NUMBER),
+    "training_time_s?": Maybe(NUMBER),
+    "inference_s_all?": Maybe(NUMBER),
+    "epochs_run?": Maybe(INT),
+    "chunked_auc?": Maybe(NUMBER),
+    "classification_report?": CLASSIFICATION_REPORT,
+})
 
 
 def metric_summary(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -12,13 +12,20 @@ from typing import Any
 import numpy as np
 
 from mlplab.experiments.protocols.common import (
-    ReportParts, build_net, build_trainer, diverged_label, estimated_cost, finish_run, metric_summary, pm, prepare,
+    METRICS, ReportParts, build_net, build_trainer, diverged_label, estimated_cost, finish_run, metric_summary, pm,
+    prepare,
 )
 from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float, snapshots_back
+from mlplab.experiments.shapes import EPOCH_KEYS, INT, NUMBER, MapOf, Record
 from mlplab.experiments.sweep import Cell, grid, label, set_path
 from mlplab.training import Callback
 
 OPTIONS: dict[str, tuple[Any, Any]] = {}
+#: what a cell returns (:func:`_finish`): a cached result is checked against it
+RESULTS = {"run_cell": METRICS.extended({
+    "snapshots?": MapOf(Record({"train_accuracy": NUMBER, "test_accuracy": NUMBER}), **EPOCH_KEYS),
+    "stacked_with?": INT,
+})}
 SECTION_KEYS = ("data", "split", "preprocessing", "model", "training")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from mlplab.experiments.checkpoint import attach
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num, pct
+from mlplab.experiments.shapes import NUMBER, TEXT, ListOf, Row
 from mlplab.experiments.spec import SECTIONS, KeyUse, choice, distinct, list_of, section_keys, table
 from mlplab.experiments.sweep import Cell, diverged
 from mlplab.io import atomic_write_text
@@ -34,6 +35,10 @@ OPTIONS = {
     "fast_time_budget_s": (30.0, lambda v: None if isinstance(v, (int, float)) and v > 0 else "must be > 0"),
 }
 SEED_PATH = "training.seed"
+#: what a cell returns (:func:`run_cell`): a cached result is checked against it. The report
+#: compares the training time with the fast recipe's budget and draws the accuracy-seconds curve
+RESULTS = {"run_cell": common.METRICS.extended({"training_time_s": NUMBER, "trained_with?": TEXT,
+                                                "time_curve?": ListOf(Row(NUMBER, NUMBER))})}
 MODEL_KEYS = {"hidden", "hidden_activation", "dropout", "l2", "init"}
 RECIPE_KEYS = {"hidden", "hidden_activation", "dropout", "l2", "optimizer", "lr", "batch_size", "epochs",
                "schedule", "schedule_params", "init"}

@@ -24,6 +24,7 @@ from scipy.special import expit
 
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, pct
+from mlplab.experiments.shapes import BOOL, INT, NUMBER, TEXT, ListOf, Maybe, OrDiverged, Record
 from mlplab.experiments.spec import KeyUse, choice, distinct, list_of, nonneg_int, pos_float, pos_int
 from mlplab.errors import DivergenceError
 from mlplab.experiments.sweep import Cell, diverged, diverged_result
@@ -41,6 +42,19 @@ OPTIONS = {
 SEED_PATH = "training.seed"
 #: a cell's models (see :mod:`mlplab.experiments.protocols`): one detector per lr x init column
 MODEL_NOUN = "detector"
+
+#: what a digit cell returns (:func:`digit_cell`): a cached result is checked against it. The
+#: report reads each model's digit, learning rate, init and metrics (a diverged model has its error)
+_MODEL = Record({"digit": INT, "lr": NUMBER, "init": TEXT})
+RESULTS = {"digit_cell": Record({
+    "digit?": INT,
+    "training_time_s?": NUMBER,
+    "models": ListOf(OrDiverged(_MODEL.extended({
+        "train_accuracy": NUMBER, "train_correct?": INT,
+        "test": Record({"accuracy": NUMBER, "baseline_accuracy": NUMBER, "beats_baseline": BOOL,
+                        "balanced_accuracy": NUMBER, "roc_auc": Maybe(NUMBER), "f1": Maybe(NUMBER)}),
+    }), _MODEL), min_len=1),
+})}
 
 
 #: the report's initialisation: the only one the ``as-published`` protocol trains

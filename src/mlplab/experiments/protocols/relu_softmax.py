@@ -19,6 +19,7 @@ import numpy as np
 from mlplab.experiments.checkpoint import CheckpointClock, attach, float_back, json_float, snapshots_back
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary
+from mlplab.experiments.shapes import EPOCH_KEYS, INT, NUMBER, ListOf, MapOf, Maybe, Record, Row
 from mlplab.experiments.spec import KeyUse, distinct, list_of, pos_float, section_keys
 from mlplab.experiments.sweep import Cell
 from mlplab.training import Callback
@@ -27,6 +28,15 @@ OPTIONS = {
     "lrs": ([0.05, 0.005], distinct(list_of(pos_float, allow_empty=False))),
 }
 SEED_PATH = "training.seed"
+#: what a cell returns (:func:`_finish`): a cached result is checked against it. The report reads
+#: every snapshot's four scores, the costs' iterations and values, and the zero predictor's scores
+RESULTS = {"run_cell": common.METRICS.extended({
+    "snapshots": MapOf(Record({"train_accuracy": NUMBER, "test_accuracy": NUMBER, "train_mae_score": NUMBER,
+                               "test_mae_score": NUMBER, "test_predicted_zero_fraction?": NUMBER}), **EPOCH_KEYS),
+    "costs": ListOf(Row(INT, NUMBER, Maybe(NUMBER))),
+    "zero_predictor": Record({"train": NUMBER, "test": NUMBER}),
+    "stacked_with?": INT,
+})}
 
 
 def key_use(spec) -> KeyUse:

@@ -31,6 +31,7 @@ import numpy as np
 from mlplab.experiments.checkpoint import attach
 from mlplab.experiments.protocols import common
 from mlplab.experiments.protocols.common import ReportParts, metric_summary, num
+from mlplab.experiments.shapes import NUMBER, ListOf, Maybe, Record, Where
 from mlplab.experiments.spec import (
     KeyUse, boolean, choice, compact_keys, distinct, list_of, pos_int, section_keys, toml_value,
 )
@@ -49,6 +50,20 @@ OPTIONS = {
     "replay_dtype": ("float32", choice("float32", "float64")),
 }
 SEED_PATH = "training.seed"
+#: the replay's per-epoch curve: four lists of one length (the report compares them epoch by epoch)
+_CURVE_KEYS = ("train_accuracy", "eval_accuracy", "train_mse", "eval_mse")
+_CURVE = Where(Record({k: ListOf(NUMBER, min_len=1) for k in _CURVE_KEYS}),
+               lambda c: len({len(c[k]) for k in _CURVE_KEYS}) == 1, "holds lists of different lengths")
+#: what the cells return (:func:`replay_cell`, :func:`torch_cell`; Model 2 (mlplab) and the
+#: corrected cells are generic cells): a cached result is checked against it. The report reads
+#: the replay's curve, initial evaluation and confusion matrix, and PyTorch's inference time
+RESULTS = {
+    "replay_cell": common.METRICS.extended({"initial_mse": NUMBER, "initial_accuracy": NUMBER, "curve": _CURVE,
+                                            "confusion_matrix": common.CONFUSION_MATRIX}),
+    "torch_cell": common.METRICS.extended({"inference_s_all_torch?": Maybe(NUMBER),
+                                           "confusion_matrix?": common.CONFUSION_MATRIX,
+                                           "epoch_losses?": ListOf(NUMBER)}),
+}
 
 #: the report's labels (its own architectures and recipe); :func:`label` writes a cell's from
 #: what it trained, which gives these for the report's settings
