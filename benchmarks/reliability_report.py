@@ -27,7 +27,7 @@ GROUPS = {
                   "tests/experiments/test_spec.py", "tests/reliability/test_qa24_fixes.py",
                   "tests/core/test_config_cli_qa25.py", "tests/core/test_model_files_qa25.py",
                   "tests/data/test_data_qa25.py", "tests/core/test_resume_qa27.py",
-                  "tests/experiments/test_cells_resume_qa27.py"],
+                  "tests/experiments/test_cells_resume_qa27.py", "tests/experiments/test_cache_result_qa28.py"],
     "fuzzing": ["tests/data/test_idx.py::test_fuzz_only_data_errors_escape",
                 "tests/core/test_serialization.py::test_fuzzed_model_files_raise_only_model_file_errors",
                 "tests/reliability/test_fuzz_config.py"],
