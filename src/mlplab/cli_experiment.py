@@ -77,8 +77,8 @@ def run(
 
     A cell whose training diverges is recorded (and cached) as diverged, the others run on, and
     the report lists it with n/a values; the exit code is then still 0. Models a cell trains
-    together (ovr-logistic's detectors) can diverge alone: counted apart, at the end too. Sweeps of more than
-    10,000 cells are refused (set MLPLAB_MAX_CELLS to allow more)."""
+    together (ovr-logistic's detectors) can diverge alone: counted apart, at the end too.
+    Sweeps of more than 10,000 cells are refused (set MLPLAB_MAX_CELLS to allow more)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
