@@ -94,13 +94,11 @@ def run_one(kind: str, params: dict, data, est=None) -> dict:
     from sklearn.exceptions import ConvergenceWarning
 
     Xtr, ytr, Xte, yte = data
-    if est is not None:
-        pass
-    elif kind == "mlplab":
+    if est is None and kind == "mlplab":
         from mlplab.estimator import MLPClassifier
 
         est = MLPClassifier(optimizer="adam", dtype="float32", **params)
-    else:
+    elif est is None:
         from sklearn.neural_network import MLPClassifier
 
         est = MLPClassifier(solver="adam", **params)

@@ -52,7 +52,7 @@ from mlplab.errors import ConfigError, DivergenceError, ModelFileError
 from mlplab.network import MLP, STREAM_SHUFFLE, STREAM_SPLIT, rng_for
 from mlplab.optimizers import get_optimizer
 from mlplab.schedules import get_schedule
-from mlplab.training import FLUSH_EVERY, bind_training_step, flush_subnormal_state
+from mlplab.training import FLUSH_EVERY, bind_training_step, flush_subnormal_state, roll_back, rollback_point
 
 __all__ = ["MLPClassifier", "OneVsRestLogisticRegression"]
 
@@ -870,17 +870,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                           stacklevel=4)  # the caller of fit (fit -> _fit -> _train)
 
     def _rollback_point(self) -> tuple:
-        """The optimizer's state (a copy) and the shuffling and dropout generators' states: what an
-        epoch changes besides the weights, restored with them when it diverges (:meth:`_roll_back`)."""
-        return (self._optimizer.state_dict(), self._shuffle_rng.bit_generator.state,
-                self.net_.dropout_rng.bit_generator.state)
+        return rollback_point(self._optimizer, self._shuffle_rng, self.net_.dropout_rng)
 
     def _roll_back(self, point: tuple) -> None:
-        opt_state, shuffle_state, dropout_state = point
-        self._optimizer.load_state_dict(*opt_state)
+        roll_back(point, self._optimizer, self._shuffle_rng, self.net_.dropout_rng)
         self.t_ = self._optimizer.t
-        self._shuffle_rng.bit_generator.state = shuffle_state
-        self.net_.dropout_rng.bit_generator.state = dropout_state
 
     def _step(self, Xb, yb, wb, alpha, bound=None) -> float:
         """One minibatch update; returns the batch's weighted loss sum ``S * L_B``. ``bound``:

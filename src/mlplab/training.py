@@ -224,6 +224,23 @@ def flush_subnormal_state(net: MLP, opt: Optimizer) -> None:
     opt.flush_subnormals()
 
 
+def rollback_point(opt: Optimizer, *rngs: np.random.Generator) -> tuple:
+    """What an epoch changes besides the weights and its counters: the optimizer's state (a
+    copy) and the states of ``rngs`` (shuffling, dropout). A rejected (diverged) epoch restores
+    it with :func:`roll_back`, which :class:`Trainer` and the estimator both do."""
+    return opt.state_dict(), [r.bit_generator.state for r in rngs]
+
+
+def roll_back(point: tuple, opt: Optimizer, *rngs: np.random.Generator) -> None:
+    """Undo a rejected epoch's optimizer steps and draws (the caller restores the weights):
+    without it the optimizer kept the diverged epoch's moments, NaN or huge, and its step count,
+    so a retry at a smaller learning rate started from them."""
+    opt_state, rng_states = point
+    opt.load_state_dict(*opt_state)
+    for rng, state in zip(rngs, rng_states):
+        rng.bit_generator.state = state
+
+
 def divergence_error(what: str, epoch: int, lr: float) -> DivergenceError:
     """The error of a training whose ``what`` (e.g. "loss became non-finite") happened at
     ``epoch`` (1-based) with learning rate ``lr``: :class:`Trainer`'s, and that of the training
@@ -469,19 +486,10 @@ class Trainer:
                               f"fit its {batches} minibatches")
 
     def _rollback_point(self) -> tuple:
-        """What an epoch changes besides the weights and its counters: the optimizer's state (a
-        copy) and the shuffling and dropout generators. A rejected epoch restores it (see
-        :meth:`_roll_back`)."""
-        return self.optimizer.state_dict(), self.rng.bit_generator.state, self.net.dropout_rng.bit_generator.state
+        return rollback_point(self.optimizer, self.rng, self.net.dropout_rng)
 
     def _roll_back(self, point: tuple) -> None:
-        """Undo a rejected epoch's optimizer steps and draws (the weights are restored by the
-        caller): without it the optimizer kept the diverged epoch's moments, NaN or huge, and
-        its step count, so a retry at a smaller learning rate started from them."""
-        opt_state, shuffle_state, dropout_state = point
-        self.optimizer.load_state_dict(*opt_state)
-        self.rng.bit_generator.state = shuffle_state
-        self.net.dropout_rng.bit_generator.state = dropout_state
+        roll_back(point, self.optimizer, self.rng, self.net.dropout_rng)
 
     def _loop(self, X, y, epochs, X_val, y_val, bs, full_batch, good_weights) -> History:
         net = self.net

@@ -23,24 +23,9 @@ from mlplab.cli import main
 from mlplab.experiments.sweep import CELL_FILE
 from test_cache_data_qa27 import LABELS, change_labels, spec_file, write_folder
 from test_report_diverged import MNIST_BEST
-from tinyspecs import TWO_HIDDEN, ovr, relu
+from tinyspecs import TWO_HIDDEN, generic, ovr, relu
 
-GENERIC = """
-name = "qa28"
-runner = "generic"
-protocol = "corrected"
-[data]
-dataset = "digits"
-[split]
-kind = "canonical"
-[model]
-hidden = [8]
-[training]
-batch_size = 64
-epochs = 1
-seed = 3
-record_epochs = [1]
-"""
+GENERIC = generic("qa28")
 
 #: one tiny run per report that reads cached results: the runner's own tables (generic), and each
 #: protocol's report builder (the replay's curve is read when a published curve is given)

@@ -20,23 +20,9 @@ from mlplab.experiments.protocols.generic import Snapshots
 from mlplab.experiments.sweep import _fresh_folder
 from mlplab.network import MLP
 from mlplab.training import Trainer
+from tinyspecs import generic
 
-SPEC = """
-name = "qa27"
-runner = "generic"
-protocol = "corrected"
-[data]
-dataset = "digits"
-[split]
-kind = "canonical"
-[model]
-hidden = [8]
-[training]
-batch_size = 64
-epochs = 1
-seed = 3
-record_epochs = [1]
-"""
+SPEC = generic("qa27")
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,26 @@ torch = false
 """
 
 
+def generic(name: str) -> str:
+    """The generic runner on digits: one 8-unit hidden layer, one epoch, one cell."""
+    return f"""
+name = "{name}"
+runner = "generic"
+protocol = "corrected"
+[data]
+dataset = "digits"
+[split]
+kind = "canonical"
+[model]
+hidden = [8]
+[training]
+batch_size = 64
+epochs = 1
+seed = 3
+record_epochs = [1]
+"""
+
+
 def ovr(digits: str = "[0, 1]", n_pos: int = 50, lrs: str = "[0.01, 0.5]", name: str = "ovr-tiny",
         quick: bool = True) -> str:
     """Report 2's one-vs-rest runner on digits, both protocols, float64, full batch: its digits,
